@@ -1,0 +1,203 @@
+/**
+ * The model folder's manifest (`model.json`), as documented in docs/model-format.md, and its
+ * validation. Every problem names the file and what is wrong, so a user with a broken or foreign
+ * folder knows what to fix.
+ */
+import { MosaicError } from "./errors.ts";
+import type { SamplingSettings } from "./sampling.ts";
+import { NORMALIZATIONS, type NormalizationName } from "./text.ts";
+
+export const FORMAT = "mosaic-model";
+export const FORMAT_VERSION = 1;
+
+export type Dim = number | string;
+export type DType = "float32" | "float16" | "int64";
+
+export interface TensorSpec {
+  name: string;
+  dtype: DType;
+  shape: Dim[];
+}
+
+export interface GraphSpec {
+  file: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+}
+
+export interface Architecture {
+  family: "dalle-bart";
+  encoderLayers: number;
+  decoderLayers: number;
+  heads: number;
+  modelWidth: number;
+  headDim: number;
+  feedForwardWidth: number;
+  textVocabSize: number;
+  maxTextLength: number;
+  grid: { height: number; width: number };
+  codebookSize: number;
+  startTokenId: number;
+  imageSize: { height: number; width: number };
+}
+
+export type PreviewFill = "most-frequent";
+
+export interface ModelManifest {
+  format: typeof FORMAT;
+  formatVersion: number;
+  name: string;
+  version: string;
+  description: string;
+  architecture: Architecture;
+  text: { tokenizer: string; normalization: NormalizationName; padTokenId: number };
+  sampling: SamplingSettings;
+  previews: { fill: PreviewFill; codePatches?: { file: string; patchSize: number } };
+  graphs: { textEncoder: GraphSpec; decoderStep: GraphSpec; vqDecoder: GraphSpec };
+  training?: unknown;
+}
+
+/** The tensors each graph must have: what the engine feeds and reads (names and ranks). */
+export function requiredGraphs(a: Architecture): Record<keyof ModelManifest["graphs"], { inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+  const cache: Dim[] = [a.decoderLayers, "batch", a.heads, a.grid.height * a.grid.width, a.headDim];
+  const cross: Dim[] = [a.decoderLayers, "batch", a.heads, "text_length", a.headDim];
+  const text: Dim[] = ["batch", "text_length"];
+  return {
+    textEncoder: {
+      inputs: [{ name: "input_ids", dtype: "int64", shape: text }, { name: "attention_mask", dtype: "int64", shape: text }],
+      outputs: [{ name: "cross_k", dtype: "float32", shape: cross }, { name: "cross_v", dtype: "float32", shape: cross }],
+    },
+    decoderStep: {
+      inputs: [
+        { name: "token", dtype: "int64", shape: ["batch"] },
+        { name: "position", dtype: "int64", shape: [1] },
+        { name: "past_k", dtype: "float32", shape: cache },
+        { name: "past_v", dtype: "float32", shape: cache },
+        { name: "cross_k", dtype: "float32", shape: cross },
+        { name: "cross_v", dtype: "float32", shape: cross },
+        { name: "text_mask", dtype: "int64", shape: text },
+      ],
+      outputs: [
+        { name: "logits", dtype: "float32", shape: ["batch", a.codebookSize] },
+        { name: "present_k", dtype: "float32", shape: cache },
+        { name: "present_v", dtype: "float32", shape: cache },
+      ],
+    },
+    vqDecoder: {
+      inputs: [{ name: "codes", dtype: "int64", shape: ["batch", a.grid.height, a.grid.width] }],
+      outputs: [{ name: "pixels", dtype: "float32", shape: ["batch", a.imageSize.height, a.imageSize.width, 3] }],
+    },
+  };
+}
+
+type Json = Record<string, unknown>;
+
+class Checker {
+  constructor(private readonly file: string) {}
+
+  fail(path: string, problem: string): never {
+    throw new MosaicError("MODEL_INVALID", `${this.file}: ${path} ${problem}`);
+  }
+
+  object(v: unknown, path: string): Json {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) this.fail(path, "must be an object");
+    return v as Json;
+  }
+
+  string(o: Json, key: string, path: string): string {
+    const v = o[key];
+    if (typeof v !== "string" || v === "") this.fail(`${path}.${key}`, "must be a non-empty string");
+    return v;
+  }
+
+  int(o: Json, key: string, path: string, min = 1): number {
+    const v = o[key];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) this.fail(`${path}.${key}`, `must be a whole number ≥ ${min}`);
+    return v;
+  }
+
+  number(o: Json, key: string, path: string): number {
+    const v = o[key];
+    if (typeof v !== "number" || !Number.isFinite(v)) this.fail(`${path}.${key}`, "must be a number");
+    return v;
+  }
+}
+
+export function validateManifest(raw: unknown, file = "model.json"): ModelManifest {
+  const c: Checker = new Checker(file);
+  const m = c.object(raw, "the manifest");
+  if (m.format !== FORMAT) c.fail("format", `must be "${FORMAT}" (got ${JSON.stringify(m.format)})`);
+  const version = c.int(m, "formatVersion", "");
+  if (version !== FORMAT_VERSION) {
+    c.fail("formatVersion", `${version} is not supported: this Mosaic reads format version ${FORMAT_VERSION}`);
+  }
+  c.string(m, "name", "");
+  c.string(m, "version", "");
+  if (typeof m.description !== "string") c.fail("description", "must be a string");
+
+  const a = c.object(m.architecture, "architecture");
+  if (a.family !== "dalle-bart") c.fail("architecture.family", `must be "dalle-bart" (got ${JSON.stringify(a.family)})`);
+  for (const k of ["encoderLayers", "decoderLayers", "heads", "modelWidth", "headDim", "feedForwardWidth", "textVocabSize", "maxTextLength", "codebookSize"]) {
+    c.int(a, k, "architecture");
+  }
+  c.int(a, "startTokenId", "architecture", 0);
+  for (const k of ["grid", "imageSize"]) {
+    const g = c.object(a[k], `architecture.${k}`);
+    c.int(g, "height", `architecture.${k}`);
+    c.int(g, "width", `architecture.${k}`);
+  }
+  const arch = a as unknown as Architecture;
+  if (arch.heads * arch.headDim !== arch.modelWidth) c.fail("architecture", "heads × headDim must equal modelWidth");
+  if (arch.imageSize.height % arch.grid.height !== 0 || arch.imageSize.width % arch.grid.width !== 0) {
+    c.fail("architecture", "imageSize must be a whole multiple of grid");
+  }
+
+  const t = c.object(m.text, "text");
+  c.string(t, "tokenizer", "text");
+  const norm = c.string(t, "normalization", "text");
+  if (!(NORMALIZATIONS as readonly string[]).includes(norm)) {
+    c.fail("text.normalization", `"${norm}" is not one this Mosaic implements (${NORMALIZATIONS.join(", ")})`);
+  }
+  c.int(t, "padTokenId", "text", 0);
+
+  const s = c.object(m.sampling, "sampling");
+  for (const k of ["guidanceScale", "topP", "temperature"]) c.number(s, k, "sampling");
+  c.int(s, "topK", "sampling", 0);
+
+  const p = c.object(m.previews, "previews");
+  if (p.fill !== "most-frequent") c.fail("previews.fill", `must be "most-frequent" (got ${JSON.stringify(p.fill)})`);
+  if (p.codePatches !== undefined) {
+    const cp = c.object(p.codePatches, "previews.codePatches");
+    c.string(cp, "file", "previews.codePatches");
+    c.int(cp, "patchSize", "previews.codePatches");
+  }
+
+  const graphs = c.object(m.graphs, "graphs");
+  const required = requiredGraphs(arch);
+  for (const key of Object.keys(required) as (keyof typeof required)[]) {
+    const g = c.object(graphs[key], `graphs.${key}`);
+    c.string(g, "file", `graphs.${key}`);
+    for (const kind of ["inputs", "outputs"] as const) {
+      const list = g[kind];
+      if (!Array.isArray(list)) c.fail(`graphs.${key}.${kind}`, "must be a list");
+      for (const want of required[key][kind]) {
+        const got = (list as Json[]).find((x) => x?.name === want.name);
+        const path = `graphs.${key}.${kind}[${want.name}]`;
+        if (!got) c.fail(path, "is missing");
+        if (got.dtype !== want.dtype) c.fail(path, `has dtype ${JSON.stringify(got.dtype)}, expected ${want.dtype}`);
+        if (!Array.isArray(got.shape) || !shapesAgree(got.shape as Dim[], want.shape)) {
+          c.fail(path, `has shape ${JSON.stringify(got.shape)}, expected ${JSON.stringify(want.shape)} (from the architecture)`);
+        }
+      }
+    }
+  }
+  return m as unknown as ModelManifest;
+}
+
+/** Named (dynamic) axes match any name; fixed sizes must be equal. */
+export function shapesAgree(got: Dim[], want: Dim[]): boolean {
+  return got.length === want.length && got.every((d, i) => {
+    const w = want[i]!;
+    return typeof w === "string" ? true : d === w;
+  });
+}

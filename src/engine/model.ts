@@ -1,0 +1,127 @@
+/**
+ * A model folder, loaded once: manifest, tokenizer, the three ONNX sessions and the code patches.
+ * Sessions are reused by every generation.
+ */
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import type ort from "onnxruntime-node";
+import { MosaicError } from "./errors.ts";
+import { requiredGraphs, shapesAgree, validateManifest, type GraphSpec, type ModelManifest } from "./model-format.ts";
+import { openSession, type Logger, type ProviderName } from "./providers.ts";
+import { PromptEncoder } from "./text.ts";
+
+export interface LoadOptions {
+  provider?: ProviderName;
+  log?: Logger;
+}
+
+export interface Model {
+  folder: string;
+  manifest: ModelManifest;
+  prompts: PromptEncoder;
+  textEncoder: ort.InferenceSession;
+  decoderStep: ort.InferenceSession;
+  vqDecoder: ort.InferenceSession;
+  /** uint8 [codebook, patch, patch, 3], or null when the folder has none. */
+  codePatches: Uint8Array | null;
+  /** The provider actually in use (after any fallback). */
+  provider: ProviderName;
+  release(): Promise<void>;
+}
+
+async function mustExist(file: string, what: string): Promise<void> {
+  try {
+    await stat(file);
+  } catch {
+    throw new MosaicError("MODEL_INVALID", `${file}: missing (${what} named in model.json)`);
+  }
+}
+
+export async function readManifest(folder: string): Promise<ModelManifest> {
+  const file = path.join(folder, "model.json");
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch {
+    throw new MosaicError("MODEL_NOT_FOUND", `${file}: not found; --model / MOSAIC_MODEL must name a model folder`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new MosaicError("MODEL_INVALID", `${file}: not valid JSON (${(e as Error).message})`);
+  }
+  return validateManifest(raw, file);
+}
+
+/** The session's real inputs and outputs must be what model.json (and so the engine) expects. */
+function checkSession(session: ort.InferenceSession, spec: GraphSpec, required: { inputs: { name: string }[]; outputs: { name: string }[] }, file: string): void {
+  const sides = [
+    ["input", session.inputMetadata, spec.inputs, required.inputs],
+    ["output", session.outputMetadata, spec.outputs, required.outputs],
+  ] as const;
+  for (const [kind, metas, declared, needed] of sides) {
+    for (const want of needed) {
+      const meta = metas.find((m) => m.name === want.name);
+      if (!meta) throw new MosaicError("MODEL_INVALID", `${file}: has no ${kind} named "${want.name}" (it has ${metas.map((m) => m.name).join(", ")})`);
+      const decl = declared.find((d) => d.name === want.name)!;
+      if (!meta.isTensor) throw new MosaicError("MODEL_INVALID", `${file}: ${kind} "${want.name}" is not a tensor`);
+      if (meta.type !== decl.dtype) {
+        throw new MosaicError("MODEL_INVALID", `${file}: ${kind} "${want.name}" is ${meta.type}, model.json says ${decl.dtype}`);
+      }
+      if (meta.shape.length > 0 && !shapesAgree([...meta.shape], decl.shape)) {
+        throw new MosaicError("MODEL_INVALID",
+          `${file}: ${kind} "${want.name}" has shape ${JSON.stringify(meta.shape)}, model.json says ${JSON.stringify(decl.shape)}`);
+      }
+    }
+  }
+}
+
+export async function loadModel(folder: string, options: LoadOptions = {}): Promise<Model> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const manifest = await readManifest(folder);
+  const a = manifest.architecture;
+  const tokenizerPath = path.join(folder, manifest.text.tokenizer);
+  await mustExist(tokenizerPath, "the tokenizer");
+  const required = requiredGraphs(a);
+  const g = manifest.graphs;
+  for (const spec of [g.textEncoder, g.decoderStep, g.vqDecoder]) await mustExist(path.join(folder, spec.file), "a graph");
+
+  let provider = options.provider ?? "cpu";
+  const open = async (spec: GraphSpec, key: keyof typeof required, deviceOutputs?: string[]) => {
+    const file = path.join(folder, spec.file);
+    let opened;
+    try {
+      opened = await openSession({ path: file, provider, deviceOutputs }, log);
+    } catch (e) {
+      throw new MosaicError("MODEL_INVALID", `${file}: ONNX Runtime cannot load it: ${(e as Error).message}`, { cause: e });
+    }
+    // One fallback line is enough: later sessions go straight to the provider that worked.
+    provider = opened.provider;
+    checkSession(opened.session, spec, required[key], file);
+    return opened.session;
+  };
+  const decoderStep = await open(g.decoderStep, "decoderStep", ["present_k", "present_v"]);
+  const textEncoder = await open(g.textEncoder, "textEncoder", ["cross_k", "cross_v"]);
+  const vqDecoder = await open(g.vqDecoder, "vqDecoder");
+
+  let codePatches: Uint8Array | null = null;
+  const cp = manifest.previews.codePatches;
+  if (cp) {
+    const file = path.join(folder, cp.file);
+    await mustExist(file, "the code patches");
+    const bytes = new Uint8Array(await readFile(file));
+    const expected = a.codebookSize * cp.patchSize * cp.patchSize * 3;
+    if (bytes.length !== expected) {
+      throw new MosaicError("MODEL_INVALID", `${file}: ${bytes.length} bytes, expected ${expected} (codebook × patch² × RGB)`);
+    }
+    codePatches = bytes;
+  }
+  const prompts = await PromptEncoder.load(tokenizerPath, manifest.text.normalization, a.maxTextLength, manifest.text.padTokenId);
+  return {
+    folder, manifest, prompts, textEncoder, decoderStep, vqDecoder, codePatches, provider,
+    async release() {
+      await Promise.all([textEncoder.release(), decoderStep.release(), vqDecoder.release()]);
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * ONNX Runtime sessions on the configured execution provider, falling back to the CPU with one
+ * logged line when the provider cannot start (onnxruntime-node throws "Failed to get a WebGPU
+ * adapter" rather than falling back by itself, even with 'cpu' listed after it).
+ */
+import ort from "onnxruntime-node";
+
+export type ProviderName = "cpu" | "webgpu" | "cuda";
+export const PROVIDERS: readonly ProviderName[] = ["cpu", "webgpu", "cuda"];
+
+export interface SessionRequest {
+  path: string;
+  provider: ProviderName;
+  /** Outputs to keep on the device (fed back as inputs next step); only honoured off the CPU. */
+  deviceOutputs?: string[];
+}
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  provider: ProviderName;
+}
+
+export type Logger = (line: string) => void;
+
+export async function openSession(req: SessionRequest, log: Logger): Promise<OpenedSession> {
+  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
+  if (req.provider !== "cpu") {
+    const options: ort.InferenceSession.SessionOptions = { ...base, executionProviders: [req.provider] };
+    if (req.deviceOutputs?.length && req.provider === "webgpu") {
+      options.preferredOutputLocation = Object.fromEntries(req.deviceOutputs.map((n) => [n, "gpu-buffer"]));
+    }
+    try {
+      return { session: await ort.InferenceSession.create(req.path, options), provider: req.provider };
+    } catch (e) {
+      log(`mosaic: the ${req.provider} execution provider is not available (${firstLine(e)}); using the CPU`);
+    }
+  }
+  return { session: await ort.InferenceSession.create(req.path, { ...base, executionProviders: ["cpu"] }), provider: "cpu" };
+}
+
+function firstLine(e: unknown): string {
+  return String(e instanceof Error ? e.message : e).split("\n")[0]!.trim();
+}

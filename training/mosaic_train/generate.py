@@ -1,0 +1,34 @@
+"""PyTorch reference generation: the behaviour the TypeScript engine is checked against."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .sampling import Mulberry32, Settings, choose, guide
+from .text import WordTokenizer
+from .train_transformer import tokenize_batch
+from .transformer import DalleBart
+
+
+@torch.no_grad()
+def generate_codes(model: DalleBart, tok: WordTokenizer, prompts: list[str], seeds: list[int],
+                   settings: Settings) -> np.ndarray:
+    """One image per (prompt, seed) pair -> codes int64 [n, grid*grid].
+
+    Rows are [conditional..., unconditional...] in one batch, as the engine runs them.
+    """
+    cfg = model.config
+    n = len(prompts)
+    ids, mask = tokenize_batch(tok, prompts + [""] * n, cfg.max_text_len)
+    cross_k, cross_v = model.encode(ids, mask)
+    past_k, past_v = model.empty_cache(2 * n)
+    rngs = [Mulberry32(s) for s in seeds]
+    token = torch.full((2 * n,), cfg.start_token, dtype=torch.long)
+    out = np.zeros((n, cfg.image_len), dtype=np.int64)
+    for pos in range(cfg.image_len):
+        logits, past_k, past_v = model.decode_step(token, torch.tensor([pos]), past_k, past_v, cross_k, cross_v, mask)
+        lg = logits.numpy()
+        for i in range(n):
+            out[i, pos] = choose(guide(lg[i], lg[n + i], settings.guidance_scale), settings, rngs[i])
+        token = torch.from_numpy(np.concatenate([out[:, pos], out[:, pos]]))
+    return out

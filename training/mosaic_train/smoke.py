@@ -1,0 +1,33 @@
+"""A few steps of every stage on a few images: proves the training code runs, in seconds.
+
+Used by the test suite; the real model is built by `training/build-model.sh`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def run(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", *args], check=True)
+
+
+def main() -> None:
+    work = tempfile.mkdtemp(prefix="mosaic-smoke-")
+    out = os.path.join(work, "model")
+    run("mosaic_train.train_vq", "train", "--out", work, "--steps", "3", "--batch", "4", "--codebook", "32",
+        "--embed-dim", "16", "--channels", "8")
+    run("mosaic_train.train_vq", "encode", "--out", work, "--samples", "600")
+    run("mosaic_train.train_transformer", "--out", work, "--steps", "3", "--batch", "4", "--d-model", "32",
+        "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1", "--glu-dim", "48", "--warmup", "2")
+    run("mosaic_train.export", "--work", work, "--out", out, "--fixtures", os.path.join(work, "fixtures.json"))
+    for f in ("model.json", "tokenizer.json", "text_encoder.onnx", "decoder_step.onnx", "vq_decoder.onnx",
+              "code-patches.bin", ):
+        assert os.path.getsize(os.path.join(out, f)) > 0, f
+    print(f"smoke run ok: {out}")
+
+
+if __name__ == "__main__":
+    main()

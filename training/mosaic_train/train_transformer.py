@@ -1,0 +1,124 @@
+"""Train the BART-style transformer on precomputed code sequences (see train_vq.py encode).
+
+Time-budgeted: the learning-rate schedule runs over --minutes, and a checkpoint is written every few
+minutes, so a run can be stopped early and still exported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data
+from .runtime import log, setup_torch
+from .text import WordTokenizer
+from .transformer import Config, DalleBart
+
+
+def tokenize_batch(tok: WordTokenizer, captions: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [tok.encode(c, max_len) for c in captions]
+    ids = torch.full((len(rows), max_len), tok.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), max_len), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def checkpoint_path(out: str) -> str:
+    return os.path.join(out, "transformer.pt")
+
+
+def train(args: argparse.Namespace) -> None:
+    setup_torch(args.seed)
+    codes = torch.from_numpy(np.load(os.path.join(args.out, "codes.npy")).astype(np.int64))
+    with open(os.path.join(args.out, "captions.json")) as f:
+        captions: list[str] = json.load(f)
+    codebook = int(json.load(open(os.path.join(args.out, "codebook-usage.json")))["codebook_size"])
+    tok = WordTokenizer(data.vocabulary())
+    cfg = Config(text_vocab=len(tok.vocab), codebook_size=codebook, d_model=args.d_model, heads=args.heads,
+                 encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, glu_dim=args.glu_dim)
+    model = DalleBart(cfg)
+    log(f"transformer parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    n_val = 512
+    val_idx = list(range(n_val))
+    train_n = codes.shape[0] - n_val
+    rng = random.Random(args.seed)
+    budget = args.minutes * 60
+    t0, last_save, step = time.time(), time.time(), 0
+    history: list[dict] = []
+
+    def batch(indices: list[int], drop_text: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        caps = [("" if drop_text and rng.random() < args.empty_caption_rate else captions[i]) for i in indices]
+        ids, mask = tokenize_batch(tok, caps, cfg.max_text_len)
+        target = codes[indices]
+        start = torch.full((len(indices), 1), cfg.start_token, dtype=torch.long)
+        return ids, mask, torch.cat([start, target[:, :-1]], 1), target
+
+    def save(final: bool) -> None:
+        torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "steps": step, "history": history,
+                    "seconds": time.time() - t0, "args": vars(args), "final": final}, checkpoint_path(args.out))
+
+    while step < args.steps:
+        elapsed = time.time() - t0
+        if elapsed > budget:
+            break
+        frac = elapsed / budget
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        ids, mask, inp, target = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True)
+        logits = model(ids, mask, inp)
+        loss = F.cross_entropy(logits.reshape(-1, codebook), target.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            model.eval()
+            with torch.no_grad():
+                vl = []
+                for s in range(0, n_val, 128):
+                    ids, mask, inp, target = batch(val_idx[s : s + 128], False)
+                    vl.append(F.cross_entropy(model(ids, mask, inp).reshape(-1, codebook), target.reshape(-1)).item())
+            history.append({"step": step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
+                            "seconds": time.time() - t0})
+            log(f"step {step} loss {loss.item():.3f} val {np.mean(vl):.3f} lr {lr:.2e} "
+                f"{(time.time() - t0) / step:.2f}s/step")
+        if time.time() - last_save > 300:
+            save(False)
+            last_save = time.time()
+    save(True)
+    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", default="training/work")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--minutes", type=float, default=80)
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--empty-caption-rate", type=float, default=0.1)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--encoder-layers", type=int, default=3)
+    p.add_argument("--decoder-layers", type=int, default=3)
+    p.add_argument("--glu-dim", type=int, default=640)
+    train(p.parse_args())
+
+
+if __name__ == "__main__":
+    main()

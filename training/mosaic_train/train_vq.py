@@ -1,0 +1,100 @@
+"""Train the VQ autoencoder on freshly drawn synthetic images, then encode a fixed training set of
+code sequences once (so the transformer never runs the VQ encoder)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data
+from .runtime import setup_torch, log
+from .vq import VQAutoencoder, to_input
+
+
+def batch_images(seed: int, start: int, n: int) -> torch.Tensor:
+    return torch.from_numpy(np.stack([data.sample(seed, i)[2] for i in range(start, start + n)]))
+
+
+def train(args: argparse.Namespace) -> None:
+    setup_torch(args.seed)
+    model = VQAutoencoder(args.codebook, args.embed_dim, args.channels)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    val = to_input(batch_images(args.seed + 1, 0, 64))
+    t0 = time.time()
+    step = 0
+    history = []
+    while step < args.steps and (time.time() - t0) < args.minutes * 60:
+        model.train()
+        x = to_input(batch_images(args.seed, step * args.batch, args.batch))
+        recon, _, commit = model(x)
+        loss = F.mse_loss(recon, x) + 0.25 * commit
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0 or step == args.steps:
+            model.eval()
+            with torch.no_grad():
+                vrecon, vcodes, _ = model(val)
+                vmse = F.mse_loss(vrecon, val).item()
+            used = int((model.codebook.cluster_size > 0.2).sum())
+            history.append({"step": step, "loss": loss.item(), "val_mse": vmse, "codes_alive": used})
+            log(f"vq step {step} loss {loss.item():.4f} val_mse {vmse:.4f} codes_alive {used} "
+                f"{(time.time() - t0) / step:.2f}s/step")
+    os.makedirs(args.out, exist_ok=True)
+    torch.save({"model": model.state_dict(), "args": vars(args), "history": history, "steps": step,
+                "seconds": time.time() - t0}, os.path.join(args.out, "vq.pt"))
+
+
+def encode(args: argparse.Namespace) -> None:
+    """Writes codes.npy (uint8/int16 [n, 256]) and captions.json for the transformer."""
+    setup_torch(args.seed)
+    ckpt = torch.load(os.path.join(args.out, "vq.pt"))
+    a = ckpt["args"]
+    model = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    codes, captions = [], []
+    t0 = time.time()
+    for start in range(0, args.samples, 256):
+        n = min(256, args.samples - start)
+        samples = [data.sample(args.seed + 2, i) for i in range(start, start + n)]
+        x = to_input(torch.from_numpy(np.stack([s[2] for s in samples])))
+        codes.append(model.encode(x).reshape(n, -1).numpy().astype(np.int16))
+        captions += [s[1] for s in samples]
+        if start % 4096 == 0:
+            log(f"encoded {start + n}/{args.samples} ({time.time() - t0:.0f}s)")
+    all_codes = np.concatenate(codes)
+    usage = len(np.unique(all_codes))
+    np.save(os.path.join(args.out, "codes.npy"), all_codes)
+    with open(os.path.join(args.out, "captions.json"), "w") as f:
+        json.dump(captions, f)
+    with open(os.path.join(args.out, "codebook-usage.json"), "w") as f:
+        json.dump({"codes_used": usage, "codebook_size": a["codebook"], "samples": args.samples}, f)
+    log(f"codebook usage on the training set: {usage}/{a['codebook']}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("command", choices=["train", "encode"])
+    p.add_argument("--out", default="training/work")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--minutes", type=float, default=12)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--codebook", type=int, default=256)
+    p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--samples", type=int, default=30000)
+    args = p.parse_args()
+    train(args) if args.command == "train" else encode(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""A BART-style encoder-decoder shaped like DALL·E mini, at a size our CPU can train.
+
+Same pieces as the published model: learned absolute positions, NormFormer-style layer norms
+(before and after each attention, before the GLU and on its inner product), GLU with GELU, no
+biases, a final layer norm on each side. Only the numbers are smaller.
+
+Three entry points mirror the three exported graphs:
+- `encode(ids, mask)` -> cross-attention keys/values for every decoder layer (once per prompt);
+- `decode_step(...)` -> one token with a fixed-size key/value cache (the engine's hot loop);
+- `forward(ids, mask, tokens)` -> teacher-forced logits for training and for the no-cache check.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Config:
+    text_vocab: int
+    max_text_len: int = 32
+    codebook_size: int = 256
+    grid: int = 16
+    d_model: int = 256
+    heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    glu_dim: int = 640
+
+    @property
+    def image_len(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
+
+    @property
+    def start_token(self) -> int:
+        return self.codebook_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GLU(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.ln0 = nn.LayerNorm(d)
+        self.ln1 = nn.LayerNorm(hidden)
+        self.fc0 = nn.Linear(d, hidden, bias=False)
+        self.fc1 = nn.Linear(d, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln0(x)
+        return self.fc2(self.ln1(F.gelu(self.fc0(x)) * self.fc1(x)))
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(d, d, bias=False)
+        self.k = nn.Linear(d, d, bias=False)
+        self.v = nn.Linear(d, d, bias=False)
+        self.o = nn.Linear(d, d, bias=False)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        return x.reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """q [b,h,n,hd], k/v [b,h,m,hd], allowed broadcastable to [b,h,n,m] (bool)."""
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        scores = scores.masked_fill(~allowed, -1e9)
+        out = scores.softmax(-1) @ v
+        b, h, n, hd = out.shape
+        return self.o(out.transpose(1, 2).reshape(b, n, h * hd))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.pre_attn_ln = nn.LayerNorm(c.d_model)
+        self.attn = Attention(c.d_model, c.heads)
+        self.post_attn_ln = nn.LayerNorm(c.d_model)
+        self.glu = GLU(c.d_model, c.glu_dim)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        h = self.pre_attn_ln(x)
+        h = self.attn.attend(self.attn.split(self.attn.q(h)), self.attn.split(self.attn.k(h)),
+                             self.attn.split(self.attn.v(h)), allowed)
+        x = x + self.post_attn_ln(h)
+        return x + self.glu(x)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.pre_self_ln = nn.LayerNorm(c.d_model)
+        self.self_attn = Attention(c.d_model, c.heads)
+        self.post_self_ln = nn.LayerNorm(c.d_model)
+        self.pre_cross_ln = nn.LayerNorm(c.d_model)
+        self.cross_attn = Attention(c.d_model, c.heads)
+        self.post_cross_ln = nn.LayerNorm(c.d_model)
+        self.glu = GLU(c.d_model, c.glu_dim)
+
+    def forward(self, x, self_k, self_v, self_allowed, cross_k, cross_v, cross_allowed):
+        """x [b,n,d]; self_k/v [b,h,m,hd] (already including x's own keys); cross_k/v [b,h,t,hd]."""
+        a = self.self_attn
+        h = self.pre_self_ln(x)
+        x = x + self.post_self_ln(a.attend(a.split(a.q(h)), self_k, self_v, self_allowed))
+        c = self.cross_attn
+        h = self.pre_cross_ln(x)
+        x = x + self.post_cross_ln(c.attend(c.split(c.q(h)), cross_k, cross_v, cross_allowed))
+        return x + self.glu(x)
+
+    def self_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.pre_self_ln(x)
+        return self.self_attn.split(self.self_attn.k(h)), self.self_attn.split(self.self_attn.v(h))
+
+
+class DalleBart(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.config = c
+        d = c.d_model
+        self.text_embed = nn.Embedding(c.text_vocab, d)
+        self.text_pos = nn.Embedding(c.max_text_len, d)
+        self.text_ln = nn.LayerNorm(d)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.encoder_layers))
+        self.encoder_final_ln = nn.LayerNorm(d)
+        self.image_embed = nn.Embedding(c.codebook_size + 1, d)  # + start token
+        self.image_pos = nn.Embedding(c.image_len, d)
+        self.image_ln = nn.LayerNorm(d)
+        self.decoder_layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
+        self.decoder_final_ln = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, c.codebook_size, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids/mask int64 [b, t] -> cross_k, cross_v float [layers, b, heads, t, head_dim]."""
+        t = ids.shape[1]
+        pos = torch.arange(t, device=ids.device)
+        x = self.text_ln(self.text_embed(ids) + self.text_pos(pos)[None])
+        allowed = (mask > 0)[:, None, None, :]
+        for layer in self.encoder_layers:
+            x = layer(x, allowed)
+        x = self.encoder_final_ln(x)
+        ks = [l.cross_attn.split(l.cross_attn.k(x)) for l in self.decoder_layers]
+        vs = [l.cross_attn.split(l.cross_attn.v(x)) for l in self.decoder_layers]
+        return torch.stack(ks), torch.stack(vs)
+
+    def _embed_image(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.image_ln(self.image_embed(tokens) + self.image_pos(positions))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tokens int64 [b, n] (start token first) -> logits [b, n, codebook]."""
+        cross_k, cross_v = self.encode(ids, mask)
+        n = tokens.shape[1]
+        pos = torch.arange(n, device=tokens.device)
+        x = self._embed_image(tokens, pos[None])
+        causal = torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril()[None, None]
+        cross_allowed = (mask > 0)[:, None, None, :]
+        for i, layer in enumerate(self.decoder_layers):
+            k, v = layer.self_kv(x)
+            x = layer(x, k, v, causal, cross_k[i], cross_v[i], cross_allowed)
+        return self.lm_head(self.decoder_final_ln(x))
+
+    def decode_step(self, token, position, past_k, past_v, cross_k, cross_v, text_mask):
+        """One step with a fixed-size cache.
+
+        token int64 [b]; position int64 [1]; past_k/v float [layers, b, heads, image_len, head_dim]
+        -> logits [b, codebook], present_k/v (past with this position written).
+        Writing by a one-hot blend rather than an indexed scatter keeps every shape static and the
+        graph free of data-dependent ops, which is what the GPU providers want.
+        """
+        c = self.config
+        x = self._embed_image(token[:, None], position[None, :].expand(token.shape[0], 1))
+        slots = torch.arange(c.image_len, device=token.device)
+        here = (slots == position).to(past_k.dtype)[None, None, :, None]
+        allowed = (slots <= position)[None, None, None, :]
+        cross_allowed = (text_mask > 0)[:, None, None, :]
+        present_k, present_v = [], []
+        for i, layer in enumerate(self.decoder_layers):
+            k_new, v_new = layer.self_kv(x)
+            k = past_k[i] * (1 - here) + k_new * here
+            v = past_v[i] * (1 - here) + v_new * here
+            present_k.append(k)
+            present_v.append(v)
+            x = layer(x, k, v, allowed, cross_k[i], cross_v[i], cross_allowed)
+        logits = self.lm_head(self.decoder_final_ln(x))[:, 0]
+        return logits, torch.stack(present_k), torch.stack(present_v)
+
+    def empty_cache(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        shape = (c.decoder_layers, batch, c.heads, c.image_len, c.head_dim)
+        return torch.zeros(shape), torch.zeros(shape)

@@ -1,0 +1,138 @@
+"""A small VQGAN-style autoencoder: 64x64 RGB -> 16x16 discrete codes -> 64x64 RGB.
+
+No adversarial loss: the images are flat colours with sharp edges, and plain reconstruction loss
+with an EMA codebook already gives crisp large shapes (training-notes.md).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(8, ch)
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.norm2 = nn.GroupNorm(8, ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return x + h
+
+
+class Encoder(nn.Module):
+    def __init__(self, ch: int, embed_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, ch, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1),
+            ResBlock(ch * 2),
+            nn.Conv2d(ch * 2, ch * 2, 4, stride=2, padding=1),
+            ResBlock(ch * 2),
+            nn.GroupNorm(8, ch * 2),
+            nn.SiLU(),
+            nn.Conv2d(ch * 2, embed_dim, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, ch: int, embed_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(embed_dim, ch * 2, 3, padding=1),
+            ResBlock(ch * 2),
+            ResBlock(ch * 2),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(ch * 2, ch * 2, 3, padding=1),
+            ResBlock(ch * 2),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(ch * 2, ch, 3, padding=1),
+            nn.GroupNorm(8, ch),
+            nn.SiLU(),
+            nn.Conv2d(ch, 3, 3, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Codebook(nn.Module):
+    """EMA vector quantiser with dead-code restarts (the fix for the collapse seen in the prototype)."""
+
+    def __init__(self, size: int, dim: int, decay: float = 0.99):
+        super().__init__()
+        self.size, self.dim, self.decay = size, dim, decay
+        self.register_buffer("embed", torch.randn(size, dim) * 0.1)
+        self.register_buffer("cluster_size", torch.ones(size))
+        self.register_buffer("embed_sum", self.embed.clone())
+        self.register_buffer("initialised", torch.tensor(False))
+
+    def codes(self, flat: torch.Tensor) -> torch.Tensor:
+        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.embed.t() + self.embed.pow(2).sum(1)[None]
+        return d.argmin(1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, c, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, c)
+        if self.training and not bool(self.initialised):
+            idx = torch.randperm(flat.shape[0])[: self.size]
+            self.embed.copy_(flat[idx].detach())
+            self.embed_sum.copy_(self.embed)
+            self.initialised.fill_(True)
+        codes = self.codes(flat)
+        quant = self.embed[codes]
+        if self.training:
+            with torch.no_grad():
+                onehot = F.one_hot(codes, self.size).type(flat.dtype)
+                self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+                self.embed_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+                n = self.cluster_size.sum()
+                size = (self.cluster_size + 1e-5) / (n + self.size * 1e-5) * n
+                self.embed.copy_(self.embed_sum / size[:, None])
+                dead = self.cluster_size < 0.2
+                if dead.any():
+                    k = int(dead.sum())
+                    pick = flat[torch.randint(0, flat.shape[0], (k,))]
+                    self.embed[dead] = pick
+                    self.embed_sum[dead] = pick
+                    self.cluster_size[dead] = 1.0
+        commit = F.mse_loss(flat, quant.detach())
+        quant = flat + (quant - flat).detach()
+        return quant.reshape(b, h, w, c).permute(0, 3, 1, 2), codes.reshape(b, h, w), commit
+
+
+class VQAutoencoder(nn.Module):
+    def __init__(self, codebook_size: int = 256, embed_dim: int = 64, ch: int = 64):
+        super().__init__()
+        self.encoder = Encoder(ch, embed_dim)
+        self.codebook = Codebook(codebook_size, embed_dim)
+        self.decoder = Decoder(ch, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        quant, codes, commit = self.codebook(self.encoder(x))
+        return self.decoder(quant), codes, commit
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(x)
+        b, c, h, w = z.shape
+        return self.codebook.codes(z.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, h, w)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes int64 [b, 16, 16] -> pixels float [b, 64, 64, 3] in [0, 1] (the exported layout)."""
+        z = self.codebook.embed[codes].permute(0, 3, 1, 2)
+        x = self.decoder(z)
+        return ((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
+
+
+def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [b, 64, 64, 3] -> float [b, 3, 64, 64] in [-1, 1]."""
+    return images_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1
