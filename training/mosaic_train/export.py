@@ -14,6 +14,7 @@ import torch
 from onnx import helper, numpy_helper, TensorProto
 
 from . import data
+from .adherence import held_out_prompts
 from .generate import generate_codes
 from .runtime import log, setup_torch
 from .sampling import Settings
@@ -255,6 +256,9 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
         logits, past_k, past_v = model.decode_step(token, torch.tensor([pos]), past_k, past_v, cross_k, cross_v, mask)
         step_logits.append(logits.numpy().round(6).tolist())
         token = torch.tensor(nxt)
+    # The same three tokens teacher-forced through the full no-cache forward pass.
+    full = model(ids, mask, torch.tensor([[c.start_token, 5, 17], [c.start_token, 9, 3]]))
+    full_logits = full.permute(1, 0, 2).numpy().round(6).tolist()
     stride = max(1, cross_k.numel() // 97)
     greedy = generate_codes(model, tok, prompts, [7, 8], DEFAULT_SETTINGS)
     sampled_settings = Settings(guidance_scale=3.0, top_k=32, top_p=0.95, temperature=1.0)
@@ -270,6 +274,7 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
         "crossKSample": cross_k.flatten()[::stride].numpy().round(6).tolist(),
         "stepTokens": [[c.start_token] * 2, [5, 9], [17, 3]],
         "stepLogits": step_logits,
+        "fullForwardLogits": full_logits,
         "greedy": {"seeds": [7, 8], "settings": vars(DEFAULT_SETTINGS), "codes": greedy.tolist()},
         "sampled": {"seeds": [42, 43], "settings": vars(sampled_settings), "codes": sampled.tolist()},
         "vq": {"codes": greedy[0].tolist(), "pixelStride": 37,
@@ -282,6 +287,7 @@ def main() -> None:
     p.add_argument("--work", default="training/work")
     p.add_argument("--out", default="models/mosaic-shapes")
     p.add_argument("--fixtures", default="test/fixtures/mosaic-shapes-reference.json")
+    p.add_argument("--held-out", default="test/fixtures/held-out-prompts.json")
     p.add_argument("--patch", type=int, default=4)
     args = p.parse_args()
     setup_torch(0)
@@ -310,6 +316,9 @@ def main() -> None:
         os.makedirs(os.path.dirname(args.fixtures), exist_ok=True)
         with open(args.fixtures, "w") as f:
             json.dump(fixtures(vq, model, tok), f)
+    if args.held_out:
+        with open(args.held_out, "w") as f:
+            json.dump(held_out_prompts(48), f, indent=1)
     log(f"exported to {args.out}")
 
 

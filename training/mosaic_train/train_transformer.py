@@ -71,7 +71,9 @@ def train(args: argparse.Namespace) -> None:
         elapsed = time.time() - t0
         if elapsed > budget:
             break
-        frac = elapsed / budget
+        # The schedule follows steps (reproducible); the time budget only cuts a slow run short,
+        # still annealed to the end.
+        frac = min(1.0, max(step / args.steps, elapsed / budget))
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -106,8 +108,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="training/work")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--minutes", type=float, default=80)
-    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--minutes", type=float, default=150, help="time cap; the schedule is set by --steps")
+    p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=int, default=100)

@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, test } from "node:test";
+import { promisify } from "node:util";
+import sharp from "sharp";
+import { PACKAGE_ROOT } from "../src/config.ts";
+import { MODEL_DIR } from "./helpers.ts";
+
+const run = promisify(execFile);
+const BIN = path.join(PACKAGE_ROOT, "bin", "mosaic.js");
+const scratch: string[] = [];
+after(() => Promise.all(scratch.map((d) => rm(d, { recursive: true, force: true }))));
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(path.join(tmpdir(), "mosaic-cli-"));
+  scratch.push(d);
+  return d;
+}
+
+test("mosaic generate writes the asked number of valid PNGs of the asked size, a grid and previews", async () => {
+  const dir = await tempDir();
+  const out = path.join(dir, "out");
+  const previews = path.join(dir, "previews");
+  const { stdout, stderr } = await run(process.execPath, [BIN, "generate", "a big red circle on a blue background",
+    "--count", "3", "--seed", "7", "--out", out, "--size", "128", "--previews", previews, "--preview-interval", "64", "--model", MODEL_DIR]);
+  assert.deepEqual((await readdir(out)).sort(), ["1.png", "2.png", "3.png", "grid.png"]);
+  for (const f of ["1.png", "2.png", "3.png"]) {
+    const meta = await sharp(path.join(out, f)).metadata();
+    assert.equal(meta.format, "png");
+    assert.equal(meta.width, 128);
+    assert.equal(meta.height, 128);
+  }
+  const grid = await sharp(path.join(out, "grid.png")).metadata();
+  assert.ok(grid.width! > 128 * 2 && grid.width! < 128 * 2 + 20, `grid width ${grid.width}`);
+  assert.deepEqual((await readdir(previews)).sort(), ["preview-064.png", "preview-128.png", "preview-192.png", "preview-256.png"]);
+  assert.ok(stdout.includes(path.join(out, "1.png")), "prints where files went");
+  assert.match(stderr, /seed: 7/);
+  assert.match(stderr, /256\/256 tokens/);
+});
+
+test("mosaic generate --format webp and jpeg", async () => {
+  const dir = await tempDir();
+  for (const format of ["webp", "jpeg"]) {
+    await run(process.execPath, [BIN, "generate", "a small yellow square", "--seed", "1", "--out", dir, "--format", format, "--model", MODEL_DIR]);
+    assert.equal((await sharp(path.join(dir, `1.${format}`)).metadata()).format, format);
+  }
+});
+
+test("bad input exits non-zero with a clear message", async () => {
+  const cases: [string[], RegExp][] = [
+    [["generate", "x", "--count", "12"], /count must be a whole number from 1 to 9/],
+    [["generate", "x", "--top-k", "lots"], /--top-k must be a number/],
+    [["generate", "x", "--format", "gif"], /format must be one of png, webp, jpeg/],
+    [["generate"], /give exactly one prompt/],
+    [["generate", "x", "--model", "/nonexistent"], /model.json: not found/],
+    [["frobnicate"], /unknown command/],
+  ];
+  for (const [args, message] of cases) {
+    await assert.rejects(run(process.execPath, [BIN, ...args, ...(args.includes("--model") ? [] : ["--model", MODEL_DIR])]), (e: any) => {
+      assert.notEqual(e.code, 0);
+      assert.match(e.stderr, message);
+      assert.doesNotMatch(e.stderr, /at .*\.ts:\d+/, "no stack trace for user errors");
+      return true;
+    });
+  }
+});
+
+test("mosaic --help documents every sampling flag", async () => {
+  const { stdout } = await run(process.execPath, [BIN, "--help"]);
+  for (const flag of ["--count", "--seed", "--guidance", "--top-k", "--top-p", "--temperature", "--model", "--format", "--previews", "--size"]) {
+    assert.ok(stdout.includes(flag), flag);
+  }
+});

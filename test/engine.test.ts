@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import ort from "onnxruntime-node";
+import { MosaicError } from "../src/engine/errors.ts";
+import { decodeGrids, generate, type ProgressEvent } from "../src/engine/generate.ts";
+import { collect, finalImages, maxAbsDiff, reference, settingsOf, sharedModel } from "./helpers.ts";
+
+// ONNX Runtime and PyTorch order float sums differently; 1e-4 absolute is far below anything that
+// changes a token (the greedy test below checks whole sequences exactly).
+const TOL = 1e-4;
+
+function int64(rows: number[][]): ort.Tensor {
+  return new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]!.length]);
+}
+
+test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => {
+  const model = await sharedModel();
+  const ref = reference();
+  const a = model.manifest.architecture;
+  const mask = int64(ref.attentionMask);
+  const cross = await model.textEncoder.run({ input_ids: int64(ref.inputIds), attention_mask: mask });
+  const ck = cross.cross_k!.data as Float32Array;
+  const sample = ref.crossKSample.map((_, i) => ck[i * ref.crossKStride]!);
+  assert.ok(maxAbsDiff(sample, ref.crossKSample) < TOL, "text encoder");
+
+  const dims = [a.decoderLayers, 2, a.heads, a.grid.height * a.grid.width, a.headDim];
+  let pastK: ort.Tensor = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  let pastV: ort.Tensor = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  for (let pos = 0; pos < ref.stepTokens.length; pos++) {
+    const out = await model.decoderStep.run({
+      token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
+      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos)), [1]),
+      past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v!, text_mask: mask,
+    });
+    const logits = out.logits!.data as Float32Array;
+    assert.ok(maxAbsDiff(logits, ref.stepLogits[pos]!.flat()) < TOL, `decoder step ${pos}`);
+    // The cache-based step equals the full no-cache forward pass over the same tokens.
+    assert.ok(maxAbsDiff(logits, ref.fullForwardLogits[pos]!.flat()) < TOL, `cache vs no cache at ${pos}`);
+    pastK = out.present_k!;
+    pastV = out.present_v!;
+  }
+
+  const [frame] = await decodeGrids(model, [Int32Array.from(ref.vq.codes)]);
+  const out = await model.vqDecoder.run({ codes: new ort.Tensor("int64", BigInt64Array.from(ref.vq.codes.map(BigInt)), [1, a.grid.height, a.grid.width]) });
+  const pixels = out.pixels!.data as Float32Array;
+  const sampled = ref.vq.pixelSample.map((_, i) => pixels[i * ref.vq.pixelStride]!);
+  assert.ok(maxAbsDiff(sampled, ref.vq.pixelSample) < TOL, "VQ decoder");
+  assert.equal(frame!.data.length, a.imageSize.height * a.imageSize.width * 3);
+});
+
+test("greedy and seeded sampling give exactly the PyTorch reference tokens", async () => {
+  const model = await sharedModel();
+  const ref = reference();
+  for (const [name, r, prompts] of [["greedy", ref.greedy, ref.prompts], ["sampled", ref.sampled, [ref.prompts[0]!, ref.prompts[0]!]]] as const) {
+    for (let i = 0; i < r.seeds.length; i++) {
+      const [img] = finalImages(await collect(model, { prompt: prompts[i]!, seed: r.seeds[i]!, sampling: settingsOf(r.settings), previewInterval: 0 }));
+      assert.deepEqual(Array.from(img!.codes), r.codes[i], `${name} ${i}`);
+    }
+  }
+});
+
+test("same prompt, settings and seed give the same image whatever else is in the batch", async () => {
+  const model = await sharedModel();
+  const sampling = { topK: 32, topP: 0.95, temperature: 1 };
+  const prompt = "a small green triangle on the right, white background";
+  const batch = finalImages(await collect(model, { prompt, count: 3, seed: 500, sampling, previewInterval: 0 }));
+  const again = finalImages(await collect(model, { prompt, count: 3, seed: 500, sampling, previewInterval: 0 }));
+  const alone = finalImages(await collect(model, { prompt, count: 1, seed: 501, sampling, previewInterval: 0 }));
+  assert.deepEqual(batch.map((i) => i.seed), [500, 501, 502]);
+  assert.deepEqual(Array.from(batch[1]!.codes), Array.from(alone[0]!.codes), "image 2 of 3 equals the same seed alone");
+  assert.deepEqual(Buffer.from(batch[1]!.data), Buffer.from(alone[0]!.data));
+  batch.forEach((img, i) => assert.deepEqual(Array.from(img.codes), Array.from(again[i]!.codes), "deterministic per seed"));
+  assert.notDeepEqual(Array.from(batch[0]!.codes), Array.from(batch[1]!.codes), "different seeds differ");
+});
+
+test("previews arrive in order, every K tokens, and the last equals the final image", async () => {
+  const model = await sharedModel();
+  for (const [interval, expected] of [[16, 16], [50, 6], [256, 1], [0, 0]] as const) {
+    const events = await collect(model, { prompt: "a big blue square in the centre, yellow background", count: 2, seed: 3, previewInterval: interval });
+    const withPreviews = events.filter((e): e is ProgressEvent => e.type === "progress" && e.previews !== undefined);
+    assert.equal(withPreviews.length, expected, `interval ${interval}`);
+    const done = withPreviews.map((e) => e.tokensDone);
+    assert.deepEqual(done, [...done].sort((x, y) => x - y));
+    if (expected > 0) {
+      assert.equal(done[0], Math.min(interval, 256));
+      const last = withPreviews[withPreviews.length - 1]!;
+      assert.equal(last.tokensDone, 256);
+      finalImages(events).forEach((img, i) => assert.deepEqual(Buffer.from(last.previews![i]!.data), Buffer.from(img.data)));
+    }
+    const kinds = events.map((e) => e.type);
+    assert.equal(kinds[0], "started");
+    assert.equal(kinds[kinds.length - 1], "completed");
+    assert.equal(kinds.filter((k) => k === "progress").length, 256);
+  }
+});
+
+test("a partial preview shows the generated rows and fills the rest, not noise", async () => {
+  const model = await sharedModel();
+  const events = await collect(model, { prompt: "a big red circle at the bottom, green background", seed: 1, previewInterval: 64 });
+  const first = events.find((e): e is ProgressEvent => e.type === "progress" && e.previews !== undefined)!;
+  const [final] = finalImages(events);
+  const frame = first.previews![0]!;
+  // The first three token rows (of the four generated) already look like the final image; the
+  // fourth may still change a little, as the decoder looks one or two rows below.
+  const rows = frame.width * ((frame.height / 16) * 3) * 3;
+  let diff = 0;
+  for (let i = 0; i < rows; i++) diff += Math.abs(frame.data[i]! - final!.data[i]!);
+  assert.ok(diff / rows <= 8, `top rows differ by ${diff / rows} per channel on average`);
+});
+
+test("the per-token mosaic comes with every token when asked for", async () => {
+  const model = await sharedModel();
+  const events = await collect(model, { prompt: "a small white circle on the left, black background", seed: 2, mosaic: true, previewInterval: 0 });
+  const progress = events.filter((e): e is ProgressEvent => e.type === "progress");
+  assert.ok(progress.every((e) => e.mosaics?.length === 1));
+  const m = progress[progress.length - 1]!.mosaics![0]!;
+  assert.equal(m.width, model.manifest.architecture.imageSize.width);
+  assert.equal(m.data.length, m.width * m.height * 3);
+});
+
+test("cancellation stops within one decoder step", async () => {
+  const model = await sharedModel();
+  const controller = new AbortController();
+  const events = [];
+  for await (const ev of generate(model, { prompt: "a red square", signal: controller.signal, previewInterval: 0 })) {
+    events.push(ev);
+    if (ev.type === "progress" && ev.tokensDone === 10) controller.abort();
+  }
+  const last = events[events.length - 1]!;
+  assert.equal(last.type, "cancelled");
+  assert.equal(last.type === "cancelled" && last.tokensDone, 10);
+  assert.ok(!events.some((e) => e.type === "completed"));
+});
+
+test("bad requests are refused with BAD_INPUT before any work", async () => {
+  const model = await sharedModel();
+  for (const bad of [{ count: 0 }, { count: 10 }, { seed: -1 }, { seed: 2 ** 32 }, { previewInterval: -1 }, { sampling: { topK: 9999 } }, { prompt: "x".repeat(5000) }]) {
+    await assert.rejects(collect(model, { prompt: "a red circle", ...bad }), (e: unknown) => e instanceof MosaicError && e.code === "BAD_INPUT");
+  }
+});

@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, test } from "node:test";
+import { MosaicError } from "../src/engine/errors.ts";
+import { loadModel, readManifest } from "../src/engine/model.ts";
+import { validateManifest } from "../src/engine/model-format.ts";
+import { MODEL_DIR } from "./helpers.ts";
+
+const scratch: string[] = [];
+after(() => Promise.all(scratch.map((d) => rm(d, { recursive: true, force: true }))));
+
+/** A copy of the shipped model with model.json edited by `edit`. */
+async function variant(edit: (m: any) => void): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "mosaic-model-"));
+  scratch.push(dir);
+  await cp(MODEL_DIR, dir, { recursive: true });
+  const file = path.join(dir, "model.json");
+  const m = JSON.parse(await readFile(file, "utf8"));
+  edit(m);
+  await writeFile(file, JSON.stringify(m));
+  return dir;
+}
+
+async function rejects(dir: string, code: string, ...fragments: string[]): Promise<void> {
+  await assert.rejects(loadModel(dir, { log: () => {} }), (e: unknown) => {
+    assert.ok(e instanceof MosaicError, String(e));
+    assert.equal(e.code, code);
+    for (const f of fragments) assert.ok(e.message.includes(f), `"${e.message}" should mention "${f}"`);
+    return true;
+  });
+}
+
+test("the shipped model.json validates and loads", async () => {
+  const m = validateManifest(JSON.parse(await readFile(path.join(MODEL_DIR, "model.json"), "utf8")));
+  assert.equal(m.format, "mosaic-model");
+  const model = await loadModel(MODEL_DIR);
+  assert.equal(model.provider, "cpu");
+  await model.release();
+});
+
+test("a folder without model.json is MODEL_NOT_FOUND, naming the file", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "mosaic-empty-"));
+  scratch.push(dir);
+  await rejects(dir, "MODEL_NOT_FOUND", path.join(dir, "model.json"));
+});
+
+test("an unsupported format version is refused", async () => {
+  await rejects(await variant((m) => { m.formatVersion = 7; }), "MODEL_INVALID", "model.json", "formatVersion", "7 is not supported");
+});
+
+test("a missing graph file is named", async () => {
+  await rejects(await variant((m) => { m.graphs.vqDecoder.file = "gone.onnx"; }), "MODEL_INVALID", "gone.onnx", "missing");
+});
+
+test("a wrong input name is named", async () => {
+  await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].name = "pastk"; }), "MODEL_INVALID", "decoderStep", "past_k", "missing");
+});
+
+test("an architecture that disagrees with the ONNX file is a shape mismatch naming the file", async () => {
+  const dir = await variant((m) => {
+    m.architecture.decoderLayers += 1;
+    for (const g of Object.values<any>(m.graphs)) {
+      for (const t of [...g.inputs, ...g.outputs]) if (/^(past|present|cross)_/.test(t.name)) t.shape[0] += 1;
+    }
+  });
+  await rejects(dir, "MODEL_INVALID", "decoder_step.onnx", "shape");
+});
+
+test("malformed JSON and wrong types are reported with their path", async () => {
+  const dir = await variant(() => {});
+  await writeFile(path.join(dir, "model.json"), "{ not json");
+  await rejects(dir, "MODEL_INVALID", "not valid JSON");
+  await rejects(await variant((m) => { m.architecture.heads = "four"; }), "MODEL_INVALID", "architecture.heads");
+  await rejects(await variant((m) => { m.text.normalization = "klingon"; }), "MODEL_INVALID", "text.normalization", "klingon");
+  await assert.rejects(readManifest(await variant((m) => { delete m.sampling; })), /sampling must be an object/);
+});
+
+test("a code-patch file of the wrong size is refused", async () => {
+  const dir = await variant(() => {});
+  await writeFile(path.join(dir, "code-patches.bin"), new Uint8Array(10));
+  await rejects(dir, "MODEL_INVALID", "code-patches.bin", "10 bytes");
+});

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped model (models/mosaic-shapes) from nothing: the synthetic data is drawn on the
+# fly from fixed seeds, then the VQ autoencoder, the code sequences, the transformer, the export,
+# and the model card with its adherence measurement. About two hours on 2 CPU cores.
+#   training/build-model.sh            (run from anywhere; needs Debian's python3-torch, -numpy, -onnx, -pil)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-/usr/bin/python3}
+WORK=${MOSAIC_TRAIN_WORK:-training/work}
+export PYTHONPATH=training
+"$PY" -m mosaic_train.train_vq train --out "$WORK" --steps 700
+"$PY" -m mosaic_train.train_vq encode --out "$WORK" --samples 40000
+"$PY" -m mosaic_train.train_transformer --out "$WORK" --steps 2400
+"$PY" -m mosaic_train.export --work "$WORK" --out models/mosaic-shapes --fixtures test/fixtures/mosaic-shapes-reference.json
+"$PY" -m mosaic_train.card --work "$WORK" --model models/mosaic-shapes
