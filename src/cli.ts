@@ -1,15 +1,23 @@
 /** mosaic generate | serve | worker */
 import { MosaicError } from "./engine/errors.ts";
 import { GENERATE_HELP, runGenerate } from "./cli/generate.ts";
+import { runMigrate, runServe, runWorker, SERVE_HELP } from "./cli/serve.ts";
 
 const HELP = `Usage: mosaic <command> [options]
 
 Commands:
   generate "<prompt>"   generate images into files (mosaic generate --help)
+  serve                 the GraphQL server, with a worker in the same process (mosaic serve --help)
+  worker                a worker only
+  migrate               apply database migrations and exit
 
 Environment:
+  PORT                  HTTP port of serve (default 4000)
+  DATABASE_URL          PostgreSQL to use; unset: an embedded PostgreSQL in MOSAIC_DATA_DIR
+  MOSAIC_DATA_DIR       where the embedded database keeps its data (default ./data)
+  MOSAIC_EMBEDDED_PG_PORT  the embedded database's port on 127.0.0.1 (default 54329)
   MOSAIC_MODEL          model folder (default: models/mosaic-shapes)
-  MOSAIC_PROVIDER       cpu, webgpu or cuda (default: cpu)
+  MOSAIC_PROVIDER       cpu, webgpu or cuda (default: cpu; falls back to cpu)
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -17,11 +25,17 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "generate":
       return runGenerate(rest);
+    case "serve":
+      return runServe(rest);
+    case "worker":
+      return runWorker(rest);
+    case "migrate":
+      return runMigrate();
     case undefined:
     case "-h":
     case "--help":
     case "help":
-      process.stdout.write(`${HELP}\n${GENERATE_HELP}`);
+      process.stdout.write(`${HELP}\n${GENERATE_HELP}\n${SERVE_HELP}`);
       return;
     default:
       throw new MosaicError("BAD_INPUT", `unknown command "${command}" (mosaic --help lists them)`);

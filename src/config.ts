@@ -16,3 +16,29 @@ export function parseProvider(value: string | undefined): ProviderName {
   if (!(PROVIDERS as readonly string[]).includes(v)) throw badInput(`provider must be one of ${PROVIDERS.join(", ")} (got "${v}")`);
   return v as ProviderName;
 }
+
+export interface ServerConfig {
+  port: number;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  embeddedPort: number;
+}
+
+function intEnv(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === "") return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw badInput(`${name} must be a port number (got "${v}")`);
+  return n;
+}
+
+export function serverConfig(flags: { port?: string } = {}): ServerConfig {
+  const port = flags.port !== undefined ? Number(flags.port) : intEnv("PORT", 4000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw badInput(`--port must be a port number (got "${flags.port}")`);
+  return {
+    port,
+    databaseUrl: process.env.DATABASE_URL || undefined,
+    dataDir: path.resolve(process.env.MOSAIC_DATA_DIR ?? "data"),
+    embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 54329),
+  };
+}

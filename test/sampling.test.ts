@@ -11,7 +11,7 @@ function randomLogits(rng: Mulberry32, n: number): Float64Array {
 test("mulberry32 gives the same numbers as the Python reference", () => {
   const r = new Mulberry32(42);
   assert.deepEqual([r.nextU32(), r.nextU32(), r.nextU32()], [2581720956, 1925393290, 3661312704]);
-  assert.equal(imageSeed(0xffffffff, 1), 0, "image seeds wrap at 2^32");
+  assert.equal(imageSeed(2 ** 31 - 1, 1), 0, "image seeds wrap at 2^31");
 });
 
 test("top-k never picks outside the k most likely tokens", () => {

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-/usr/bin/python3}
 WORK=${MOSAIC_TRAIN_WORK:-training/work}
 export PYTHONPATH=training
-"$PY" -m mosaic_train.train_vq train --out "$WORK" --steps 700
+"$PY" -m mosaic_train.train_vq train --out "$WORK" --steps 631
+"$PY" -m mosaic_train.train_vq train --out "$WORK" --resume --steps 600 --lr 3e-4 --l1 0.5
 "$PY" -m mosaic_train.train_vq encode --out "$WORK" --samples 40000
 "$PY" -m mosaic_train.train_transformer --out "$WORK" --steps 2400
 "$PY" -m mosaic_train.export --work "$WORK" --out models/mosaic-shapes --fixtures test/fixtures/mosaic-shapes-reference.json

@@ -16,7 +16,7 @@ Generates images for a prompt and writes them as files.
 
 Options:
   --count <n>             images, 1-9 (default 1)
-  --seed <n>              seed, 0-4294967295; image i uses seed+i (default: random, printed)
+  --seed <n>              seed, 0-2147483647; image i uses seed+i (default: random, printed)
   --guidance <x>          classifier-free guidance scale, 1 = off (default: the model's)
   --top-k <n>             sample among the k most likely tokens, 0 = all, 1 = greedy (default: the model's)
   --top-p <x>             nucleus sampling mass in (0, 1] (default: the model's)

@@ -4,13 +4,14 @@
  */
 import ort from "onnxruntime-node";
 import { badInput, MosaicError } from "./errors.ts";
-import type { Model } from "./model.ts";
+import type { Model, ModelInfo } from "./model.ts";
 import { filledGrid, mosaic, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32, randomSeed } from "./random.ts";
 import { createSampler, guide, validateSampling, type SamplingSettings } from "./sampling.ts";
 
 export const MAX_IMAGES = 9;
 export const MAX_PROMPT_CHARS = 2000;
+export const MAX_SEED = 2 ** 31 - 1;
 
 export interface GenerateRequest {
   prompt: string;
@@ -99,14 +100,14 @@ export interface ResolvedRequest {
 }
 
 /** Defaults from the model, and every bad value refused with a message that names it. */
-export function resolveRequest(model: Model, req: GenerateRequest): ResolvedRequest {
+export function resolveRequest(model: ModelInfo, req: GenerateRequest): ResolvedRequest {
   const m = model.manifest;
   if (typeof req.prompt !== "string") throw badInput("prompt must be a string");
   if (req.prompt.length > MAX_PROMPT_CHARS) throw badInput(`prompt is longer than ${MAX_PROMPT_CHARS} characters`);
   const count = req.count ?? 1;
   if (!Number.isInteger(count) || count < 1 || count > MAX_IMAGES) throw badInput(`count must be a whole number from 1 to ${MAX_IMAGES} (got ${count})`);
   const seed = req.seed ?? randomSeed();
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw badInput(`seed must be a whole number from 0 to 4294967295 (got ${seed})`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) throw badInput(`seed must be a whole number from 0 to ${MAX_SEED} (got ${seed})`);
   const settings: SamplingSettings = { ...m.sampling, ...stripUndefined(req.sampling ?? {}) };
   validateSampling(settings, m.architecture.codebookSize);
   const total = m.architecture.grid.height * m.architecture.grid.width;

@@ -15,15 +15,19 @@ export interface LoadOptions {
   log?: Logger;
 }
 
-export interface Model {
+/** What an API process needs of a model: no ONNX sessions. */
+export interface ModelInfo {
   folder: string;
   manifest: ModelManifest;
   prompts: PromptEncoder;
+  /** uint8 [codebook, patch, patch, 3], or null when the folder has none. */
+  codePatches: Uint8Array | null;
+}
+
+export interface Model extends ModelInfo {
   textEncoder: ort.InferenceSession;
   decoderStep: ort.InferenceSession;
   vqDecoder: ort.InferenceSession;
-  /** uint8 [codebook, patch, patch, 3], or null when the folder has none. */
-  codePatches: Uint8Array | null;
   /** The provider actually in use (after any fallback). */
   provider: ProviderName;
   release(): Promise<void>;
@@ -77,14 +81,32 @@ function checkSession(session: ort.InferenceSession, spec: GraphSpec, required: 
   }
 }
 
-export async function loadModel(folder: string, options: LoadOptions = {}): Promise<Model> {
-  const log = options.log ?? ((line: string) => console.error(line));
+export async function loadModelInfo(folder: string): Promise<ModelInfo> {
   const manifest = await readManifest(folder);
   const a = manifest.architecture;
   const tokenizerPath = path.join(folder, manifest.text.tokenizer);
   await mustExist(tokenizerPath, "the tokenizer");
-  const required = requiredGraphs(a);
-  const g = manifest.graphs;
+  let codePatches: Uint8Array | null = null;
+  const cp = manifest.previews.codePatches;
+  if (cp) {
+    const file = path.join(folder, cp.file);
+    await mustExist(file, "the code patches");
+    const bytes = new Uint8Array(await readFile(file));
+    const expected = a.codebookSize * cp.patchSize * cp.patchSize * 3;
+    if (bytes.length !== expected) {
+      throw new MosaicError("MODEL_INVALID", `${file}: ${bytes.length} bytes, expected ${expected} (codebook × patch² × RGB)`);
+    }
+    codePatches = bytes;
+  }
+  const prompts = await PromptEncoder.load(tokenizerPath, manifest.text.normalization, a.maxTextLength, manifest.text.padTokenId);
+  return { folder, manifest, prompts, codePatches };
+}
+
+export async function loadModel(folder: string, options: LoadOptions = {}): Promise<Model> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const info = await loadModelInfo(folder);
+  const required = requiredGraphs(info.manifest.architecture);
+  const g = info.manifest.graphs;
   for (const spec of [g.textEncoder, g.decoderStep, g.vqDecoder]) await mustExist(path.join(folder, spec.file), "a graph");
 
   let provider = options.provider ?? "cpu";
@@ -104,22 +126,8 @@ export async function loadModel(folder: string, options: LoadOptions = {}): Prom
   const decoderStep = await open(g.decoderStep, "decoderStep", ["present_k", "present_v"]);
   const textEncoder = await open(g.textEncoder, "textEncoder", ["cross_k", "cross_v"]);
   const vqDecoder = await open(g.vqDecoder, "vqDecoder");
-
-  let codePatches: Uint8Array | null = null;
-  const cp = manifest.previews.codePatches;
-  if (cp) {
-    const file = path.join(folder, cp.file);
-    await mustExist(file, "the code patches");
-    const bytes = new Uint8Array(await readFile(file));
-    const expected = a.codebookSize * cp.patchSize * cp.patchSize * 3;
-    if (bytes.length !== expected) {
-      throw new MosaicError("MODEL_INVALID", `${file}: ${bytes.length} bytes, expected ${expected} (codebook × patch² × RGB)`);
-    }
-    codePatches = bytes;
-  }
-  const prompts = await PromptEncoder.load(tokenizerPath, manifest.text.normalization, a.maxTextLength, manifest.text.padTokenId);
   return {
-    folder, manifest, prompts, textEncoder, decoderStep, vqDecoder, codePatches, provider,
+    ...info, textEncoder, decoderStep, vqDecoder, provider,
     async release() {
       await Promise.all([textEncoder.release(), decoderStep.release(), vqDecoder.release()]);
     },

@@ -23,11 +23,12 @@ export class Mulberry32 {
   }
 }
 
-/** Each image of a generation gets its own seed (and stream): the generation seed + its index. */
+/** Each image of a generation gets its own seed (and stream): the generation seed + its index
+ * (wrapping within 31 bits, so every seed fits a GraphQL Int and a PostgreSQL integer). */
 export function imageSeed(seed: number, index: number): number {
-  return (seed + index) >>> 0;
+  return (seed + index) % 2 ** 31;
 }
 
 export function randomSeed(): number {
-  return Math.floor(Math.random() * 4294967296) >>> 0;
+  return Math.floor(Math.random() * 2 ** 31);
 }

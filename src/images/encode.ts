@@ -47,3 +47,15 @@ export async function encodeFrame(frame: Frame, options: EncodeOptions = {}): Pr
   if (format === "webp") return img.webp({ quality: 90 }).toBuffer();
   return img.jpeg({ quality: 90 }).toBuffer();
 }
+
+/** Stored PNG bytes -> the asked format and size (the stored bytes themselves when nothing changes). */
+export async function transcode(png: Uint8Array, width: number, options: EncodeOptions = {}): Promise<Buffer> {
+  const format = options.format ?? "png";
+  const target = options.width ?? width;
+  if (format === "png" && target === width) return Buffer.from(png);
+  let img = sharp(png);
+  if (target !== width) img = img.resize({ width: target, kernel: (options.upscale ?? "nearest") === "nearest" ? "nearest" : "lanczos3" });
+  if (format === "png") return img.png().toBuffer();
+  if (format === "webp") return img.webp({ quality: 90 }).toBuffer();
+  return img.jpeg({ quality: 90 }).toBuffer();
+}

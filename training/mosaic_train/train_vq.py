@@ -23,21 +23,29 @@ def batch_images(seed: int, start: int, n: int) -> torch.Tensor:
 def train(args: argparse.Namespace) -> None:
     setup_torch(args.seed)
     model = VQAutoencoder(args.codebook, args.embed_dim, args.channels)
+    start, history = 0, []
+    path = os.path.join(args.out, "vq.pt")
+    if args.resume:
+        # A second phase at a lower learning rate (and an L1 term for sharper edges) continues the
+        # first; the data stream continues where it stopped.
+        ckpt = torch.load(path)
+        model.load_state_dict(ckpt["model"])
+        start, history = ckpt["steps"], ckpt["history"]
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     val = to_input(batch_images(args.seed + 1, 0, 64))
     t0 = time.time()
-    step = 0
-    history = []
-    while step < args.steps and (time.time() - t0) < args.minutes * 60:
+    step = start
+    end = start + args.steps
+    while step < end and (time.time() - t0) < args.minutes * 60:
         model.train()
         x = to_input(batch_images(args.seed, step * args.batch, args.batch))
         recon, _, commit = model(x)
-        loss = F.mse_loss(recon, x) + 0.25 * commit
+        loss = F.mse_loss(recon, x) + args.l1 * F.l1_loss(recon, x) + 0.25 * commit
         opt.zero_grad()
         loss.backward()
         opt.step()
         step += 1
-        if step % 50 == 0 or step == args.steps:
+        if step % 50 == 0 or step == end:
             model.eval()
             with torch.no_grad():
                 vrecon, vcodes, _ = model(val)
@@ -45,10 +53,12 @@ def train(args: argparse.Namespace) -> None:
             used = int((model.codebook.cluster_size > 0.2).sum())
             history.append({"step": step, "loss": loss.item(), "val_mse": vmse, "codes_alive": used})
             log(f"vq step {step} loss {loss.item():.4f} val_mse {vmse:.4f} codes_alive {used} "
-                f"{(time.time() - t0) / step:.2f}s/step")
+                f"{(time.time() - t0) / (step - start):.2f}s/step")
     os.makedirs(args.out, exist_ok=True)
-    torch.save({"model": model.state_dict(), "args": vars(args), "history": history, "steps": step,
-                "seconds": time.time() - t0}, os.path.join(args.out, "vq.pt"))
+    seconds = time.time() - t0 + (ckpt["seconds"] if args.resume else 0)
+    saved_args = ckpt["args"] if args.resume else vars(args)
+    torch.save({"model": model.state_dict(), "args": saved_args, "history": history, "steps": step,
+                "seconds": seconds}, path)
 
 
 def encode(args: argparse.Namespace) -> None:
@@ -85,13 +95,15 @@ def main() -> None:
     p.add_argument("--out", default="training/work")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--minutes", type=float, default=12)
+    p.add_argument("--minutes", type=float, default=60, help="time cap")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--codebook", type=int, default=256)
     p.add_argument("--embed-dim", type=int, default=64)
     p.add_argument("--channels", type=int, default=32)
-    p.add_argument("--samples", type=int, default=30000)
+    p.add_argument("--samples", type=int, default=40000)
+    p.add_argument("--resume", action="store_true", help="continue training vq.pt for --steps more")
+    p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 reconstruction term")
     args = p.parse_args()
     train(args) if args.command == "train" else encode(args)
 

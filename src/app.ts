@@ -1,0 +1,76 @@
+/**
+ * A running Mosaic process in one of its roles: "all" (API and worker, the default), "api" or
+ * "worker". Every role talks to the others only through PostgreSQL.
+ */
+import type { AddressInfo } from "node:net";
+import { openDatabase, type Database } from "./db/client.ts";
+import { loadModel, loadModelInfo, type Model, type ModelInfo } from "./engine/model.ts";
+import type { ProviderName } from "./engine/providers.ts";
+import type { Role } from "./graphql/context.ts";
+import { createHttpServer, GRAPHQL_PATH, type HttpServer } from "./graphql/server.ts";
+import { EventBus } from "./jobs/events.ts";
+import { Worker } from "./jobs/worker.ts";
+
+export interface AppOptions {
+  role: Role;
+  port: number;
+  databaseUrl?: string;
+  dataDir: string;
+  embeddedPort: number;
+  modelFolder: string;
+  provider: ProviderName;
+  log: (line: string) => void;
+}
+
+export interface App {
+  /** Where GraphQL is served (null for a worker). */
+  url: string | null;
+  db: Database;
+  worker: Worker | null;
+  close(): Promise<void>;
+}
+
+export async function startApp(o: AppOptions): Promise<App> {
+  // The model is checked before anything else starts: a bad folder should fail fast and clearly.
+  const engine: Model | null = o.role === "api" ? null : await loadModel(o.modelFolder, { provider: o.provider, log: o.log });
+  const model: ModelInfo = engine ?? (await loadModelInfo(o.modelFolder));
+  const db = await openDatabase({ url: o.databaseUrl, dataDir: o.dataDir, embeddedPort: o.embeddedPort, log: o.log });
+  const bus = new EventBus(db.url, o.log);
+  await bus.start();
+  let worker: Worker | null = null;
+  let http: HttpServer | null = null;
+  let url: string | null = null;
+  try {
+    if (o.role !== "api") {
+      worker = new Worker(db.prisma, bus, engine!, { log: o.log });
+      await worker.start();
+    }
+    if (o.role !== "worker") {
+      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date() });
+      await new Promise<void>((resolve, reject) => {
+        http!.server.once("error", reject);
+        http!.server.listen(o.port, resolve);
+      });
+      url = `http://localhost:${(http.server.address() as AddressInfo).port}${GRAPHQL_PATH}`;
+    }
+  } catch (e) {
+    await worker?.stop();
+    await bus.close();
+    await db.close();
+    throw e;
+  }
+  let closing: Promise<void> | null = null;
+  return {
+    url, db, worker,
+    close() {
+      closing ??= (async () => {
+        await http?.close();
+        await worker?.stop();
+        await bus.close();
+        await engine?.release();
+        await db.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/** `mosaic serve [--role all|api]`, `mosaic worker` and `mosaic migrate`. */
+import { parseArgs } from "node:util";
+import { startApp } from "../app.ts";
+import { modelFolder, parseProvider, serverConfig } from "../config.ts";
+import { openDatabase } from "../db/client.ts";
+import { badInput } from "../engine/errors.ts";
+import type { Role } from "../graphql/context.ts";
+
+export const SERVE_HELP = `Usage: mosaic serve [--role all|api] [--port <n>] [--model <dir>] [--provider <p>]
+       mosaic worker [--model <dir>] [--provider <p>]
+       mosaic migrate
+
+serve    the GraphQL API (and, with the default role "all", a worker in the same process)
+worker   a worker only: claims queued generations from PostgreSQL and runs them
+migrate  applies the database migrations and exits (serve and worker also do this at start)
+`;
+
+const log = (line: string) => console.error(line);
+
+async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { role: { type: "string" }, port: { type: "string" }, model: { type: "string" }, provider: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return;
+  }
+  if (values.role !== undefined) {
+    if (role === "worker") throw badInput("mosaic worker takes no --role");
+    if (values.role !== "all" && values.role !== "api") throw badInput(`--role must be all or api (got "${values.role}")`);
+    role = values.role;
+  }
+  const config = serverConfig({ port: values.port });
+  const app = await startApp({
+    role, port: config.port, databaseUrl: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort,
+    modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
+  });
+  log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`);
+  if (app.url) log(`mosaic: GraphQL and GraphiQL at ${app.url}`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log(`mosaic: ${signal}, shutting down`);
+      void app.close().then(resolve, (e: unknown) => {
+        log(`mosaic: shutdown error: ${(e as Error).message}`);
+        resolve();
+      });
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+}
+
+export const runServe = (argv: string[]) => runUntilSignal("all", argv);
+export const runWorker = (argv: string[]) => runUntilSignal("worker", argv);
+
+export async function runMigrate(): Promise<void> {
+  const config = serverConfig();
+  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort, log });
+  await db.close();
+  log("mosaic: migrations are up to date");
+}

@@ -1,0 +1,19 @@
+/** What every resolver can reach: the database, the event bus and the model's description. */
+import type { Prisma } from "../db/client.ts";
+import type { ModelInfo } from "../engine/model.ts";
+import type { EventBus } from "../jobs/events.ts";
+
+export type Role = "all" | "api" | "worker";
+
+export interface AppContext {
+  prisma: Prisma;
+  bus: EventBus;
+  model: ModelInfo;
+  role: Role;
+  startedAt: Date;
+}
+
+export interface Context extends AppContext {
+  /** Where this request came in, for absolute image URLs ("" when unknown: URLs stay relative). */
+  origin: string;
+}

@@ -1,0 +1,88 @@
+import { watchGeneration, type WatchEvent } from "../../jobs/watch.ts";
+import { builder } from "../builder.ts";
+import { notFound } from "../errors.ts";
+import { GenerationRef, mosaicDataUrl } from "./generation.ts";
+import { ImageFormatEnum, isUuid, PreviewRef } from "./image.ts";
+
+type Of<T extends WatchEvent["type"]> = Extract<WatchEvent, { type: T }>;
+
+const generationField = { description: "The generation as of this event." };
+
+const Queued = builder.objectRef<Of<"Queued">>("Queued").implement({
+  description: "Waiting for a worker.",
+  isTypeOf: (e) => (e as WatchEvent).type === "Queued",
+  fields: (t) => ({
+    position: t.exposeInt("position", { description: "1-based place in the queue." }),
+    etaSeconds: t.exposeFloat("etaSeconds", { description: "Rough wait before it starts, from recent generations' durations." }),
+    generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }),
+  }),
+});
+
+const Started = builder.objectRef<Of<"Started">>("Started").implement({
+  description: "A worker started generating.",
+  isTypeOf: (e) => (e as WatchEvent).type === "Started",
+  fields: (t) => ({ generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }) }),
+});
+
+const Progress = builder.objectRef<Of<"Progress">>("Progress").implement({
+  description: "Tokens were generated. Carries the newest VQ previews when new ones exist.",
+  isTypeOf: (e) => (e as WatchEvent).type === "Progress",
+  fields: (t) => ({
+    tokensDone: t.exposeInt("tokensDone", { description: "Tokens generated so far, per image." }),
+    tokensTotal: t.exposeInt("tokensTotal", { description: "Tokens per image." }),
+    previews: t.field({ type: [PreviewRef], description: "New partial decodes, one per image (empty when none is new).", resolve: (e) => e.previews }),
+    mosaic: t.string({
+      nullable: true,
+      description: "The zero-cost per-token preview of one image at this point, as a data: URL.",
+      args: {
+        index: t.arg.int({ required: true, defaultValue: 0, description: "Which image (0-based)." }),
+        format: t.arg({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
+        size: t.arg.int({ description: "Width in pixels (1-2048)." }),
+      },
+      resolve: (e, args, ctx) => mosaicDataUrl(e.generation, ctx, args.index, args.format, args.size),
+    }),
+    generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }),
+  }),
+});
+
+const Completed = builder.objectRef<Of<"Completed">>("Completed").implement({
+  description: "The images are ready (in `generation.images`). The stream ends here.",
+  isTypeOf: (e) => (e as WatchEvent).type === "Completed",
+  fields: (t) => ({ generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }) }),
+});
+
+const Failed = builder.objectRef<Of<"Failed">>("Failed").implement({
+  description: "It stopped with an error. The stream ends here.",
+  isTypeOf: (e) => (e as WatchEvent).type === "Failed",
+  fields: (t) => ({
+    code: t.exposeString("code", { description: "Machine-readable error code." }),
+    message: t.exposeString("message", { description: "What went wrong." }),
+    generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }),
+  }),
+});
+
+const Cancelled = builder.objectRef<Of<"Cancelled">>("Cancelled").implement({
+  description: "It was cancelled. The stream ends here.",
+  isTypeOf: (e) => (e as WatchEvent).type === "Cancelled",
+  fields: (t) => ({ generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }) }),
+});
+
+const GenerationEvent = builder.unionType("GenerationEvent", {
+  description: "One step in a generation's life, as streamed by generationEvents.",
+  types: [Queued, Started, Progress, Completed, Failed, Cancelled],
+  resolveType: (e) => e.type,
+});
+
+builder.subscriptionField("generationEvents", (t) =>
+  t.field({
+    type: GenerationEvent,
+    description: "Follows a generation: the current state first (with the latest preview), then Queued / Started / Progress events as they happen, ending after Completed, Failed or Cancelled.",
+    args: { id: t.arg.globalID({ required: true, for: [GenerationRef], description: "The generation's id." }) },
+    subscribe: async function* (_, { id }, ctx) {
+      const exists = isUuid(id.id) && (await ctx.prisma.generation.count({ where: { id: id.id } })) > 0;
+      if (!exists) throw notFound("generation", id.id);
+      yield* watchGeneration(ctx.prisma, ctx.bus, id.id);
+    },
+    resolve: (e) => e,
+  }),
+);

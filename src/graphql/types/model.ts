@@ -1,0 +1,23 @@
+import type { ModelInfo } from "../../engine/model.ts";
+import { builder } from "../builder.ts";
+
+export const ModelRef = builder.objectRef<ModelInfo>("Model").implement({
+  description: "A text-to-image model this server runs.",
+  fields: (t) => ({
+    name: t.string({ description: "Its name (what createGeneration's `model` takes).", resolve: (m) => m.manifest.name }),
+    version: t.string({ description: "Its version.", resolve: (m) => m.manifest.version }),
+    description: t.string({ description: "What it was trained on and what it can draw.", resolve: (m) => m.manifest.description }),
+    imageWidth: t.int({ description: "Width of its images in pixels.", resolve: (m) => m.manifest.architecture.imageSize.width }),
+    imageHeight: t.int({ description: "Height of its images in pixels.", resolve: (m) => m.manifest.architecture.imageSize.height }),
+    tokensPerImage: t.int({ description: "Image tokens per image (the token grid's size).", resolve: (m) => m.manifest.architecture.grid.width * m.manifest.architecture.grid.height }),
+    maxTextTokens: t.int({ description: "Prompt tokens it reads; longer prompts are truncated.", resolve: (m) => m.manifest.architecture.maxTextLength }),
+    defaultGuidanceScale: t.float({ description: "Default guidance scale.", resolve: (m) => m.manifest.sampling.guidanceScale }),
+    defaultTopK: t.int({ description: "Default top-k.", resolve: (m) => m.manifest.sampling.topK }),
+    defaultTopP: t.float({ description: "Default top-p.", resolve: (m) => m.manifest.sampling.topP }),
+    defaultTemperature: t.float({ description: "Default temperature.", resolve: (m) => m.manifest.sampling.temperature }),
+  }),
+});
+
+builder.queryField("models", (t) =>
+  t.field({ type: [ModelRef], description: "The models this server runs.", resolve: (_, __, ctx) => [ctx.model] }),
+);
