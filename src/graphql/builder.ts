@@ -14,6 +14,21 @@ export const builder = new SchemaBuilder<{
   relay: {
     clientMutationId: "omit",
     cursorType: "String",
+    idFieldOptions: { description: "Globally unique id (use it with `node`)." },
+    nodeTypeOptions: { description: "An object with a global id." },
+    pageInfoTypeOptions: { description: "Where a page of a connection sits in the whole list." },
+    nodeQueryOptions: { description: "Any object by its global id." },
+    nodesQueryOptions: { description: "Objects by their global ids." },
+    cursorFieldOptions: { description: "Where this edge sits, for `after` / `before`." },
+    nodeFieldOptions: { description: "The item." },
+    edgesFieldOptions: { description: "The items of this page with their cursors." },
+    pageInfoFieldOptions: { description: "Paging information." },
+    hasNextPageFieldOptions: { description: "More items follow this page." },
+    hasPreviousPageFieldOptions: { description: "More items precede this page." },
+    startCursorFieldOptions: { description: "Cursor of the first item of the page." },
+    endCursorFieldOptions: { description: "Cursor of the last item of the page." },
+    defaultConnectionTypeOptions: { description: "A page of a list." },
+    defaultEdgeTypeOptions: { description: "An item of a list with its cursor." },
   },
 });
 

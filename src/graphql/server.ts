@@ -35,7 +35,8 @@ export function createHttpServer(app: AppContext): HttpServer {
     landingPage: false,
     renderGraphiQL,
     graphiql: { title: "Mosaic", defaultTabs: EXAMPLE_TABS, subscriptionsProtocol: "SSE" },
-    context: ({ request }) => ({ ...app, origin: originOf(Object.fromEntries(request.headers)) }),
+    // graphql-ws requests have no fetch Request here; their origin is set in onSubscribe below.
+    context: ({ request }: { request?: Request }) => ({ ...app, origin: request ? originOf(Object.fromEntries(request.headers)) : "" }),
     logging: "warn",
   });
 

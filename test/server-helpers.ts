@@ -1,0 +1,122 @@
+/**
+ * Real PostgreSQL for the server tests: a fresh database per test file, on DATABASE_URL's server
+ * when it is set, otherwise on an embedded PostgreSQL started for the file.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createClient as createSseClient } from "graphql-sse";
+import { createClient as createWsClient } from "graphql-ws";
+import pg from "pg";
+import WebSocket from "ws";
+import { startApp, type App } from "../src/app.ts";
+import type { Role } from "../src/graphql/context.ts";
+import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
+import { MODEL_DIR } from "./helpers.ts";
+
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+let embedded: { db: EmbeddedDatabase; dir: string } | null = null;
+
+async function serverUrl(): Promise<string> {
+  if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
+  if (!embedded) {
+    const dir = await mkdtemp(path.join(tmpdir(), "mosaic-pg-"));
+    const port = 55000 + Math.floor(Math.random() * 5000);
+    embedded = { db: await startEmbedded(dir, port, () => {}), dir };
+  }
+  return embedded.db.url;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const base = await serverUrl();
+  const name = `mosaic_test_${process.pid}_${Math.floor(Math.random() * 1e9)}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export async function stopEmbedded(): Promise<void> {
+  if (!embedded) return;
+  await embedded.db.stop();
+  await rm(embedded.dir, { recursive: true, force: true });
+  embedded = null;
+}
+
+export function startTestApp(url: string, role: Role): Promise<App> {
+  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: () => {} });
+}
+
+export interface GqlResult {
+  data?: any;
+  errors?: { message: string; extensions?: { code?: string } }[];
+}
+
+export async function gql(app: App, query: string, variables: Record<string, unknown> = {}): Promise<GqlResult> {
+  const res = await fetch(app.url!, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query, variables }) });
+  return (await res.json()) as GqlResult;
+}
+
+export const EVENTS = `subscription($id: ID!) { generationEvents(id: $id) {
+  __typename
+  ... on Queued { position etaSeconds }
+  ... on Progress { tokensDone tokensTotal previews { index tokensDone url } }
+  ... on Completed { generation { status images { index seed width height url(size: 128) } } }
+  ... on Failed { code message }
+  ... on Cancelled { generation { status tokensDone } }
+} }`;
+
+/** All events of one subscription, over SSE (yoga's default transport). */
+export async function eventsOverSse(app: App, id: string, onEvent?: (e: any) => void): Promise<any[]> {
+  const client = createSseClient({ url: app.url! });
+  const out: any[] = [];
+  try {
+    for await (const r of client.iterate({ query: EVENTS, variables: { id } })) {
+      if (r.errors) throw new Error(JSON.stringify(r.errors));
+      const e = (r.data as any).generationEvents;
+      out.push(e);
+      onEvent?.(e);
+    }
+  } finally {
+    client.dispose();
+  }
+  return out;
+}
+
+/** The same over graphql-ws on the same port and path. */
+export async function eventsOverWs(app: App, id: string): Promise<any[]> {
+  const client = createWsClient({ url: app.url!.replace(/^http/, "ws"), webSocketImpl: WebSocket });
+  const out: any[] = [];
+  try {
+    for await (const r of client.iterate({ query: EVENTS, variables: { id } })) {
+      if (r.errors) throw new Error(JSON.stringify(r.errors));
+      out.push((r.data as any).generationEvents);
+    }
+  } finally {
+    await client.dispose();
+  }
+  return out;
+}
+
+export const CREATE = `mutation($input: CreateGenerationInput!) { createGeneration(input: $input) { id status seed count normalizedPrompt } }`;
+
+export async function create(app: App, input: Record<string, unknown>): Promise<{ id: string; status: string; seed: number }> {
+  const r = await gql(app, CREATE, { input });
+  if (r.errors) throw new Error(JSON.stringify(r.errors));
+  return r.data.createGeneration;
+}

@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { assertValidSchema, isObjectType, isInterfaceType, isInputObjectType, isEnumType, isUnionType } from "graphql";
+import sharp from "sharp";
+import type { App } from "../src/app.ts";
+import { PACKAGE_ROOT } from "../src/config.ts";
+import { schema } from "../src/graphql/schema.ts";
+import { printed } from "../scripts/print-schema.ts";
+import { create, createTestDatabase, eventsOverSse, eventsOverWs, gql, startTestApp, stopEmbedded, type TestDatabase } from "./server-helpers.ts";
+
+let db: TestDatabase;
+let app: App;
+
+before(async () => {
+  db = await createTestDatabase();
+  app = await startTestApp(db.url, "all");
+});
+
+after(async () => {
+  await app?.close();
+  await db?.drop();
+  await stopEmbedded();
+});
+
+function checkOrder(events: any[]): void {
+  const kinds = events.map((e) => e.__typename);
+  assert.equal(kinds[kinds.length - 1], "Completed", kinds.join(","));
+  const started = kinds.indexOf("Started");
+  assert.ok(started >= 0, "Started is sent");
+  assert.ok(kinds.slice(0, started).every((k) => k === "Queued"), "only Queued before Started");
+  const progress = events.filter((e) => e.__typename === "Progress");
+  const done = progress.map((e) => e.tokensDone);
+  assert.deepEqual(done, [...done].sort((a, b) => a - b), "progress only moves forward");
+  assert.equal(done[done.length - 1], 256);
+}
+
+test("full flow over HTTP + SSE: create, events in order, images fetchable by URL", async () => {
+  const g = await create(app, { prompt: "a big red circle in the centre, blue background", count: 2, seed: 11, previewInterval: 64 });
+  assert.equal(g.status, "QUEUED");
+  assert.equal(g.seed, 11);
+  const events = await eventsOverSse(app, g.id);
+  checkOrder(events);
+  const previewSteps = events.filter((e) => e.__typename === "Progress" && e.previews.length).map((e) => e.previews[0].tokensDone);
+  assert.deepEqual(previewSteps, [64, 128, 192, 256], "every preview reaches the client once, in order");
+  const done = events[events.length - 1].generation;
+  assert.equal(done.status, "COMPLETED");
+  assert.deepEqual(done.images.map((i: any) => i.seed), [11, 12]);
+  for (const img of done.images) {
+    const res = await fetch(img.url);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "image/png");
+    const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
+    assert.equal(meta.width, 128, "the size argument is honoured");
+  }
+  const preview = events.find((e) => e.__typename === "Progress" && e.previews.length).previews[0];
+  const pres = await fetch(preview.url);
+  assert.equal(pres.headers.get("content-type"), "image/png");
+});
+
+test("full flow over graphql-ws on the same port and path", async () => {
+  const g = await create(app, { prompt: "a small yellow triangle on the left, purple background", seed: 3 });
+  const events = await eventsOverWs(app, g.id);
+  checkOrder(events);
+  assert.equal(events[events.length - 1].generation.images.length, 1);
+});
+
+test("image routes: formats, ETag revalidation, 404 with a coded body, bad size", async () => {
+  const g = await create(app, { prompt: "a big white square at the top, black background", seed: 4, previewInterval: 0 });
+  await eventsOverSse(app, g.id);
+  const r = await gql(app, `query($id: ID!) { generation(id: $id) { images { url(format: WEBP, size: 200, upscale: SMOOTH) jpeg: url(format: JPEG) dataUrl(format: PNG) } } }`, { id: g.id });
+  const img = r.data.generation.images[0];
+  const webp = await fetch(img.url);
+  assert.equal(webp.headers.get("content-type"), "image/webp");
+  assert.equal((await sharp(Buffer.from(await webp.arrayBuffer())).metadata()).width, 200);
+  assert.match(webp.headers.get("cache-control")!, /immutable/);
+  const etag = webp.headers.get("etag")!;
+  const again = await fetch(img.url, { headers: { "if-none-match": etag } });
+  assert.equal(again.status, 304);
+  assert.equal((await fetch(img.jpeg)).headers.get("content-type"), "image/jpeg");
+  assert.match(img.dataUrl, /^data:image\/png;base64,/);
+  const base = new URL(app.url!).origin;
+  const missing = await fetch(`${base}/images/00000000-0000-4000-8000-000000000000.png`);
+  assert.equal(missing.status, 404);
+  assert.equal(((await missing.json()) as any).error.code, "NOT_FOUND");
+  const bad = await fetch(`${img.jpeg.replace(".jpeg", ".png")}?size=99999`);
+  assert.equal(bad.status, 400);
+});
+
+test("a late subscriber first gets the current state, then the outcome", async () => {
+  const g = await create(app, { prompt: "a big green circle on the right, white background", seed: 8 });
+  await eventsOverSse(app, g.id);
+  const late = await eventsOverSse(app, g.id);
+  assert.deepEqual(late.map((e) => e.__typename), ["Completed"]);
+  assert.equal(late[0].generation.images.length, 1);
+
+  // Joining mid-run: Started, then a Progress carrying the newest preview, then live events.
+  const slow = await create(app, { prompt: "a small blue square at the bottom, orange background", count: 9, seed: 1, previewInterval: 16 });
+  const first = await eventsOverSse(app, slow.id);
+  const joinedAt = first.find((e) => e.__typename === "Progress" && e.tokensDone >= 48);
+  assert.ok(joinedAt, "the run is long enough to join in the middle");
+  const mid = await create(app, { prompt: "a small blue square at the bottom, orange background", count: 9, seed: 1, previewInterval: 16 });
+  let seen: any[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(async () => {
+      const r = await gql(app, `query($id: ID!) { generation(id: $id) { tokensDone } }`, { id: mid.id });
+      if (r.data.generation.tokensDone >= 48) {
+        clearInterval(poll);
+        eventsOverSse(app, mid.id).then((e) => { seen = e; resolve(); }, reject);
+      }
+    }, 20);
+  });
+  assert.equal(seen[0].__typename, "Started");
+  assert.equal(seen[1].__typename, "Progress");
+  assert.ok(seen[1].tokensDone >= 48);
+  assert.ok(seen[1].previews.length === 9, "the latest preview comes with the current state");
+  assert.equal(seen[seen.length - 1].__typename, "Completed");
+});
+
+test("cancellation: a running generation stops within a step, a queued one at once", async () => {
+  const g = await create(app, { prompt: "a big purple triangle in the centre, green background", count: 9, seed: 2 });
+  const queued = await create(app, { prompt: "a queued one", seed: 2 });
+  let cancelled = false;
+  const events = await eventsOverSse(app, g.id, (e) => {
+    if (!cancelled && e.__typename === "Progress") {
+      cancelled = true;
+      void gql(app, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: g.id });
+    }
+  });
+  const last = events[events.length - 1];
+  assert.equal(last.__typename, "Cancelled");
+  assert.equal(last.generation.status, "CANCELLED");
+  assert.ok(last.generation.tokensDone < 256, `stopped at ${last.generation.tokensDone}`);
+  const q = await gql(app, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: queued.id });
+  assert.ok(!q.errors, JSON.stringify(q.errors));
+  const outcome = (await eventsOverSse(app, queued.id)).pop();
+  assert.ok(["Cancelled", "Completed"].includes(outcome.__typename), "it ends either way (it may have finished first)");
+  const none = await gql(app, `mutation { cancelGeneration(id: "R2VuZXJhdGlvbjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA=") { status } }`);
+  assert.equal(none.errors?.[0]?.extensions?.code, "NOT_FOUND");
+});
+
+test("invalid input gets a coded error and stores nothing", async () => {
+  const count = async () => (await gql(app, `{ generations(first: 100) { edges { node { id } } } }`)).data.generations.edges.length;
+  const before = await count();
+  const bad: [Record<string, unknown>, string][] = [
+    [{ prompt: "x", count: 0 }, "count"], [{ prompt: "x", count: 10 }, "count"], [{ prompt: "x", seed: -1 }, "seed"],
+    [{ prompt: "x", topK: -3 }, "topK"], [{ prompt: "x", topP: 0 }, "topP"], [{ prompt: "x", temperature: -1 }, "temperature"],
+    [{ prompt: "x", guidanceScale: 1000 }, "guidanceScale"], [{ prompt: "x", previewInterval: 999 }, "previewInterval"],
+    [{ prompt: "x".repeat(3000) }, "prompt"], [{ prompt: "x", model: "dalle-mega" }, "unknown model"],
+  ];
+  for (const [input, word] of bad) {
+    const r = await gql(app, `mutation($input: CreateGenerationInput!) { createGeneration(input: $input) { id } }`, { input });
+    assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT", JSON.stringify(r));
+    assert.ok(r.errors![0]!.message.includes(word), r.errors![0]!.message);
+  }
+  const typeError = await gql(app, `mutation { createGeneration(input: { prompt: 5 }) { id } }`);
+  assert.ok(typeError.errors?.length);
+  const unknown = await gql(app, `subscription { generationEvents(id: "bm9wZQ==") { __typename } }`);
+  assert.ok(unknown.errors?.length);
+  assert.equal(await count(), before);
+  const health = await gql(app, `{ health { ok role } }`);
+  assert.deepEqual(health.data.health, { ok: true, role: "all" }, "the server keeps serving");
+});
+
+test("queries: generations newest first with filters and cursors, node, models, health", async () => {
+  for (const p of ["alpha red circle", "beta blue square", "gamma red triangle"]) await create(app, { prompt: p, seed: 1 });
+  const page1 = await gql(app, `{ generations(first: 2, promptContains: "RED") { edges { cursor node { prompt } } pageInfo { hasNextPage endCursor } } }`);
+  assert.deepEqual(page1.data.generations.edges.map((e: any) => e.node.prompt), ["gamma red triangle", "alpha red circle"]);
+  const all = await gql(app, `{ generations(first: 1) { edges { node { id prompt } } pageInfo { hasNextPage endCursor } } }`);
+  assert.equal(all.data.generations.pageInfo.hasNextPage, true);
+  const next = await gql(app, `query($after: String) { generations(first: 1, after: $after) { edges { node { prompt } } } }`, { after: all.data.generations.pageInfo.endCursor });
+  assert.equal(next.data.generations.edges[0].node.prompt, "beta blue square");
+  const completed = await gql(app, `{ generations(first: 100, status: [COMPLETED]) { edges { node { status } } } }`);
+  assert.ok(completed.data.generations.edges.every((e: any) => e.node.status === "COMPLETED"));
+  const id = all.data.generations.edges[0].node.id;
+  const node = await gql(app, `query($id: ID!) { node(id: $id) { id ... on Generation { prompt } } }`, { id });
+  assert.equal(node.data.node.prompt, "gamma red triangle");
+  const models = await gql(app, `{ models { name imageWidth tokensPerImage defaultGuidanceScale } }`);
+  assert.equal(models.data.models[0].name, "mosaic-shapes");
+  assert.equal(models.data.models[0].tokensPerImage, 256);
+});
+
+test("schema.graphql is current, and every type and field has a description", async () => {
+  const file = await readFile(path.join(PACKAGE_ROOT, "schema.graphql"), "utf8");
+  assert.equal(file, printed(), "schema.graphql is stale: run npm run schema");
+  assertValidSchema(schema);
+  const missing: string[] = [];
+  for (const t of Object.values(schema.getTypeMap())) {
+    if (t.name.startsWith("__") || ["String", "Int", "Float", "Boolean", "ID"].includes(t.name)) continue;
+    if (!t.description) missing.push(t.name);
+    if (isObjectType(t) || isInterfaceType(t) || isInputObjectType(t)) {
+      for (const f of Object.values(t.getFields())) if (!f.description) missing.push(`${t.name}.${f.name}`);
+    }
+    if (isEnumType(t)) for (const v of t.getValues()) if (!v.description) missing.push(`${t.name}.${v.name}`);
+    if (isUnionType(t) && !t.description) missing.push(t.name);
+  }
+  assert.deepEqual(missing, []);
+});
+
+test("GraphiQL is served with its scripts inline (works offline) and example operations", async () => {
+  const res = await fetch(app.url!, { headers: { accept: "text/html" } });
+  assert.equal(res.status, 200);
+  const html = await res.text();
+  assert.ok(html.length > 1_000_000, "the GraphiQL bundle is inlined");
+  assert.doesNotMatch(html, /<script[^>]+src=["']https?:/i, "no script from a CDN");
+  assert.ok(html.includes("createGeneration") && html.includes("generationEvents"), "example operations");
+});

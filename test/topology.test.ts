@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import type { App } from "../src/app.ts";
+import { PACKAGE_ROOT } from "../src/config.ts";
+import { MODEL_DIR } from "./helpers.ts";
+import { create, createTestDatabase, eventsOverSse, gql, startTestApp, stopEmbedded, type TestDatabase } from "./server-helpers.ts";
+
+let db: TestDatabase;
+const children: ChildProcess[] = [];
+
+before(async () => {
+  db = await createTestDatabase();
+});
+
+async function stopChildren(): Promise<void> {
+  for (const c of children) c.kill("SIGTERM");
+  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once("exit", r)))));
+  children.length = 0;
+}
+
+after(async () => {
+  await stopChildren();
+  await db?.drop();
+  await stopEmbedded();
+});
+
+/** A real `mosaic` process; resolves with its GraphQL URL (or null for a worker) once it is up. */
+function spawnMosaic(args: string[]): Promise<{ child: ChildProcess; url: string | null }> {
+  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mosaic.js"), ...args, "--port", "0"].filter((a, i, all) => !(args[0] === "worker" && (a === "--port" || all[i - 1] === "--port"))), {
+    env: { ...process.env, DATABASE_URL: db.url, MOSAIC_MODEL: MODEL_DIR },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let err = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+      const url = /GraphQL and GraphiQL at (\S+)/.exec(err)?.[1];
+      if (url) resolve({ child, url });
+      else if (args[0] === "worker" && err.includes("worker started")) resolve({ child, url: null });
+    });
+    child.once("exit", (code) => reject(new Error(`mosaic ${args.join(" ")} exited ${code}: ${err}`)));
+  });
+}
+
+test("two API processes and one worker: a client of one API sees a generation created through the other", async () => {
+  const [a, b] = await Promise.all([spawnMosaic(["serve", "--role", "api"]), spawnMosaic(["serve", "--role", "api"])]);
+  await spawnMosaic(["worker"]);
+  const apiA = { url: a.url } as App;
+  const apiB = { url: b.url } as App;
+  const health = await gql(apiA, "{ health { role } }");
+  assert.equal(health.data.health.role, "api");
+  const g = await create(apiA, { prompt: "a big orange circle at the top, blue background", count: 2, seed: 21, previewInterval: 128 });
+  const events = await eventsOverSse(apiB, g.id);
+  assert.equal(events[events.length - 1].__typename, "Completed");
+  assert.ok(events.some((e) => e.__typename === "Progress" && e.previews.length === 2), "previews cross processes");
+  const img = events[events.length - 1].generation.images[0];
+  assert.ok(img.url.startsWith(new URL(b.url!).origin), "image URLs point at the API the client uses");
+  assert.equal((await fetch(img.url)).status, 200);
+  await stopChildren();
+});
+
+test("queued generations survive a restart and complete; a queued one cancels at once", async () => {
+  let api: App | null = await startTestApp(db.url, "api");
+  const first = await create(api, { prompt: "a small red square on the left, yellow background", seed: 5 });
+  const second = await create(api, { prompt: "a big blue triangle on the right, white background", seed: 6 });
+  const third = await create(api, { prompt: "to be cancelled", seed: 7 });
+  const cancel = await gql(api, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: third.id });
+  assert.equal(cancel.data.cancelGeneration.status, "CANCELLED", "no worker runs it: cancelled while queued");
+  const queued = await gql(api, `query($id: ID!) { generation(id: $id) { status queuePosition } }`, { id: second.id });
+  assert.equal(queued.data.generation.status, "QUEUED");
+  assert.ok(queued.data.generation.queuePosition >= 1);
+  await api.close();
+  api = null;
+
+  const all = await startTestApp(db.url, "all");
+  try {
+    for (const g of [first, second]) {
+      const events = await eventsOverSse(all, g.id);
+      assert.equal(events[events.length - 1].__typename, "Completed");
+    }
+    assert.deepEqual((await eventsOverSse(all, third.id)).map((e) => e.__typename), ["Cancelled"]);
+  } finally {
+    await all.close();
+  }
+});
+
+test("a generation left RUNNING by a dead worker is picked up again", async () => {
+  const api = await startTestApp(db.url, "api");
+  const g = await create(api, { prompt: "a big green square in the centre, black background", seed: 9 });
+  const uuid = Buffer.from(g.id, "base64").toString().split(":")[1]!;
+  // What a worker that died mid-run leaves behind: RUNNING, its heartbeat long past.
+  await api.db.prisma.generation.update({
+    where: { id: uuid },
+    data: { status: "RUNNING", workerId: "dead-worker", startedAt: new Date(Date.now() - 60_000), heartbeatAt: new Date(Date.now() - 60_000), tokensDone: 100 },
+  });
+  const worker = await startTestApp(db.url, "worker");
+  try {
+    const events = await eventsOverSse(api, g.id);
+    assert.equal(events[events.length - 1].__typename, "Completed");
+    const row = await api.db.prisma.generation.findUnique({ where: { id: uuid } });
+    assert.notEqual(row!.workerId, "dead-worker");
+    assert.equal(row!.attempts, 1);
+  } finally {
+    await worker.close();
+    await api.close();
+  }
+});
