@@ -42,7 +42,7 @@ export async function startApp(o: AppOptions): Promise<App> {
   let url: string | null = null;
   try {
     if (o.role !== "api") {
-      worker = new Worker(db.prisma, bus, engine!, { log: o.log });
+      worker = new Worker(db.prisma, bus, engine!, { log: o.log, healthFile: process.env.MOSAIC_HEALTH_FILE });
       await worker.start();
     }
     if (o.role !== "worker") {

@@ -31,8 +31,9 @@ async function serverUrl(): Promise<string> {
   return embedded.db.url;
 }
 
-export async function createTestDatabase(): Promise<TestDatabase> {
-  const base = await serverUrl();
+/** A fresh database on `server` (a connection URL), or on the default test server. */
+export async function createTestDatabase(server?: string): Promise<TestDatabase> {
+  const base = server ?? (await serverUrl());
   const name = `mosaic_test_${process.pid}_${Math.floor(Math.random() * 1e9)}`;
   const admin = new pg.Client({ connectionString: base });
   await admin.connect();

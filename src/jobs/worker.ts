@@ -3,6 +3,7 @@
  * to the tables, telling subscribers through the event bus. Stops a job within one decoder step
  * when it is cancelled; heartbeats so a dead worker's job is picked up by another.
  */
+import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import type { Prisma } from "../db/client.ts";
@@ -22,6 +23,8 @@ const POLL_MS = 2_000;
 export interface WorkerOptions {
   log: (line: string) => void;
   id?: string;
+  /** Touched at every heartbeat, for container health checks (MOSAIC_HEALTH_FILE). */
+  healthFile?: string;
 }
 
 export class Worker {
@@ -93,6 +96,7 @@ export class Worker {
   }
 
   private async heartbeat(): Promise<void> {
+    if (this.o.healthFile) await writeFile(this.o.healthFile, String(Date.now())).catch(() => {});
     const cur = this.current;
     if (!cur) return;
     await this.prisma.generation.updateMany({ where: { id: cur.id, workerId: this.id }, data: { heartbeatAt: new Date() } }).catch(() => {});
