@@ -7,7 +7,7 @@ import { after, test } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { MODEL_DIR } from "./helpers.ts";
+import { MODEL_DIR, type Json } from "./helpers.ts";
 
 const run = promisify(execFile);
 const BIN = path.join(PACKAGE_ROOT, "bin", "mosaic.js");
@@ -59,7 +59,7 @@ test("bad input exits non-zero with a clear message", async () => {
     [["frobnicate"], /unknown command/],
   ];
   for (const [args, message] of cases) {
-    await assert.rejects(run(process.execPath, [BIN, ...args, ...(args.includes("--model") ? [] : ["--model", MODEL_DIR])]), (e: any) => {
+    await assert.rejects(run(process.execPath, [BIN, ...args, ...(args.includes("--model") ? [] : ["--model", MODEL_DIR])]), (e: Json) => {
       assert.notEqual(e.code, 0);
       assert.match(e.stderr, message);
       assert.doesNotMatch(e.stderr, /at .*\.ts:\d+/, "no stack trace for user errors");

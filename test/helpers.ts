@@ -8,6 +8,13 @@ import { loadModel, type Model } from "../src/engine/model.ts";
 export const MODEL_DIR = process.env.MOSAIC_TEST_MODEL ?? DEFAULT_MODEL;
 export const FIXTURES = process.env.MOSAIC_TEST_FIXTURES ?? path.join(PACKAGE_ROOT, "test", "fixtures", "mosaic-shapes-reference.json");
 
+/**
+ * JSON read back in tests (GraphQL responses, model.json being edited). Its shape is what the
+ * assertions check at run time, so the tests index into it freely rather than declaring every type.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = any;
+
 export interface Reference {
   prompts: string[];
   normalised: string[];

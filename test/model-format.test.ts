@@ -6,13 +6,13 @@ import { after, test } from "node:test";
 import { MosaicError } from "../src/engine/errors.ts";
 import { loadModel, readManifest } from "../src/engine/model.ts";
 import { validateManifest } from "../src/engine/model-format.ts";
-import { MODEL_DIR } from "./helpers.ts";
+import { MODEL_DIR, type Json } from "./helpers.ts";
 
 const scratch: string[] = [];
 after(() => Promise.all(scratch.map((d) => rm(d, { recursive: true, force: true }))));
 
 /** A copy of the shipped model with model.json edited by `edit`. */
-async function variant(edit: (m: any) => void): Promise<string> {
+async function variant(edit: (m: Json) => void): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), "mosaic-model-"));
   scratch.push(dir);
   await cp(MODEL_DIR, dir, { recursive: true });
@@ -61,7 +61,7 @@ test("a wrong input name is named", async () => {
 test("an architecture that disagrees with the ONNX file is a shape mismatch naming the file", async () => {
   const dir = await variant((m) => {
     m.architecture.decoderLayers += 1;
-    for (const g of Object.values<any>(m.graphs)) {
+    for (const g of Object.values<Json>(m.graphs)) {
       for (const t of [...g.inputs, ...g.outputs]) if (/^(past|present|cross)_/.test(t.name)) t.shape[0] += 1;
     }
   });

@@ -12,7 +12,7 @@ import WebSocket from "ws";
 import { startApp, type App } from "../src/app.ts";
 import type { Role } from "../src/graphql/context.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
-import { MODEL_DIR } from "./helpers.ts";
+import { MODEL_DIR, type Json } from "./helpers.ts";
 
 export interface TestDatabase {
   url: string;
@@ -64,7 +64,7 @@ export function startTestApp(url: string, role: Role): Promise<App> {
 }
 
 export interface GqlResult {
-  data?: any;
+  data?: Json;
   errors?: { message: string; extensions?: { code?: string } }[];
 }
 
@@ -83,13 +83,13 @@ export const EVENTS = `subscription($id: ID!) { generationEvents(id: $id) {
 } }`;
 
 /** All events of one subscription, over SSE (yoga's default transport). */
-export async function eventsOverSse(app: App, id: string, onEvent?: (e: any) => void): Promise<any[]> {
+export async function eventsOverSse(app: App, id: string, onEvent?: (e: Json) => void): Promise<Json[]> {
   const client = createSseClient({ url: app.url! });
-  const out: any[] = [];
+  const out: Json[] = [];
   try {
     for await (const r of client.iterate({ query: EVENTS, variables: { id } })) {
       if (r.errors) throw new Error(JSON.stringify(r.errors));
-      const e = (r.data as any).generationEvents;
+      const e = (r.data as Json).generationEvents;
       out.push(e);
       onEvent?.(e);
     }
@@ -100,13 +100,13 @@ export async function eventsOverSse(app: App, id: string, onEvent?: (e: any) => 
 }
 
 /** The same over graphql-ws on the same port and path. */
-export async function eventsOverWs(app: App, id: string): Promise<any[]> {
+export async function eventsOverWs(app: App, id: string): Promise<Json[]> {
   const client = createWsClient({ url: app.url!.replace(/^http/, "ws"), webSocketImpl: WebSocket });
-  const out: any[] = [];
+  const out: Json[] = [];
   try {
     for await (const r of client.iterate({ query: EVENTS, variables: { id } })) {
       if (r.errors) throw new Error(JSON.stringify(r.errors));
-      out.push((r.data as any).generationEvents);
+      out.push((r.data as Json).generationEvents);
     }
   } finally {
     await client.dispose();

@@ -8,6 +8,7 @@ import type { App } from "../src/app.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import { schema } from "../src/graphql/schema.ts";
 import { printed } from "../scripts/print-schema.ts";
+import type { Json } from "./helpers.ts";
 import { create, createTestDatabase, eventsOverSse, eventsOverWs, gql, startTestApp, stopEmbedded, type TestDatabase } from "./server-helpers.ts";
 
 let db: TestDatabase;
@@ -24,7 +25,7 @@ after(async () => {
   await stopEmbedded();
 });
 
-function checkOrder(events: any[]): void {
+function checkOrder(events: Json[]): void {
   const kinds = events.map((e) => e.__typename);
   assert.equal(kinds[kinds.length - 1], "Completed", kinds.join(","));
   const started = kinds.indexOf("Started");
@@ -46,7 +47,7 @@ test("full flow over HTTP + SSE: create, events in order, images fetchable by UR
   assert.deepEqual(previewSteps, [64, 128, 192, 256], "every preview reaches the client once, in order");
   const done = events[events.length - 1].generation;
   assert.equal(done.status, "COMPLETED");
-  assert.deepEqual(done.images.map((i: any) => i.seed), [11, 12]);
+  assert.deepEqual(done.images.map((i: Json) => i.seed), [11, 12]);
   for (const img of done.images) {
     const res = await fetch(img.url);
     assert.equal(res.status, 200);
@@ -83,7 +84,7 @@ test("image routes: formats, ETag revalidation, 404 with a coded body, bad size"
   const base = new URL(app.url!).origin;
   const missing = await fetch(`${base}/images/00000000-0000-4000-8000-000000000000.png`);
   assert.equal(missing.status, 404);
-  assert.equal(((await missing.json()) as any).error.code, "NOT_FOUND");
+  assert.equal(((await missing.json()) as Json).error.code, "NOT_FOUND");
   const bad = await fetch(`${img.jpeg.replace(".jpeg", ".png")}?size=99999`);
   assert.equal(bad.status, 400);
 });
@@ -101,7 +102,7 @@ test("a late subscriber first gets the current state, then the outcome", async (
   const joinedAt = first.find((e) => e.__typename === "Progress" && e.tokensDone >= 48);
   assert.ok(joinedAt, "the run is long enough to join in the middle");
   const mid = await create(app, { prompt: "a small blue square at the bottom, orange background", count: 9, seed: 1, previewInterval: 16 });
-  let seen: any[] = [];
+  let seen: Json[] = [];
   await new Promise<void>((resolve, reject) => {
     const poll = setInterval(async () => {
       const r = await gql(app, `query($id: ID!) { generation(id: $id) { tokensDone } }`, { id: mid.id });
@@ -166,13 +167,13 @@ test("invalid input gets a coded error and stores nothing", async () => {
 test("queries: generations newest first with filters and cursors, node, models, health", async () => {
   for (const p of ["alpha red circle", "beta blue square", "gamma red triangle"]) await create(app, { prompt: p, seed: 1 });
   const page1 = await gql(app, `{ generations(first: 2, promptContains: "RED") { edges { cursor node { prompt } } pageInfo { hasNextPage endCursor } } }`);
-  assert.deepEqual(page1.data.generations.edges.map((e: any) => e.node.prompt), ["gamma red triangle", "alpha red circle"]);
+  assert.deepEqual(page1.data.generations.edges.map((e: Json) => e.node.prompt), ["gamma red triangle", "alpha red circle"]);
   const all = await gql(app, `{ generations(first: 1) { edges { node { id prompt } } pageInfo { hasNextPage endCursor } } }`);
   assert.equal(all.data.generations.pageInfo.hasNextPage, true);
   const next = await gql(app, `query($after: String) { generations(first: 1, after: $after) { edges { node { prompt } } } }`, { after: all.data.generations.pageInfo.endCursor });
   assert.equal(next.data.generations.edges[0].node.prompt, "beta blue square");
   const completed = await gql(app, `{ generations(first: 100, status: [COMPLETED]) { edges { node { status } } } }`);
-  assert.ok(completed.data.generations.edges.every((e: any) => e.node.status === "COMPLETED"));
+  assert.ok(completed.data.generations.edges.every((e: Json) => e.node.status === "COMPLETED"));
   const id = all.data.generations.edges[0].node.id;
   const node = await gql(app, `query($id: ID!) { node(id: $id) { id ... on Generation { prompt } } }`, { id });
   assert.equal(node.data.node.prompt, "gamma red triangle");
