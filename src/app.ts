@@ -19,6 +19,8 @@ export interface AppOptions {
   embeddedPort: number;
   modelFolder: string;
   provider: ProviderName;
+  /** Most images a worker decodes together (continuous batching). */
+  batchImages?: number;
   log: (line: string) => void;
 }
 
@@ -42,7 +44,7 @@ export async function startApp(o: AppOptions): Promise<App> {
   let url: string | null = null;
   try {
     if (o.role !== "api") {
-      worker = new Worker(db.prisma, bus, engine!, { log: o.log, healthFile: process.env.MOSAIC_HEALTH_FILE });
+      worker = new Worker(db.prisma, bus, engine!, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE });
       await worker.start();
     }
     if (o.role !== "worker") {

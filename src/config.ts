@@ -22,6 +22,7 @@ export interface ServerConfig {
   databaseUrl: string | undefined;
   dataDir: string;
   embeddedPort: number;
+  batchImages: number;
 }
 
 function intEnv(name: string, fallback: number): number {
@@ -29,6 +30,14 @@ function intEnv(name: string, fallback: number): number {
   if (v === undefined || v === "") return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw badInput(`${name} must be a port number (got "${v}")`);
+  return n;
+}
+
+function positiveEnv(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === "") return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw badInput(`${name} must be a whole number ≥ 1 (got "${v}")`);
   return n;
 }
 
@@ -40,5 +49,6 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     databaseUrl: process.env.DATABASE_URL || undefined,
     dataDir: path.resolve(process.env.MOSAIC_DATA_DIR ?? "data"),
     embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 54329),
+    batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
   };
 }

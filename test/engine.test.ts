@@ -29,7 +29,7 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
   for (let pos = 0; pos < ref.stepTokens.length; pos++) {
     const out = await model.decoderStep.run({
       token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
-      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos)), [1]),
+      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
       past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v!, text_mask: mask,
     });
     const logits = out.logits!.data as Float32Array;

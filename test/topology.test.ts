@@ -4,7 +4,8 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import type { App } from "../src/app.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { MODEL_DIR } from "./helpers.ts";
+import { unpackCodes } from "../src/jobs/codes.ts";
+import { collect, finalImages, MODEL_DIR, sharedModel } from "./helpers.ts";
 import { create, createTestDatabase, eventsOverSse, gql, startTestApp, stopEmbedded, type TestDatabase } from "./server-helpers.ts";
 
 let db: TestDatabase;
@@ -103,6 +104,34 @@ test("a generation left RUNNING by a dead worker is picked up again", async () =
     const row = await api.db.prisma.generation.findUnique({ where: { id: uuid } });
     assert.notEqual(row!.workerId, "dead-worker");
     assert.equal(row!.attempts, 1);
+  } finally {
+    await worker.close();
+    await api.close();
+  }
+});
+
+test("a worker decodes waiting generations in one batch, with the results each gets alone", async () => {
+  const api = await startTestApp(db.url, "api");
+  const inputs = [
+    { prompt: "a big red circle on the left, white background", count: 2, seed: 51, topK: 16 },
+    { prompt: "a small blue square at the bottom, yellow background", count: 1, seed: 52, topK: 16 },
+    { prompt: "a big black triangle in the centre, green background", count: 3, seed: 53, topK: 16 },
+  ];
+  const created = [];
+  for (const input of inputs) created.push(await create(api, input));
+  const worker = await startTestApp(db.url, "worker");
+  try {
+    for (const g of created) assert.equal((await eventsOverSse(api, g.id)).pop().__typename, "Completed");
+    const rows = await api.db.prisma.generation.findMany({ where: { seed: { in: [51, 52, 53] } }, orderBy: { seed: "asc" } });
+    // They ran at the same time: each started before any of them finished.
+    const firstFinish = Math.min(...rows.map((r) => r.finishedAt!.getTime()));
+    assert.ok(rows.every((r) => r.startedAt!.getTime() <= firstFinish), "all three were in the batch together");
+    const model = await sharedModel();
+    for (const [i, r] of rows.entries()) {
+      const input = inputs[i]!;
+      const alone = finalImages(await collect(model, { prompt: input.prompt, count: input.count, seed: input.seed, sampling: { topK: input.topK }, previewInterval: 0 }));
+      assert.deepEqual(unpackCodes(r.codes!, r.count).map((c) => Array.from(c)), alone.map((a) => Array.from(a.codes)), `generation ${i}`);
+    }
   } finally {
     await worker.close();
     await api.close();

@@ -70,7 +70,7 @@ export function requiredGraphs(a: Architecture): Record<keyof ModelManifest["gra
     decoderStep: {
       inputs: [
         { name: "token", dtype: "int64", shape: ["batch"] },
-        { name: "position", dtype: "int64", shape: [1] },
+        { name: "position", dtype: "int64", shape: ["batch"] },
         { name: "past_k", dtype: "float32", shape: cache },
         { name: "past_v", dtype: "float32", shape: cache },
         { name: "cross_k", dtype: "float32", shape: cross },

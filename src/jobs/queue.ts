@@ -41,13 +41,18 @@ export async function queuePosition(prisma: Prisma, g: Pick<Generation, "id" | "
   return ahead + 1;
 }
 
-/** Claims the oldest queued generation for this worker, or returns null. */
-export async function claimNext(prisma: Prisma, workerId: string): Promise<Generation | null> {
+/**
+ * Claims the oldest queued generation for this worker if it has at most `maxImages` images, or
+ * returns null. Only the oldest is considered, so a large generation is never overtaken for ever
+ * by smaller ones arriving after it.
+ */
+export async function claimNext(prisma: Prisma, workerId: string, maxImages = Number.MAX_SAFE_INTEGER): Promise<Generation | null> {
   const rows = await prisma.$queryRaw<{ id: string }[]>`
     UPDATE "Generation" SET status = 'RUNNING', "startedAt" = now(), "heartbeatAt" = now(),
            "workerId" = ${workerId}, attempts = attempts + 1
     WHERE id = (SELECT id FROM "Generation" WHERE status = 'QUEUED'
                 ORDER BY "createdAt", id LIMIT 1 FOR UPDATE SKIP LOCKED)
+      AND count <= ${Math.min(maxImages, 2 ** 31 - 1)}
     RETURNING id`;
   const id = rows[0]?.id;
   if (!id) return null;

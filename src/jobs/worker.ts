@@ -1,49 +1,68 @@
 /**
- * A worker: claims queued generations, runs the engine, and writes progress, previews and images
- * to the tables, telling subscribers through the event bus. Stops a job within one decoder step
- * when it is cancelled; heartbeats so a dead worker's job is picked up by another.
+ * A worker: claims queued generations and decodes them together in one continuous batch (joining
+ * at step boundaries, up to a limit of images), writing progress, previews and images to the
+ * tables and telling subscribers through the event bus. A cancelled generation stops within one
+ * decoder step; heartbeats let another worker pick up the jobs of one that died.
  */
+import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { randomUUID } from "node:crypto";
 import type { Prisma } from "../db/client.ts";
 import type { Generation } from "../db/generated/client.ts";
+import { DecodeBatch, type Member } from "../engine/batch.ts";
 import { MosaicError } from "../engine/errors.ts";
-import { generate, type Frame } from "../engine/generate.ts";
+import type { Frame, GenerationEvent } from "../engine/generate.ts";
 import type { Model } from "../engine/model.ts";
 import { encodeFrame } from "../images/encode.ts";
 import { packCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
 import { claimNext, HEARTBEAT_MS, requeueStale } from "./queue.ts";
 
-/** Progress is written at most this often (plus at every preview): enough for a live mosaic. */
+/** Progress is written at most this often per generation (plus at every preview). */
 const PROGRESS_EVERY_MS = 100;
 const POLL_MS = 2_000;
+export const DEFAULT_BATCH_IMAGES = 16;
 
 export interface WorkerOptions {
   log: (line: string) => void;
   id?: string;
+  /** Most images decoded together (MOSAIC_WORKER_BATCH); a larger single generation still runs alone. */
+  batchImages?: number;
   /** Touched at every heartbeat, for container health checks (MOSAIC_HEALTH_FILE). */
   healthFile?: string;
 }
 
+interface Job {
+  row: Generation;
+  member: Member;
+  abort: AbortController;
+  grids: Int32Array[];
+  lastWrite: number;
+}
+
+class LostJob extends Error {}
+
 export class Worker {
   readonly id: string;
+  private readonly batchImages: number;
   private stopped = false;
   private wake: (() => void) | null = null;
-  private current: { id: string; abort: AbortController } | null = null;
+  private readonly jobs = new Map<string, Job>();
   private loopDone: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
+  private readonly batch: DecodeBatch;
 
-  constructor(private readonly prisma: Prisma, private readonly bus: EventBus, private readonly model: Model, private readonly o: WorkerOptions) {
+  constructor(private readonly prisma: Prisma, private readonly bus: EventBus, model: Model, private readonly o: WorkerOptions) {
     this.id = o.id ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
+    this.batch = new DecodeBatch(model);
   }
 
   async start(): Promise<void> {
     this.unsubscribe = this.bus.subscribe((e) => {
       if (e.kind === "queue") this.wake?.();
-      else if (e.kind === "generation" && e.id === this.current?.id) void this.checkCancel(e.id);
+      else if (e.kind === "generation" && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
     // Jobs left RUNNING by a process that died are picked up again.
     const requeued = await requeueStale(this.prisma);
@@ -53,60 +72,93 @@ export class Worker {
     this.loopDone = this.loop();
   }
 
-  /** Stops claiming; a running job is interrupted and returned to the queue for another worker. */
+  /** Generations running in this worker now. */
+  get running(): number {
+    return this.jobs.size;
+  }
+
+  /** Stops claiming; running jobs are interrupted and returned to the queue for another worker. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.timers.forEach(clearInterval);
     this.unsubscribe?.();
-    const running = this.current;
-    running?.abort.abort();
+    const running = [...this.jobs.keys()];
+    for (const j of this.jobs.values()) j.abort.abort();
     this.wake?.();
     await this.loopDone;
-    if (running) {
+    for (const id of running) {
       await this.prisma.generation.updateMany({
-        where: { id: running.id, workerId: this.id, status: "RUNNING" },
+        where: { id, workerId: this.id, status: "RUNNING" },
         data: { status: "QUEUED", workerId: null, tokensDone: 0, codes: null, startedAt: null },
       }).catch(() => {});
-      await publish(this.prisma, { kind: "queue" }).catch(() => {});
-      await publish(this.prisma, { kind: "generation", id: running.id }).catch(() => {});
+      await publish(this.prisma, { kind: "generation", id }).catch(() => {});
     }
+    if (running.length) await publish(this.prisma, { kind: "queue" }).catch(() => {});
   }
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
-      let job: Generation | null = null;
+      await this.admit();
+      if (!this.batch.active) {
+        await this.idle();
+        continue;
+      }
+      await this.batch.step();
+      for (const job of [...this.jobs.values()]) await this.handle(job);
+    }
+    // Let interrupted members emit their cancellation before the process lets go of them.
+    if (this.batch.active) await this.batch.step();
+  }
+
+  /** Claims queued generations while they fit in the batch (always one when the batch is empty). */
+  private async admit(): Promise<void> {
+    while (!this.stopped && this.batch.canAdmit) {
+      const free = this.batch.active ? this.batchImages - this.batch.images : Number.MAX_SAFE_INTEGER;
+      if (free <= 0) return;
+      let row: Generation | null = null;
       try {
-        job = await claimNext(this.prisma, this.id);
+        row = await claimNext(this.prisma, this.id, free);
       } catch (e) {
         this.o.log(`mosaic: worker could not claim a job: ${(e as Error).message}`);
       }
-      if (!job) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, POLL_MS);
-          this.wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
+      if (!row) return;
+      const abort = new AbortController();
+      if (row.cancelRequested) abort.abort();
+      try {
+        const member = this.batch.admit({
+          prompt: row.prompt, count: row.count, seed: row.seed, previewInterval: row.previewInterval, signal: abort.signal,
+          sampling: { guidanceScale: row.guidanceScale, topK: row.topK, topP: row.topP, temperature: row.temperature },
         });
-        this.wake = null;
-        continue;
+        this.jobs.set(row.id, { row, member, abort, grids: Array.from({ length: row.count }, () => new Int32Array(row!.tokensTotal)), lastWrite: 0 });
+      } catch (e) {
+        await this.fail(row.id, e);
       }
-      await this.run(job);
     }
+  }
+
+  private async idle(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, POLL_MS);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+    this.wake = null;
   }
 
   private async heartbeat(): Promise<void> {
     if (this.o.healthFile) await writeFile(this.o.healthFile, String(Date.now())).catch(() => {});
-    const cur = this.current;
-    if (!cur) return;
-    await this.prisma.generation.updateMany({ where: { id: cur.id, workerId: this.id }, data: { heartbeatAt: new Date() } }).catch(() => {});
-    await this.checkCancel(cur.id);
+    const ids = [...this.jobs.keys()];
+    if (!ids.length) return;
+    await this.prisma.generation.updateMany({ where: { id: { in: ids }, workerId: this.id }, data: { heartbeatAt: new Date() } }).catch(() => {});
+    for (const id of ids) await this.checkCancel(id);
   }
 
   private async checkCancel(id: string): Promise<void> {
     const row = await this.prisma.generation.findUnique({ where: { id }, select: { cancelRequested: true, workerId: true, status: true } }).catch(() => null);
     // Cancelled, or no longer ours (requeued after we were presumed dead): stop either way.
-    if (row && (row.cancelRequested || row.workerId !== this.id || row.status !== "RUNNING")) this.current?.abort.abort();
+    if (row && (row.cancelRequested || row.workerId !== this.id || row.status !== "RUNNING")) this.jobs.get(id)?.abort.abort();
   }
 
   /** Writes only while the job is still ours and running. */
@@ -115,60 +167,61 @@ export class Worker {
     return r.count === 1;
   }
 
-  private async run(job: Generation): Promise<void> {
-    const abort = new AbortController();
-    this.current = { id: job.id, abort };
-    if (job.cancelRequested) abort.abort();
-    const id = job.id;
-    let lastWrite = 0;
-    const grids: Int32Array[] = Array.from({ length: job.count }, () => new Int32Array(job.tokensTotal));
+  /** Turns the events of one job since the last step into rows and notifications. */
+  private async handle(job: Job): Promise<void> {
+    const id = job.row.id;
     try {
-      for await (const ev of generate(this.model, {
-        prompt: job.prompt, count: job.count, seed: job.seed, previewInterval: job.previewInterval, signal: abort.signal,
-        sampling: { guidanceScale: job.guidanceScale, topK: job.topK, topP: job.topP, temperature: job.temperature },
-      })) {
-        if (ev.type === "progress") {
-          ev.tokens.forEach((t, i) => { grids[i]![ev.tokensDone - 1] = t; });
-          const now = performance.now();
-          if (!ev.previews && now - lastWrite < PROGRESS_EVERY_MS && ev.tokensDone < ev.tokensTotal) continue;
-          lastWrite = now;
-          if (ev.previews) await this.savePreviews(id, ev.tokensDone, ev.previews);
-          if (!(await this.write(id, { tokensDone: ev.tokensDone, codes: packCodes(grids), heartbeatAt: new Date() }))) abort.abort();
-          await publish(this.prisma, { kind: "generation", id });
-        } else if (ev.type === "completed") {
-          const images = await Promise.all(ev.images.map(async (img) => ({
-            id: randomUUID(), generationId: id, index: img.index, seed: img.seed, format: "png",
-            width: img.width, height: img.height, bytes: toBytes(await encodeFrame(img, { format: "png" })),
-          })));
-          await this.prisma.$transaction(async (tx) => {
-            const r = await tx.generation.updateMany({
-              where: { id, workerId: this.id, status: "RUNNING" },
-              data: { status: "COMPLETED", tokensDone: job.tokensTotal, finishedAt: new Date(), codes: packCodes(ev.images.map((i) => i.codes)) },
-            });
-            if (r.count !== 1) throw new LostJob();
-            await tx.image.createMany({ data: images });
-          });
-          await publish(this.prisma, { kind: "generation", id });
-        } else if (ev.type === "cancelled") {
-          const row = await this.prisma.generation.findUnique({ where: { id }, select: { cancelRequested: true } });
-          if (row?.cancelRequested && (await this.write(id, { status: "CANCELLED", finishedAt: new Date() }))) {
-            await publish(this.prisma, { kind: "generation", id });
-          }
-        }
-      }
+      for (const ev of job.member.drain()) await this.record(job, ev);
+      if (job.member.error) throw job.member.error;
     } catch (e) {
-      if (e instanceof LostJob) {
-        this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`);
-      } else {
-        const code = e instanceof MosaicError ? e.code : "INFERENCE_FAILED";
-        const message = e instanceof Error ? e.message : String(e);
-        this.o.log(`mosaic: generation ${id} failed: ${message}`);
-        if (await this.write(id, { status: "FAILED", errorCode: code, errorMessage: message, finishedAt: new Date() }).catch(() => false)) {
-          await publish(this.prisma, { kind: "generation", id }).catch(() => {});
-        }
+      if (e instanceof LostJob) this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`);
+      else await this.fail(id, e);
+      job.abort.abort();
+      this.jobs.delete(id);
+      return;
+    }
+    if (job.member.done) this.jobs.delete(id);
+  }
+
+  private async record(job: Job, ev: GenerationEvent): Promise<void> {
+    const id = job.row.id;
+    if (ev.type === "progress") {
+      ev.tokens.forEach((t, i) => { job.grids[i]![ev.tokensDone - 1] = t; });
+      const now = performance.now();
+      if (!ev.previews && now - job.lastWrite < PROGRESS_EVERY_MS && ev.tokensDone < ev.tokensTotal) return;
+      job.lastWrite = now;
+      if (ev.previews) await this.savePreviews(id, ev.tokensDone, ev.previews);
+      if (!(await this.write(id, { tokensDone: ev.tokensDone, codes: packCodes(job.grids), heartbeatAt: new Date() }))) throw new LostJob();
+      await publish(this.prisma, { kind: "generation", id });
+    } else if (ev.type === "completed") {
+      const images = await Promise.all(ev.images.map(async (img) => ({
+        id: randomUUID(), generationId: id, index: img.index, seed: img.seed, format: "png",
+        width: img.width, height: img.height, bytes: toBytes(await encodeFrame(img, { format: "png" })),
+      })));
+      await this.prisma.$transaction(async (tx) => {
+        const r = await tx.generation.updateMany({
+          where: { id, workerId: this.id, status: "RUNNING" },
+          data: { status: "COMPLETED", tokensDone: job.row.tokensTotal, finishedAt: new Date(), codes: packCodes(ev.images.map((i) => i.codes)) },
+        });
+        if (r.count !== 1) throw new LostJob();
+        await tx.image.createMany({ data: images });
+      });
+      await publish(this.prisma, { kind: "generation", id });
+    } else if (ev.type === "cancelled") {
+      // Cancelled by a user, or interrupted because this worker is stopping (then stop() requeues it).
+      const row = await this.prisma.generation.findUnique({ where: { id }, select: { cancelRequested: true } });
+      if (row?.cancelRequested && (await this.write(id, { status: "CANCELLED", finishedAt: new Date() }))) {
+        await publish(this.prisma, { kind: "generation", id });
       }
-    } finally {
-      this.current = null;
+    }
+  }
+
+  private async fail(id: string, e: unknown): Promise<void> {
+    const code = e instanceof MosaicError ? e.code : "INFERENCE_FAILED";
+    const message = e instanceof Error ? e.message : String(e);
+    this.o.log(`mosaic: generation ${id} failed: ${message}`);
+    if (await this.write(id, { status: "FAILED", errorCode: code, errorMessage: message, finishedAt: new Date() }).catch(() => false)) {
+      await publish(this.prisma, { kind: "generation", id }).catch(() => {});
     }
   }
 
@@ -180,8 +233,6 @@ export class Worker {
     await this.prisma.preview.createMany({ data, skipDuplicates: true });
   }
 }
-
-class LostJob extends Error {}
 
 /** Prisma's Bytes wants a Uint8Array over a plain ArrayBuffer. */
 function toBytes(b: Buffer): Uint8Array<ArrayBuffer> {

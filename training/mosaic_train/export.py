@@ -86,7 +86,7 @@ def io_specs(c: Config) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
             "outputs": [("cross_k", "float32", cross), ("cross_v", "float32", cross)],
         },
         "decoderStep": {
-            "inputs": [("token", "int64", ["batch"]), ("position", "int64", [1]), ("past_k", "float32", cache),
+            "inputs": [("token", "int64", ["batch"]), ("position", "int64", ["batch"]), ("past_k", "float32", cache),
                        ("past_v", "float32", cache), ("cross_k", "float32", cross), ("cross_v", "float32", cross),
                        ("text_mask", "int64", text)],
             "outputs": [("logits", "float32", ["batch", c.codebook_size]), ("present_k", "float32", cache),
@@ -166,11 +166,11 @@ def export_graphs(vq: VQAutoencoder, model: DalleBart, out: str) -> dict:
                                     "attention_mask": {0: "batch", 1: "text_length"},
                                     "cross_k": cross_axes, "cross_v": cross_axes}, opset_version=OPSET)
     torch.onnx.export(StepGraph(model),
-                      (torch.zeros(b, dtype=torch.long), torch.tensor([0]), past_k, past_v, cross_k, cross_v, mask),
+                      (torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long), past_k, past_v, cross_k, cross_v, mask),
                       os.path.join(out, files["decoderStep"]),
                       input_names=["token", "position", "past_k", "past_v", "cross_k", "cross_v", "text_mask"],
                       output_names=["logits", "present_k", "present_v"],
-                      dynamic_axes={"token": {0: "batch"}, "past_k": cache_axes, "past_v": cache_axes,
+                      dynamic_axes={"token": {0: "batch"}, "position": {0: "batch"}, "past_k": cache_axes, "past_v": cache_axes,
                                     "cross_k": cross_axes, "cross_v": cross_axes,
                                     "text_mask": {0: "batch", 1: "text_length"}, "logits": {0: "batch"},
                                     "present_k": cache_axes, "present_v": cache_axes}, opset_version=OPSET)
@@ -253,7 +253,7 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
     token = torch.full((2,), c.start_token, dtype=torch.long)
     step_logits = []
     for pos, nxt in enumerate([[5, 9], [17, 3], [200, 255]]):
-        logits, past_k, past_v = model.decode_step(token, torch.tensor([pos]), past_k, past_v, cross_k, cross_v, mask)
+        logits, past_k, past_v = model.decode_step(token, torch.full((2,), pos), past_k, past_v, cross_k, cross_v, mask)
         step_logits.append(logits.numpy().round(6).tolist())
         token = torch.tensor(nxt)
     # The same three tokens teacher-forced through the full no-cache forward pass.

@@ -178,18 +178,19 @@ class DalleBart(nn.Module):
         return self.lm_head(self.decoder_final_ln(x))
 
     def decode_step(self, token, position, past_k, past_v, cross_k, cross_v, text_mask):
-        """One step with a fixed-size cache.
+        """One step with a fixed-size cache; every row has its own position, so rows of different
+        generations at different points can share a batch (continuous batching).
 
-        token int64 [b]; position int64 [1]; past_k/v float [layers, b, heads, image_len, head_dim]
-        -> logits [b, codebook], present_k/v (past with this position written).
+        token, position int64 [b]; past_k/v float [layers, b, heads, image_len, head_dim]
+        -> logits [b, codebook], present_k/v (past with each row's position written).
         Writing by a one-hot blend rather than an indexed scatter keeps every shape static and the
         graph free of data-dependent ops, which is what the GPU providers want.
         """
         c = self.config
-        x = self._embed_image(token[:, None], position[None, :].expand(token.shape[0], 1))
+        x = self._embed_image(token[:, None], position[:, None])
         slots = torch.arange(c.image_len, device=token.device)
-        here = (slots == position).to(past_k.dtype)[None, None, :, None]
-        allowed = (slots <= position)[None, None, None, :]
+        here = (slots[None, :] == position[:, None]).to(past_k.dtype)[:, None, :, None]  # [b, 1, n, 1]
+        allowed = (slots[None, :] <= position[:, None])[:, None, None, :]  # [b, 1, 1, n]
         cross_allowed = (text_mask > 0)[:, None, None, :]
         present_k, present_v = [], []
         for i, layer in enumerate(self.decoder_layers):

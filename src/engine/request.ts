@@ -1,0 +1,122 @@
+/**
+ * What a caller asks of the engine, the events it gets back, and the validation that turns a request
+ * into settled values (model defaults filled in, every bad value refused with a message naming it).
+ */
+import { badInput } from "./errors.ts";
+import type { ModelInfo } from "./model.ts";
+import { randomSeed } from "./random.ts";
+import { validateSampling, type SamplingSettings } from "./sampling.ts";
+
+export const MAX_IMAGES = 9;
+export const MAX_PROMPT_CHARS = 2000;
+export const MAX_SEED = 2 ** 31 - 1;
+
+export interface GenerateRequest {
+  prompt: string;
+  /** Images generated together, 1–9. */
+  count?: number;
+  /** Generation seed; image i uses seed + i. Random when absent (and reported). */
+  seed?: number;
+  sampling?: Partial<SamplingSettings>;
+  /** A VQ preview every this many tokens; 0 = none. Default: one per token row. */
+  previewInterval?: number;
+  /** Include the zero-cost per-token mosaic in every progress event. */
+  mosaic?: boolean;
+  signal?: AbortSignal;
+}
+
+/** RGB bytes, row-major, 3 channels. */
+export interface Frame {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export interface FinalImage extends Frame {
+  index: number;
+  seed: number;
+  codes: Int32Array;
+}
+
+export interface StartedEvent {
+  type: "started";
+  prompt: string;
+  normalisedPrompt: string;
+  truncatedTokens: number;
+  unknownWords: string[];
+  seed: number;
+  seeds: number[];
+  count: number;
+  settings: SamplingSettings;
+  previewInterval: number;
+  tokensTotal: number;
+}
+
+export interface ProgressEvent {
+  type: "progress";
+  tokensDone: number;
+  tokensTotal: number;
+  tokensPerSecond: number;
+  /** The newest token of each image. */
+  tokens: number[];
+  /** VQ-decoded partial images, one per image, when a preview is due. */
+  previews?: Frame[];
+  /** Per-token mosaics, one per image, when asked for. */
+  mosaics?: Frame[];
+}
+
+export interface Timings {
+  textMs: number;
+  decodeMs: number;
+  previewMs: number;
+  previews: number;
+  finalMs: number;
+  totalMs: number;
+  firstPreviewMs: number | null;
+}
+
+export interface CompletedEvent {
+  type: "completed";
+  images: FinalImage[];
+  timings: Timings;
+}
+
+export interface CancelledEvent {
+  type: "cancelled";
+  tokensDone: number;
+}
+
+export type GenerationEvent = StartedEvent | ProgressEvent | CompletedEvent | CancelledEvent;
+
+export interface ResolvedRequest {
+  prompt: string;
+  count: number;
+  seed: number;
+  settings: SamplingSettings;
+  previewInterval: number;
+  mosaic: boolean;
+}
+
+/** Defaults from the model, and every bad value refused with a message that names it. */
+export function resolveRequest(model: ModelInfo, req: GenerateRequest): ResolvedRequest {
+  const m = model.manifest;
+  if (typeof req.prompt !== "string") throw badInput("prompt must be a string");
+  if (req.prompt.length > MAX_PROMPT_CHARS) throw badInput(`prompt is longer than ${MAX_PROMPT_CHARS} characters`);
+  const count = req.count ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > MAX_IMAGES) throw badInput(`count must be a whole number from 1 to ${MAX_IMAGES} (got ${count})`);
+  const seed = req.seed ?? randomSeed();
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) throw badInput(`seed must be a whole number from 0 to ${MAX_SEED} (got ${seed})`);
+  const settings: SamplingSettings = { ...m.sampling, ...stripUndefined(req.sampling ?? {}) };
+  validateSampling(settings, m.architecture.codebookSize);
+  const total = m.architecture.grid.height * m.architecture.grid.width;
+  const previewInterval = req.previewInterval ?? m.architecture.grid.width;
+  if (!Number.isInteger(previewInterval) || previewInterval < 0 || previewInterval > total) {
+    throw badInput(`previewInterval must be a whole number from 0 (off) to ${total} (got ${previewInterval})`);
+  }
+  return { prompt: req.prompt, count, seed, settings, previewInterval, mosaic: req.mosaic ?? false };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+

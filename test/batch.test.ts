@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DecodeBatch, type Member } from "../src/engine/batch.ts";
+import type { GenerationEvent } from "../src/engine/generate.ts";
+import { collect, finalImages, sharedModel } from "./helpers.ts";
+
+const sampling = { topK: 32, topP: 0.95, temperature: 1 };
+
+function codesOf(events: GenerationEvent[]): number[][] {
+  const done = events.find((e) => e.type === "completed");
+  assert.ok(done && done.type === "completed");
+  return done.images.map((i) => Array.from(i.codes));
+}
+
+test("generations that join a running batch at different steps come out as they do alone", async () => {
+  const model = await sharedModel();
+  const requests = [
+    { prompt: "a big red circle in the centre, blue background", count: 2, seed: 70, sampling, previewInterval: 64 },
+    { prompt: "a small white square at the top left, black background", count: 1, seed: 71, sampling, previewInterval: 0 },
+    { prompt: "green background with a big yellow triangle at the bottom", count: 3, seed: 72, sampling, previewInterval: 32 },
+    // Without guidance: one row per image instead of two, in the same batch.
+    { prompt: "a small orange circle on the right, purple background", count: 1, seed: 73, sampling: { guidanceScale: 1 } },
+  ];
+  const alone = await Promise.all(requests.map(async (r) => codesOf(await collect(model, r))));
+
+  const batch = new DecodeBatch(model);
+  const members: Member[] = [];
+  const events: GenerationEvent[][] = requests.map(() => []);
+  // Join at steps 0, 0, 40 and 100: rows at different positions share every step.
+  const joinAt = [0, 0, 40, 100];
+  let step = 0;
+  const sizes = new Set<number>();
+  while (members.length < requests.length || batch.active) {
+    requests.forEach((r, i) => {
+      if (joinAt[i] === step && !members[i]) members[i] = batch.admit(r);
+    });
+    await batch.step();
+    sizes.add(batch.images);
+    members.forEach((m, i) => events[i]!.push(...m.drain()));
+    step++;
+  }
+  assert.ok(sizes.has(7), "all four were in the batch together at some point");
+  events.forEach((ev, i) => assert.deepEqual(codesOf(ev), alone[i], `request ${i} differs from its run alone`));
+  // Previews still arrive on each member's own schedule.
+  const previewSteps = events[2]!.filter((e) => e.type === "progress" && e.previews).map((e) => e.type === "progress" && e.tokensDone);
+  assert.deepEqual(previewSteps, [32, 64, 96, 128, 160, 192, 224, 256]);
+});
+
+test("a member cancelled mid-batch leaves; the others finish unchanged", async () => {
+  const model = await sharedModel();
+  const a = { prompt: "a big blue square on the left, white background", seed: 80, sampling };
+  const b = { prompt: "a small red triangle at the top, yellow background", seed: 81, sampling };
+  const aloneB = codesOf(await collect(model, b));
+  const batch = new DecodeBatch(model);
+  const controller = new AbortController();
+  const ma = batch.admit({ ...a, signal: controller.signal });
+  const mb = batch.admit(b);
+  const evB: GenerationEvent[] = [];
+  const evA: GenerationEvent[] = [];
+  for (let step = 0; batch.active; step++) {
+    if (step === 30) controller.abort();
+    await batch.step();
+    evA.push(...ma.drain());
+    evB.push(...mb.drain());
+  }
+  const last = evA[evA.length - 1]!;
+  assert.equal(last.type, "cancelled");
+  assert.equal(last.type === "cancelled" && last.tokensDone, 30);
+  assert.deepEqual(codesOf(evB), aloneB);
+  assert.equal(finalImages(evB).length, 1);
+});
