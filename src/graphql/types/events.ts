@@ -1,8 +1,8 @@
 import { watchGeneration, type WatchEvent } from "../../jobs/watch.ts";
 import { builder } from "../builder.ts";
 import { notFound } from "../errors.ts";
-import { GenerationRef, mosaicDataUrl } from "./generation.ts";
-import { ImageFormatEnum, isUuid, PreviewRef } from "./image.ts";
+import { GenerationRef, mosaicArgs, mosaicDataUrl } from "./generation.ts";
+import { isUuid, PreviewRef } from "./image.ts";
 
 type Of<T extends WatchEvent["type"]> = Extract<WatchEvent, { type: T }>;
 
@@ -34,11 +34,7 @@ const Progress = builder.objectRef<Of<"Progress">>("Progress").implement({
     mosaic: t.string({
       nullable: true,
       description: "The zero-cost per-token preview of one image at this point, as a data: URL.",
-      args: {
-        index: t.arg.int({ required: true, defaultValue: 0, description: "Which image (0-based)." }),
-        format: t.arg({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
-        size: t.arg.int({ description: "Width in pixels (1-2048)." }),
-      },
+      args: mosaicArgs,
       resolve: (e, args, ctx) => mosaicDataUrl(e.generation, ctx, args.index, args.format, args.size),
     }),
     generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }),

@@ -58,6 +58,13 @@ export async function mosaicDataUrl(g: Generation, ctx: Context, index: number, 
   return `data:image/${format};base64,${bytes.toString("base64")}`;
 }
 
+/** Which image's mosaic, and how it is encoded. */
+export const mosaicArgs = builder.args((t) => ({
+  index: t.int({ required: true, defaultValue: 0, description: "Which image (0-based)." }),
+  format: t.field({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
+  size: t.int({ description: "Width in pixels (1-2048)." }),
+}));
+
 export const GenerationRef = builder.node(builder.objectRef<Generation>("Generation"), {
   description: "One prompt's generation of 1-9 images, with its settings, progress and results.",
   isTypeOf: (v) => typeof v === "object" && v !== null && "normalizedPrompt" in v,
@@ -97,11 +104,7 @@ export const GenerationRef = builder.node(builder.objectRef<Generation>("Generat
     mosaic: t.string({
       nullable: true,
       description: "The zero-cost per-token preview of one image as a data: URL: every generated token drawn as its code's colour patch, no decoder run. Null before the first token.",
-      args: {
-        index: t.arg.int({ required: true, defaultValue: 0, description: "Which image (0-based)." }),
-        format: t.arg({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
-        size: t.arg.int({ description: "Width in pixels (1-2048)." }),
-      },
+      args: mosaicArgs,
       resolve: (g, args, ctx) => mosaicDataUrl(g, ctx, args.index, args.format, args.size),
     }),
   }),

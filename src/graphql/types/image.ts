@@ -31,6 +31,13 @@ function checkSize(size: number | null | undefined): number | undefined {
   }
 }
 
+/** How a picture is asked for: encoding, width and enlargement. */
+const pictureArgs = builder.args((t) => ({
+  format: t.field({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
+  size: t.int({ description: "Width in pixels (1-2048); default: as generated." }),
+  upscale: t.field({ type: UpscaleEnum, required: true, defaultValue: "nearest", description: "How to enlarge." }),
+}));
+
 export const PictureRef = builder.interfaceRef<Picture>("Picture").implement({
   description: "Something that can be shown: a final image or a preview.",
   fields: (t) => ({
@@ -38,11 +45,7 @@ export const PictureRef = builder.interfaceRef<Picture>("Picture").implement({
     height: t.exposeInt("height", { description: "Height in pixels as generated." }),
     url: t.string({
       description: "An HTTP URL serving the image with its content type, an ETag and long-lived cache headers.",
-      args: {
-        format: t.arg({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
-        size: t.arg.int({ description: "Width in pixels (1-2048); default: as generated." }),
-        upscale: t.arg({ type: UpscaleEnum, required: true, defaultValue: "nearest", description: "How to enlarge." }),
-      },
+      args: pictureArgs,
       resolve: (p, args, ctx) => {
         const size = checkSize(args.size);
         const q = new URLSearchParams();
@@ -54,11 +57,7 @@ export const PictureRef = builder.interfaceRef<Picture>("Picture").implement({
     }),
     dataUrl: t.string({
       description: "The image inline, as a data: URL.",
-      args: {
-        format: t.arg({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
-        size: t.arg.int({ description: "Width in pixels (1-2048); default: as generated." }),
-        upscale: t.arg({ type: UpscaleEnum, required: true, defaultValue: "nearest", description: "How to enlarge." }),
-      },
+      args: pictureArgs,
       resolve: async (p, args) => {
         const bytes = await transcode(p.bytes, p.width, { format: args.format, width: checkSize(args.size), upscale: args.upscale });
         return `data:image/${args.format};base64,${bytes.toString("base64")}`;
