@@ -16,4 +16,6 @@ export interface AppContext {
 export interface Context extends AppContext {
   /** Where this request came in, for absolute image URLs ("" when unknown: URLs stay relative). */
   origin: string;
+  /** Aborts when the client goes away (HTTP/SSE), so subscriptions stop watching at once. */
+  signal?: AbortSignal;
 }

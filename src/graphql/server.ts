@@ -36,7 +36,7 @@ export function createHttpServer(app: AppContext): HttpServer {
     renderGraphiQL,
     graphiql: { title: "Mosaic", defaultTabs: EXAMPLE_TABS, subscriptionsProtocol: "SSE" },
     // graphql-ws requests have no fetch Request here; their origin is set in onSubscribe below.
-    context: ({ request }: { request?: Request }) => ({ ...app, origin: request ? originOf(Object.fromEntries(request.headers)) : "" }),
+    context: ({ request }: { request?: Request }) => ({ ...app, origin: request ? originOf(Object.fromEntries(request.headers)) : "", signal: request?.signal }),
     logging: "warn",
   });
 

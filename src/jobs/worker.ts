@@ -46,6 +46,9 @@ export class Worker {
   readonly id: string;
   private readonly batchImages: number;
   private stopped = false;
+  /** Set when the queue may have changed (a notification, or the poll interval): claiming costs a query. */
+  private queueChanged = true;
+  private lastClaim = 0;
   private wake: (() => void) | null = null;
   private readonly jobs = new Map<string, Job>();
   private loopDone: Promise<void> | null = null;
@@ -61,7 +64,10 @@ export class Worker {
 
   async start(): Promise<void> {
     this.unsubscribe = this.bus.subscribe((e) => {
-      if (e.kind === "queue") this.wake?.();
+      if (e.kind === "queue") {
+        this.queueChanged = true;
+        this.wake?.();
+      }
       else if (e.kind === "generation" && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
     // Jobs left RUNNING by a process that died are picked up again.
@@ -112,6 +118,11 @@ export class Worker {
 
   /** Claims queued generations while they fit in the batch (always one when the batch is empty). */
   private async admit(): Promise<void> {
+    // Between decoder steps, look at the queue only when told it changed (or now and then, in case
+    // a notification was missed), not at every step.
+    if (!this.queueChanged && performance.now() - this.lastClaim < POLL_MS) return;
+    this.queueChanged = false;
+    this.lastClaim = performance.now();
     while (!this.stopped && this.batch.canAdmit) {
       const free = this.batch.active ? this.batchImages - this.batch.images : Number.MAX_SAFE_INTEGER;
       if (free <= 0) return;
@@ -178,9 +189,14 @@ export class Worker {
       else await this.fail(id, e);
       job.abort.abort();
       this.jobs.delete(id);
+      this.queueChanged = true;
       return;
     }
-    if (job.member.done) this.jobs.delete(id);
+    if (job.member.done) {
+      this.jobs.delete(id);
+      // Room in the batch: a waiting generation that did not fit may fit now.
+      this.queueChanged = true;
+    }
   }
 
   private async record(job: Job, ev: GenerationEvent): Promise<void> {

@@ -77,7 +77,7 @@ builder.subscriptionField("generationEvents", (t) =>
     subscribe: async function* (_, { id }, ctx) {
       const exists = isUuid(id.id) && (await ctx.prisma.generation.count({ where: { id: id.id } })) > 0;
       if (!exists) throw notFound("generation", id.id);
-      yield* watchGeneration(ctx.prisma, ctx.bus, id.id);
+      yield* watchGeneration(ctx.prisma, ctx.bus, id.id, ctx.signal);
     },
     resolve: (e) => e,
   }),
