@@ -207,3 +207,13 @@ test("GraphiQL is served with its scripts inline (works offline) and example ope
   assert.doesNotMatch(html, /<script[^>]+src=["']https?:/i, "no script from a CDN");
   assert.ok(html.includes("createGeneration") && html.includes("generationEvents"), "example operations");
 });
+
+test("the page at / shows a prompt box and follows generations over SSE without libraries", async () => {
+  const res = await fetch(new URL("/", app.url!));
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type")!, /text\/html/);
+  const html = await res.text();
+  assert.match(html, /<form id="form">/);
+  assert.match(html, /new EventSource/);
+  assert.doesNotMatch(html, /<script[^>]+src=/i);
+});

@@ -2,6 +2,7 @@
  * One HTTP server for everything: GraphQL over HTTP and SSE (yoga), graphql-ws on the same path,
  * GraphiQL served offline, picture routes and /health.
  */
+import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { execute, subscribe } from "graphql";
@@ -15,6 +16,8 @@ import { schema } from "./schema.ts";
 import { checkHealth } from "./types/health.ts";
 
 export const GRAPHQL_PATH = "/graphql";
+/** A page that shows the grid filling in: a prompt box and the live images (no libraries). */
+const PAGE = readFileSync(new URL("../http/page.html", import.meta.url), "utf8");
 
 function originOf(headers: Record<string, string | string[] | undefined>, secure = false): string {
   const host = headers["x-forwarded-host"] ?? headers.host;
@@ -50,9 +53,9 @@ export function createHttpServer(app: AppContext): HttpServer {
         res.end(JSON.stringify({ ok: h.database, role: app.role, queued: h.queued, running: h.running }));
         return;
       }
-      if (path === "/") {
-        res.writeHead(302, { location: GRAPHQL_PATH });
-        res.end();
+      if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+        res.end(req.method === "HEAD" ? undefined : PAGE);
         return;
       }
       // The instance itself as the listener: handleNodeRequestAndResponse never answered on Node 20 here.
