@@ -82,3 +82,22 @@ test("a code-patch file of the wrong size is refused", async () => {
   await writeFile(path.join(dir, "code-patches.bin"), new Uint8Array(10));
   await rejects(dir, "MODEL_INVALID", "code-patches.bin", "10 bytes");
 });
+
+test("an unavailable execution provider falls back to the CPU with one logged line saying why", async () => {
+  for (const provider of ["webgpu", "cuda"] as const) {
+    const lines: string[] = [];
+    const model = await loadModel(MODEL_DIR, { provider, log: (l) => lines.push(l) });
+    try {
+      // On a machine where the provider works, nothing falls back and nothing is logged.
+      if (model.provider === provider) {
+        assert.deepEqual(lines, []);
+        continue;
+      }
+      assert.equal(model.provider, "cpu");
+      assert.equal(lines.length, 1, lines.join("\n"));
+      assert.match(lines[0]!, new RegExp(`${provider} execution provider is not available .*using the CPU`));
+    } finally {
+      await model.release();
+    }
+  }
+});
