@@ -24,7 +24,18 @@ from .transformer import Config, DalleBart
 from .vq import VQAutoencoder
 
 OPSET = 17
-DEFAULT_SETTINGS = Settings(guidance_scale=3.0, top_k=1, top_p=1.0, temperature=1.0)
+# The model's default sampling when no selection was run (select.py chooses it on held-out prompts).
+FALLBACK_SETTINGS = Settings(guidance_scale=1.0, top_k=8, top_p=1.0, temperature=0.7)
+
+
+def default_settings(work: str) -> Settings:
+    path = os.path.join(work, "selection.json")
+    if not os.path.exists(path):
+        return FALLBACK_SETTINGS
+    with open(path) as f:
+        return Settings(**json.load(f)["best"])
+# The engine's parity fixtures: greedy with guidance, so both the guided path and argmax are pinned.
+GREEDY_SETTINGS = Settings(guidance_scale=3.0, top_k=1, top_p=1.0, temperature=1.0)
 
 
 def load(work: str) -> tuple[VQAutoencoder, DalleBart, dict, dict]:
@@ -201,7 +212,8 @@ def code_patches(vq: VQAutoencoder, patch: int) -> np.ndarray:
     return (block.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokenizer, patch: int, card: dict) -> dict:
+def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokenizer, patch: int, card: dict,
+             defaults: Settings) -> dict:
     c = model.config
     return {
         "format": "mosaic-model",
@@ -231,10 +243,10 @@ def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokeniz
             "padTokenId": tok.pad_id,
         },
         "sampling": {
-            "guidanceScale": DEFAULT_SETTINGS.guidance_scale,
-            "topK": DEFAULT_SETTINGS.top_k,
-            "topP": DEFAULT_SETTINGS.top_p,
-            "temperature": DEFAULT_SETTINGS.temperature,
+            "guidanceScale": defaults.guidance_scale,
+            "topK": defaults.top_k,
+            "topP": defaults.top_p,
+            "temperature": defaults.temperature,
         },
         "previews": {"fill": "most-frequent", "codePatches": {"file": "code-patches.bin", "patchSize": patch}},
         "graphs": graphs,
@@ -260,7 +272,7 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
     full = model(ids, mask, torch.tensor([[c.start_token, 5, 17], [c.start_token, 9, 3]]))
     full_logits = full.permute(1, 0, 2).numpy().round(6).tolist()
     stride = max(1, cross_k.numel() // 97)
-    greedy = generate_codes(model, tok, prompts, [7, 8], DEFAULT_SETTINGS)
+    greedy = generate_codes(model, tok, prompts, [7, 8], GREEDY_SETTINGS)
     sampled_settings = Settings(guidance_scale=3.0, top_k=32, top_p=0.95, temperature=1.0)
     sampled = generate_codes(model, tok, prompts[:1] * 2, [42, 43], sampled_settings)
     grid = torch.from_numpy(greedy[:1].reshape(1, c.grid, c.grid))
@@ -275,7 +287,7 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
         "stepTokens": [[c.start_token] * 2, [5, 9], [17, 3]],
         "stepLogits": step_logits,
         "fullForwardLogits": full_logits,
-        "greedy": {"seeds": [7, 8], "settings": vars(DEFAULT_SETTINGS), "codes": greedy.tolist()},
+        "greedy": {"seeds": [7, 8], "settings": vars(GREEDY_SETTINGS), "codes": greedy.tolist()},
         "sampled": {"seeds": [42, 43], "settings": vars(sampled_settings), "codes": sampled.tolist()},
         "vq": {"codes": greedy[0].tolist(), "pixelStride": 37,
                "pixelSample": pixels.flatten()[::37].round(6).tolist()},
@@ -310,7 +322,7 @@ def main() -> None:
                         "final": tr_ckpt["history"][-1] if tr_ckpt["history"] else None},
     }
     with open(os.path.join(args.out, "model.json"), "w") as f:
-        json.dump(manifest(model, vq, graphs, tok, args.patch, card), f, indent=2)
+        json.dump(manifest(model, vq, graphs, tok, args.patch, card, default_settings(args.work)), f, indent=2)
         f.write("\n")
     if args.fixtures:
         os.makedirs(os.path.dirname(args.fixtures), exist_ok=True)

@@ -1,0 +1,49 @@
+"""Choose the model's default sampling settings: score a few candidates with the adherence check on
+held-out prompts drawn with another seed than the model card's, so the card's measurement stays an
+honest test. Writes <work>/selection.json; export.py takes the best as the model's defaults."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+
+from . import adherence, data
+from .card import decode
+from .export import load
+from .generate import generate_codes
+from .runtime import log, setup_torch
+from .sampling import Settings
+from .text import WordTokenizer
+
+CANDIDATES = [
+    Settings(1.0, 1, 1.0, 1.0), Settings(2.0, 1, 1.0, 1.0), Settings(3.0, 1, 1.0, 1.0),
+    Settings(1.0, 4, 1.0, 0.7), Settings(1.0, 8, 1.0, 0.7), Settings(1.5, 8, 1.0, 0.7),
+    Settings(1.0, 16, 1.0, 0.7), Settings(1.0, 8, 1.0, 1.0),
+]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--work", default="training/work")
+    p.add_argument("--count", type=int, default=24)
+    args = p.parse_args()
+    setup_torch(0)
+    vq, model, _, _ = load(args.work)
+    tok = WordTokenizer(data.vocabulary())
+    prompts = adherence.held_out_prompts(args.count, seed=7)
+    results = []
+    for s in CANDIDATES:
+        codes = generate_codes(model, tok, [q["caption"] for q in prompts], [500 + i for i in range(len(prompts))], s)
+        summary = adherence.summarise([adherence.score(img, adherence.scene_from(q["scene"])) for img, q in zip(decode(vq, codes), prompts)])
+        results.append({"settings": asdict(s), "summary": summary})
+        log(f"{asdict(s)} {summary}")
+    # Adherence first, shapes to break ties.
+    best = max(results, key=lambda r: (r["summary"]["adherent"], r["summary"]["shape"]))
+    with open(os.path.join(args.work, "selection.json"), "w") as f:
+        json.dump({"prompts": len(prompts), "best": best["settings"], "results": results}, f, indent=1)
+    log(f"best: {best}")
+
+
+if __name__ == "__main__":
+    main()
