@@ -43,7 +43,8 @@ const add = (name: string, unit: string) => {
   rows.push(row);
   return row;
 };
-const step1 = add("decoder step, 1 image (batch 2 with guidance)", "ms");
+const guided = model.manifest.sampling.guidanceScale !== 1;
+const step1 = add(`decoder step, 1 image (batch ${guided ? "2: guidance" : "1: default guidance 1"})`, "ms");
 const first = add("time to first preview (16 tokens), 1 image", "ms");
 const img1 = add("1 image, previews off", "s");
 const img1p = add("1 image, previews every 16 tokens", "s");
