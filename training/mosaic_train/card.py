@@ -12,12 +12,11 @@ import time
 import numpy as np
 from PIL import Image
 
-from . import adherence, data
-from .export import load
+from . import adherence
+from .export import load_for_generation
 from .sampling import Settings
 from .generate import generate_codes
-from .runtime import log, setup_torch
-from .text import WordTokenizer
+from .runtime import log
 
 SAMPLE_PROMPTS = [
     "a big red circle in the centre, blue background",
@@ -70,9 +69,7 @@ def main() -> None:
     p.add_argument("--model", default="models/mosaic-shapes")
     p.add_argument("--count", type=int, default=48)
     args = p.parse_args()
-    setup_torch(0)
-    vq, model, vq_ckpt, tr_ckpt = load(args.work)
-    tok = WordTokenizer(data.vocabulary())
+    vq, model, vq_ckpt, tr_ckpt, tok = load_for_generation(args.work)
     manifest = json.load(open(os.path.join(args.model, "model.json")))
     ms = manifest["sampling"]
     defaults = Settings(ms["guidanceScale"], ms["topK"], ms["topP"], ms["temperature"])

@@ -39,6 +39,7 @@ GREEDY_SETTINGS = Settings(guidance_scale=3.0, top_k=1, top_p=1.0, temperature=1
 
 
 def load(work: str) -> tuple[VQAutoencoder, DalleBart, dict, dict]:
+    """The trained models (weights rounded to fp16, as the files hold them) and their checkpoints."""
     vq_ckpt = torch.load(os.path.join(work, "vq.pt"))
     a = vq_ckpt["args"]
     vq = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"])
@@ -50,6 +51,12 @@ def load(work: str) -> tuple[VQAutoencoder, DalleBart, dict, dict]:
         m.eval()
         round_to_fp16(m)
     return vq, model, vq_ckpt, tr_ckpt
+
+
+def load_for_generation(work: str) -> tuple[VQAutoencoder, DalleBart, dict, dict, WordTokenizer]:
+    """What every post-training step (select, export, card) starts from."""
+    setup_torch(0)
+    return (*load(work), WordTokenizer(data.vocabulary()))
 
 
 @torch.no_grad()
@@ -302,9 +309,7 @@ def main() -> None:
     p.add_argument("--held-out", default="test/fixtures/held-out-prompts.json")
     p.add_argument("--patch", type=int, default=4)
     args = p.parse_args()
-    setup_torch(0)
-    vq, model, vq_ckpt, tr_ckpt = load(args.work)
-    tok = WordTokenizer(data.vocabulary())
+    vq, model, vq_ckpt, tr_ckpt, tok = load_for_generation(args.work)
     tmp = tempfile.mkdtemp()
     graphs = export_graphs(vq, model, tmp)
     os.makedirs(args.out, exist_ok=True)

@@ -8,13 +8,12 @@ import json
 import os
 from dataclasses import asdict
 
-from . import adherence, data
+from . import adherence
 from .card import decode
-from .export import load
+from .export import load_for_generation
 from .generate import generate_codes
-from .runtime import log, setup_torch
+from .runtime import log
 from .sampling import Settings
-from .text import WordTokenizer
 
 CANDIDATES = [
     Settings(1.0, 1, 1.0, 1.0), Settings(2.0, 1, 1.0, 1.0), Settings(3.0, 1, 1.0, 1.0),
@@ -35,9 +34,7 @@ def main() -> None:
     p.add_argument("--work", default="training/work")
     p.add_argument("--count", type=int, default=24)
     args = p.parse_args()
-    setup_torch(0)
-    vq, model, _, _ = load(args.work)
-    tok = WordTokenizer(data.vocabulary())
+    vq, model, _, _, tok = load_for_generation(args.work)
     prompts = adherence.held_out_prompts(args.count, seed=7)
     results = []
     for s in CANDIDATES:
