@@ -24,8 +24,8 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
   assert.ok(maxAbsDiff(sample, ref.crossKSample) < TOL, "text encoder");
 
   const dims = [a.decoderLayers, 2, a.heads, a.grid.height * a.grid.width, a.headDim];
-  let pastK: ort.Tensor = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
-  let pastV: ort.Tensor = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const pastK = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const pastV = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
   for (let pos = 0; pos < ref.stepTokens.length; pos++) {
     const out = await model.decoderStep.run({
       token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
@@ -36,8 +36,15 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
     assert.ok(maxAbsDiff(logits, ref.stepLogits[pos]!.flat()) < TOL, `decoder step ${pos}`);
     // The cache-based step equals the full no-cache forward pass over the same tokens.
     assert.ok(maxAbsDiff(logits, ref.fullForwardLogits[pos]!.flat()) < TOL, `cache vs no cache at ${pos}`);
-    pastK = out.present_k!;
-    pastV = out.present_v!;
+    // Write the step's keys/values into the cache at this position, as the engine does.
+    const k = pastK.data as Float32Array, v = pastV.data as Float32Array;
+    const nk = out.new_k!.data as Float32Array, nv = out.new_v!.data as Float32Array;
+    for (let l = 0; l < a.decoderLayers; l++) for (let b = 0; b < 2; b++) for (let h = 0; h < a.heads; h++) {
+      const src = ((l * 2 + b) * a.heads + h) * a.headDim;
+      const dst = (((l * 2 + b) * a.heads + h) * 256 + pos) * a.headDim;
+      k.set(nk.subarray(src, src + a.headDim), dst);
+      v.set(nv.subarray(src, src + a.headDim), dst);
+    }
   }
 
   const [frame] = await decodeGrids(model, [Int32Array.from(ref.vq.codes)]);

@@ -62,7 +62,7 @@ test("an architecture that disagrees with the ONNX file is a shape mismatch nami
   const dir = await variant((m) => {
     m.architecture.decoderLayers += 1;
     for (const g of Object.values<Json>(m.graphs)) {
-      for (const t of [...g.inputs, ...g.outputs]) if (/^(past|present|cross)_/.test(t.name)) t.shape[0] += 1;
+      for (const t of [...g.inputs, ...g.outputs]) if (/^(past|new|cross)_/.test(t.name)) t.shape[0] += 1;
     }
   });
   await rejects(dir, "MODEL_INVALID", "decoder_step.onnx", "shape");

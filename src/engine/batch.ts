@@ -126,15 +126,6 @@ export class DecodeBatch {
     return this.members.length + this.pending.length > 0;
   }
 
-  /**
-   * Rows can be regrouped only while the cache lives in CPU memory. On a GPU provider the cache
-   * stays on the device (gpu-buffer tensors cannot be read back), so a batch there is formed when
-   * it is empty and runs until all its members finish.
-   */
-  get canAdmit(): boolean {
-    return this.model.provider === "cpu" || (this.members.length === 0 && this.pending.length === 0);
-  }
-
   /** Validates the request (throws BAD_INPUT) and queues it to join at the next step. */
   admit(request: GenerateRequest): Member {
     const r = resolveRequest(this.model, request);
@@ -175,7 +166,6 @@ export class DecodeBatch {
     const keep = this.members.filter((m) => !m.done);
     const join = this.pending.filter((m) => !m.done);
     if (join.length === 0 && keep.length === this.members.length) return;
-    if (keep.length > 0 && !this.canRegroup()) return; // finished members ride along (see canAdmit)
     this.pending = [];
     if (keep.length === 0 && join.length === 0) {
       this.clear();
@@ -201,7 +191,7 @@ export class DecodeBatch {
     const cacheDims = [L, B, H, this.total, D];
     const cacheSize = L * B * H * this.total * D;
     if (keep.length === 0) {
-      // A fresh batch: the encoder's outputs are the cross inputs as they are (on the device, if any).
+      // A fresh batch: the encoder's outputs are the cross inputs as they are.
       this.disposeState();
       this.crossK = enc!.k;
       this.crossV = enc!.v;
@@ -237,8 +227,23 @@ export class DecodeBatch {
     this.members = [...keep, ...join];
   }
 
-  private canRegroup(): boolean {
-    return this.model.provider === "cpu";
+  private writeCache(newK: Float32Array, newV: Float32Array, position: BigInt64Array): void {
+    const { L, H, D } = this.dims;
+    const B = position.length;
+    const N = this.total;
+    const k = this.pastK!.data as Float32Array;
+    const v = this.pastV!.data as Float32Array;
+    for (let l = 0; l < L; l++) {
+      for (let b = 0; b < B; b++) {
+        const pos = Number(position[b]);
+        for (let h = 0; h < H; h++) {
+          const src = ((l * B + b) * H + h) * D;
+          const dst = (((l * B + b) * H + h) * N + pos) * D;
+          k.set(newK.subarray(src, src + D), dst);
+          v.set(newV.subarray(src, src + D), dst);
+        }
+      }
+    }
   }
 
   private disposeState(): void {
@@ -271,10 +276,8 @@ export class DecodeBatch {
       position: new ort.Tensor("int64", position, [B]),
       past_k: this.pastK!, past_v: this.pastV!, cross_k: this.crossK!, cross_v: this.crossV!, text_mask: this.textMask!,
     });
-    this.pastK!.dispose();
-    this.pastV!.dispose();
-    this.pastK = out.present_k!;
-    this.pastV = out.present_v!;
+    // The cache is ours: write this step's keys and values at each row's position, in place.
+    this.writeCache(out.new_k!.data as Float32Array, out.new_v!.data as Float32Array, position);
     const logits = out.logits!.data as Float32Array;
 
     const previewing: Member[] = [];

@@ -61,6 +61,7 @@ export interface ModelManifest {
 export function requiredGraphs(a: Architecture): Record<keyof ModelManifest["graphs"], { inputs: TensorSpec[]; outputs: TensorSpec[] }> {
   const cache: Dim[] = [a.decoderLayers, "batch", a.heads, a.grid.height * a.grid.width, a.headDim];
   const cross: Dim[] = [a.decoderLayers, "batch", a.heads, "text_length", a.headDim];
+  const fresh: Dim[] = [a.decoderLayers, "batch", a.heads, 1, a.headDim];
   const text: Dim[] = ["batch", "text_length"];
   return {
     textEncoder: {
@@ -79,8 +80,8 @@ export function requiredGraphs(a: Architecture): Record<keyof ModelManifest["gra
       ],
       outputs: [
         { name: "logits", dtype: "float32", shape: ["batch", a.codebookSize] },
-        { name: "present_k", dtype: "float32", shape: cache },
-        { name: "present_v", dtype: "float32", shape: cache },
+        { name: "new_k", dtype: "float32", shape: fresh },
+        { name: "new_v", dtype: "float32", shape: fresh },
       ],
     },
     vqDecoder: {

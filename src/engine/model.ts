@@ -110,11 +110,11 @@ export async function loadModel(folder: string, options: LoadOptions = {}): Prom
   for (const spec of [g.textEncoder, g.decoderStep, g.vqDecoder]) await mustExist(path.join(folder, spec.file), "a graph");
 
   let provider = options.provider ?? "cpu";
-  const open = async (spec: GraphSpec, key: keyof typeof required, deviceOutputs?: string[]) => {
+  const open = async (spec: GraphSpec, key: keyof typeof required) => {
     const file = path.join(folder, spec.file);
     let opened;
     try {
-      opened = await openSession({ path: file, provider, deviceOutputs }, log);
+      opened = await openSession({ path: file, provider }, log);
     } catch (e) {
       throw new MosaicError("MODEL_INVALID", `${file}: ONNX Runtime cannot load it: ${(e as Error).message}`, { cause: e });
     }
@@ -123,8 +123,8 @@ export async function loadModel(folder: string, options: LoadOptions = {}): Prom
     checkSession(opened.session, spec, required[key], file);
     return opened.session;
   };
-  const decoderStep = await open(g.decoderStep, "decoderStep", ["present_k", "present_v"]);
-  const textEncoder = await open(g.textEncoder, "textEncoder", ["cross_k", "cross_v"]);
+  const decoderStep = await open(g.decoderStep, "decoderStep");
+  const textEncoder = await open(g.textEncoder, "textEncoder");
   const vqDecoder = await open(g.vqDecoder, "vqDecoder");
   return {
     ...info, textEncoder, decoderStep, vqDecoder, provider,

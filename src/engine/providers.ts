@@ -11,8 +11,6 @@ export const PROVIDERS: readonly ProviderName[] = ["cpu", "webgpu", "cuda"];
 export interface SessionRequest {
   path: string;
   provider: ProviderName;
-  /** Outputs to keep on the device (fed back as inputs next step); only honoured off the CPU. */
-  deviceOutputs?: string[];
 }
 
 export interface OpenedSession {
@@ -23,12 +21,11 @@ export interface OpenedSession {
 export type Logger = (line: string) => void;
 
 export async function openSession(req: SessionRequest, log: Logger): Promise<OpenedSession> {
-  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
+  // Three sessions take turns at every step; threads that spin waiting for work would steal the
+  // cores from the session that has some.
+  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } } };
   if (req.provider !== "cpu") {
     const options: ort.InferenceSession.SessionOptions = { ...base, executionProviders: [req.provider] };
-    if (req.deviceOutputs?.length && req.provider === "webgpu") {
-      options.preferredOutputLocation = Object.fromEntries(req.deviceOutputs.map((n) => [n, "gpu-buffer"]));
-    }
     try {
       return { session: await ort.InferenceSession.create(req.path, options), provider: req.provider };
     } catch (e) {

@@ -123,7 +123,7 @@ export class Worker {
     if (!this.queueChanged && performance.now() - this.lastClaim < POLL_MS) return;
     this.queueChanged = false;
     this.lastClaim = performance.now();
-    while (!this.stopped && this.batch.canAdmit) {
+    while (!this.stopped) {
       const free = this.batch.active ? this.batchImages - this.batch.images : Number.MAX_SAFE_INTEGER;
       if (free <= 0) return;
       let row: Generation | null = null;

@@ -97,6 +97,7 @@ def io_specs(c: Config) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
     """The documented inputs and outputs of each graph (name, dtype, shape with named dynamic axes)."""
     cache = [c.decoder_layers, "batch", c.heads, c.image_len, c.head_dim]
     cross = [c.decoder_layers, "batch", c.heads, "text_length", c.head_dim]
+    new = [c.decoder_layers, "batch", c.heads, 1, c.head_dim]
     text = ["batch", "text_length"]
     return {
         "textEncoder": {
@@ -107,8 +108,8 @@ def io_specs(c: Config) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
             "inputs": [("token", "int64", ["batch"]), ("position", "int64", ["batch"]), ("past_k", "float32", cache),
                        ("past_v", "float32", cache), ("cross_k", "float32", cross), ("cross_v", "float32", cross),
                        ("text_mask", "int64", text)],
-            "outputs": [("logits", "float32", ["batch", c.codebook_size]), ("present_k", "float32", cache),
-                        ("present_v", "float32", cache)],
+            "outputs": [("logits", "float32", ["batch", c.codebook_size]), ("new_k", "float32", new),
+                        ("new_v", "float32", new)],
         },
         "vqDecoder": {
             "inputs": [("codes", "int64", ["batch", c.grid, c.grid])],
@@ -187,11 +188,11 @@ def export_graphs(vq: VQAutoencoder, model: DalleBart, out: str) -> dict:
                       (torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long), past_k, past_v, cross_k, cross_v, mask),
                       os.path.join(out, files["decoderStep"]),
                       input_names=["token", "position", "past_k", "past_v", "cross_k", "cross_v", "text_mask"],
-                      output_names=["logits", "present_k", "present_v"],
+                      output_names=["logits", "new_k", "new_v"],
                       dynamic_axes={"token": {0: "batch"}, "position": {0: "batch"}, "past_k": cache_axes, "past_v": cache_axes,
                                     "cross_k": cross_axes, "cross_v": cross_axes,
                                     "text_mask": {0: "batch", 1: "text_length"}, "logits": {0: "batch"},
-                                    "present_k": cache_axes, "present_v": cache_axes}, opset_version=OPSET)
+                                    "new_k": cache_axes, "new_v": cache_axes}, opset_version=OPSET)
     torch.onnx.export(VQGraph(vq), (torch.zeros((b, c.grid, c.grid), dtype=torch.long),),
                       os.path.join(out, files["vqDecoder"]), input_names=["codes"], output_names=["pixels"],
                       dynamic_axes={"codes": {0: "batch"}, "pixels": {0: "batch"}}, opset_version=OPSET)
@@ -272,7 +273,9 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
     token = torch.full((2,), c.start_token, dtype=torch.long)
     step_logits = []
     for pos, nxt in enumerate([[5, 9], [17, 3], [200, 255]]):
-        logits, past_k, past_v = model.decode_step(token, torch.full((2,), pos), past_k, past_v, cross_k, cross_v, mask)
+        position = torch.full((2,), pos)
+        logits, new_k, new_v = model.decode_step(token, position, past_k, past_v, cross_k, cross_v, mask)
+        model.write_cache(past_k, past_v, new_k, new_v, position)
         step_logits.append(logits.numpy().round(6).tolist())
         token = torch.tensor(nxt)
     # The same three tokens teacher-forced through the full no-cache forward pass.

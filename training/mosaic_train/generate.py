@@ -26,7 +26,9 @@ def generate_codes(model: DalleBart, tok: WordTokenizer, prompts: list[str], see
     token = torch.full((2 * n,), cfg.start_token, dtype=torch.long)
     out = np.zeros((n, cfg.image_len), dtype=np.int64)
     for pos in range(cfg.image_len):
-        logits, past_k, past_v = model.decode_step(token, torch.full((2 * n,), pos, dtype=torch.long), past_k, past_v, cross_k, cross_v, mask)
+        position = torch.full((2 * n,), pos, dtype=torch.long)
+        logits, new_k, new_v = model.decode_step(token, position, past_k, past_v, cross_k, cross_v, mask)
+        model.write_cache(past_k, past_v, new_k, new_v, position)
         lg = logits.numpy()
         for i in range(n):
             out[i, pos] = choose(guide(lg[i], lg[n + i], settings.guidance_scale), settings, rngs[i])

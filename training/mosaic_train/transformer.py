@@ -178,30 +178,46 @@ class DalleBart(nn.Module):
         return self.lm_head(self.decoder_final_ln(x))
 
     def decode_step(self, token, position, past_k, past_v, cross_k, cross_v, text_mask):
-        """One step with a fixed-size cache; every row has its own position, so rows of different
-        generations at different points can share a batch (continuous batching).
+        """One step against a fixed-size cache that the caller owns; every row has its own position,
+        so rows of different generations at different points can share a batch.
 
-        token, position int64 [b]; past_k/v float [layers, b, heads, image_len, head_dim]
-        -> logits [b, codebook], present_k/v (past with each row's position written).
-        Writing by a one-hot blend rather than an indexed scatter keeps every shape static and the
-        graph free of data-dependent ops, which is what the GPU providers want.
+        token, position int64 [b]; past_k/v float [layers, b, heads, image_len, head_dim] holding the
+        keys/values of positions < position -> logits [b, codebook] and this step's new_k/new_v
+        [layers, b, heads, 1, head_dim], which the caller writes into its cache at `position`.
+        The graph never copies the cache: attention reads the past and the new key side by side.
         """
         c = self.config
         x = self._embed_image(token[:, None], position[:, None])
         slots = torch.arange(c.image_len, device=token.device)
-        here = (slots[None, :] == position[:, None]).to(past_k.dtype)[:, None, :, None]  # [b, 1, n, 1]
-        allowed = (slots[None, :] <= position[:, None])[:, None, None, :]  # [b, 1, 1, n]
+        past_allowed = (slots[None, :] < position[:, None])[:, None, None, :]  # [b, 1, 1, n]
         cross_allowed = (text_mask > 0)[:, None, None, :]
-        present_k, present_v = [], []
+        new_k, new_v = [], []
         for i, layer in enumerate(self.decoder_layers):
             k_new, v_new = layer.self_kv(x)
-            k = past_k[i] * (1 - here) + k_new * here
-            v = past_v[i] * (1 - here) + v_new * here
-            present_k.append(k)
-            present_v.append(v)
-            x = layer(x, k, v, allowed, cross_k[i], cross_v[i], cross_allowed)
+            new_k.append(k_new)
+            new_v.append(v_new)
+            a = layer.self_attn
+            q = a.split(a.q(layer.pre_self_ln(x)))
+            scale = math.sqrt(q.shape[-1])
+            past_scores = (q @ past_k[i].transpose(-1, -2) / scale).masked_fill(~past_allowed, -1e9)
+            own_score = q @ k_new.transpose(-1, -2) / scale
+            probs = torch.cat([past_scores, own_score], -1).softmax(-1)
+            out = probs[..., :-1] @ past_v[i] + probs[..., -1:] @ v_new
+            b, h, n, hd = out.shape
+            x = x + layer.post_self_ln(a.o(out.transpose(1, 2).reshape(b, n, h * hd)))
+            cr = layer.cross_attn
+            h2 = layer.pre_cross_ln(x)
+            x = x + layer.post_cross_ln(cr.attend(cr.split(cr.q(h2)), cross_k[i], cross_v[i], cross_allowed))
+            x = x + layer.glu(x)
         logits = self.lm_head(self.decoder_final_ln(x))[:, 0]
-        return logits, torch.stack(present_k), torch.stack(present_v)
+        return logits, torch.stack(new_k), torch.stack(new_v)
+
+    @staticmethod
+    def write_cache(past_k, past_v, new_k, new_v, position) -> None:
+        """Writes a step's new keys/values into the cache at each row's position (in place)."""
+        for row, pos in enumerate(position.tolist()):
+            past_k[:, row, :, pos] = new_k[:, row, :, 0]
+            past_v[:, row, :, pos] = new_v[:, row, :, 0]
 
     def empty_cache(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
