@@ -23,7 +23,6 @@ export class Member {
   pos = 0;
   done = false;
   private readonly events: GenerationEvent[] = [];
-  private notify: (() => void) | null = null;
   readonly rngs: Mulberry32[];
   readonly sample: (logits: Float64Array, rng: Mulberry32) => number;
   readonly due: Set<number>;
@@ -52,7 +51,6 @@ export class Member {
   push(e: GenerationEvent): void {
     this.events.push(e);
     if (e.type === "completed" || e.type === "cancelled") this.done = true;
-    this.notify?.();
   }
 
   /** Events so far, removed from the queue. */
@@ -60,21 +58,9 @@ export class Member {
     return this.events.splice(0);
   }
 
-  /** Resolves when there is an event to drain. */
-  waitForEvent(): Promise<void> {
-    if (this.events.length) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.notify = () => {
-        this.notify = null;
-        resolve();
-      };
-    });
-  }
-
   fail(e: MosaicError): void {
     this.error = e;
     this.done = true;
-    this.notify?.();
   }
 
   error: MosaicError | null = null;
