@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DecodeBatch, type Member } from "../src/engine/batch.ts";
 import type { GenerationEvent } from "../src/engine/generate.ts";
-import { collect, finalImages, sharedModel } from "./helpers.ts";
+import { loadModel, type Model } from "../src/engine/model.ts";
+import { collect, finalImages, MODEL_DIR, sharedModel } from "./helpers.ts";
 
 const sampling = { topK: 32, topP: 0.95, temperature: 1 };
 
@@ -12,8 +13,8 @@ function codesOf(events: GenerationEvent[]): number[][] {
   return done.images.map((i) => Array.from(i.codes));
 }
 
-test("generations that join a running batch at different steps come out as they do alone", async () => {
-  const model = await sharedModel();
+/** Runs the requests joined into one batch on `model` and alone on `reference`: codes must agree. */
+async function joinedMatchesAlone(model: Model, reference: Model): Promise<void> {
   const requests = [
     { prompt: "a big red circle in the centre, blue background", count: 2, seed: 70, sampling, previewInterval: 64 },
     { prompt: "a small white square at the top left, black background", count: 1, seed: 71, sampling, previewInterval: 0 },
@@ -21,7 +22,7 @@ test("generations that join a running batch at different steps come out as they 
     // Without guidance: one row per image instead of two, in the same batch.
     { prompt: "a small orange circle on the right, purple background", count: 1, seed: 73, sampling: { guidanceScale: 1 } },
   ];
-  const alone = await Promise.all(requests.map(async (r) => codesOf(await collect(model, r))));
+  const alone = await Promise.all(requests.map(async (r) => codesOf(await collect(reference, r))));
 
   const batch = new DecodeBatch(model);
   const members: Member[] = [];
@@ -44,6 +45,22 @@ test("generations that join a running batch at different steps come out as they 
   // Previews still arrive on each member's own schedule.
   const previewSteps = events[2]!.filter((e) => e.type === "progress" && e.previews).map((e) => e.type === "progress" && e.tokensDone);
   assert.deepEqual(previewSteps, [32, 64, 96, 128, 160, 192, 224, 256]);
+}
+
+test("generations that join a running batch at different steps come out as they do alone", async () => {
+  const model = await sharedModel();
+  await joinedMatchesAlone(model, model);
+});
+
+test("with the state kept by the device graphs (GPU path, run here on the CPU) results are the same", async () => {
+  const model = await loadModel(MODEL_DIR, { state: "device" });
+  try {
+    assert.ok(model.deviceOps, "the device-state graphs are in use");
+    // Compared with runs alone on the host-state model (the default on the CPU).
+    await joinedMatchesAlone(model, await sharedModel());
+  } finally {
+    await model.release();
+  }
 });
 
 test("a member cancelled mid-batch leaves; the others finish unchanged", async () => {

@@ -7,6 +7,7 @@
 import ort from "onnxruntime-node";
 import { MosaicError } from "./errors.ts";
 import { resolveRequest, type CompletedEvent, type Frame, type GenerateRequest, type GenerationEvent, type ProgressEvent, type ResolvedRequest } from "./request.ts";
+import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-state.ts";
 import { decodeGrids, int64 } from "./vq.ts";
 import type { Model } from "./model.ts";
 import { filledGrid, mosaic, previewSchedule } from "./previews.ts";
@@ -66,33 +67,10 @@ export class Member {
   error: MosaicError | null = null;
 }
 
-/** Rows of tensors laid out [layers, batch, ...rest], gathered into a new batch. */
-interface RowSource {
-  data: Float32Array | null; // null: zeros (a fresh cache row)
-  batch: number;
-  row: number;
-}
-
-function gatherRows(layers: number, rowSize: number, sources: RowSource[]): Float32Array {
-  const B = sources.length;
-  const out = new Float32Array(layers * B * rowSize);
-  for (let l = 0; l < layers; l++) {
-    sources.forEach((s, b) => {
-      if (!s.data) return;
-      const from = (l * s.batch + s.row) * rowSize;
-      out.set(s.data.subarray(from, from + rowSize), (l * B + b) * rowSize);
-    });
-  }
-  return out;
-}
-
 export class DecodeBatch {
   private members: Member[] = [];
   private pending: Member[] = [];
-  private crossK: ort.Tensor | null = null;
-  private crossV: ort.Tensor | null = null;
-  private pastK: ort.Tensor | null = null;
-  private pastV: ort.Tensor | null = null;
+  private readonly state: BatchState;
   private textMask: ort.Tensor | null = null;
   private readonly total: number;
   private readonly dims: { L: number; H: number; D: number; T: number; C: number };
@@ -101,6 +79,8 @@ export class DecodeBatch {
     const a = model.manifest.architecture;
     this.total = a.grid.height * a.grid.width;
     this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize };
+    const dims = { ...this.dims, N: this.total };
+    this.state = model.deviceOps ? new DeviceState(dims, model.deviceOps) : new HostState(dims);
   }
 
   /** Images being generated, admitted ones included. */
@@ -117,7 +97,7 @@ export class DecodeBatch {
     const r = resolveRequest(this.model, request);
     const m = new Member(r, request.signal, this.total);
     const encoded = this.model.prompts.encode(r.prompt);
-    const empty = this.model.prompts.encode("");
+    const empty = this.model.prompts.encodeUnconditional();
     const rows = Array.from({ length: m.rows }, (_, i) => (i < m.n ? encoded : empty));
     m.mask = rows.map((e) => e.mask);
     m.ids = rows.map((e) => e.ids);
@@ -157,10 +137,10 @@ export class DecodeBatch {
       this.clear();
       return;
     }
-    const { L, H, D, T } = this.dims;
+    const { T } = this.dims;
     // All joining prompts in one text-encoder run, already in batch order.
-    const joinRows = join.reduce((s, m) => s + m.rows, 0);
-    let enc: { k: ort.Tensor; v: ort.Tensor } | null = null;
+    const joinRows = join.reduce((sum, m) => sum + m.rows, 0);
+    let enc: Encoded | null = null;
     if (join.length) {
       const out = await this.model.textEncoder.run({
         input_ids: int64(join.flatMap((m) => m.ids).flat(), [joinRows, T]),
@@ -172,73 +152,21 @@ export class DecodeBatch {
         m.t.decodeStart = performance.now();
       }
     }
+    const kept: number[] = [];
+    let offset = 0;
+    for (const m of this.members) {
+      if (!m.done) for (let i = 0; i < m.rows; i++) kept.push(offset + i);
+      offset += m.rows;
+    }
+    await this.state.regroup(kept, enc, joinRows);
     const masks = [...keep, ...join].flatMap((m) => m.mask);
     const B = masks.length;
-    const cacheDims = [L, B, H, this.total, D];
-    const cacheSize = L * B * H * this.total * D;
-    if (keep.length === 0) {
-      // A fresh batch: the encoder's outputs are the cross inputs as they are.
-      this.disposeState();
-      this.crossK = enc!.k;
-      this.crossV = enc!.v;
-      this.pastK = new ort.Tensor("float32", new Float32Array(cacheSize), cacheDims);
-      this.pastV = new ort.Tensor("float32", new Float32Array(cacheSize), cacheDims);
-    } else {
-      // Regroup in CPU memory: kept rows from the current tensors, joining rows after them.
-      const oldRows = this.members.reduce((s, m) => s + m.rows, 0);
-      const keptRows: number[] = [];
-      let offset = 0;
-      for (const m of this.members) {
-        if (!m.done) for (let i = 0; i < m.rows; i++) keptRows.push(offset + i);
-        offset += m.rows;
-      }
-      const rows = (old: ort.Tensor, fresh: ort.Tensor | undefined): RowSource[] => [
-        ...keptRows.map((row) => ({ data: old.data as Float32Array, batch: oldRows, row })),
-        ...Array.from({ length: joinRows }, (_, row) => ({ data: (fresh?.data as Float32Array) ?? null, batch: joinRows, row })),
-      ];
-      const crossK = gatherRows(L, H * T * D, rows(this.crossK!, enc?.k));
-      const crossV = gatherRows(L, H * T * D, rows(this.crossV!, enc?.v));
-      const pastK = gatherRows(L, H * this.total * D, rows(this.pastK!, undefined));
-      const pastV = gatherRows(L, H * this.total * D, rows(this.pastV!, undefined));
-      this.disposeState();
-      enc?.k.dispose();
-      enc?.v.dispose();
-      const crossDims = [L, B, H, T, D];
-      this.crossK = new ort.Tensor("float32", crossK, crossDims);
-      this.crossV = new ort.Tensor("float32", crossV, crossDims);
-      this.pastK = new ort.Tensor("float32", pastK, cacheDims);
-      this.pastV = new ort.Tensor("float32", pastV, cacheDims);
-    }
     this.textMask = int64(masks.flat(), [B, T]);
     this.members = [...keep, ...join];
   }
 
-  private writeCache(newK: Float32Array, newV: Float32Array, position: BigInt64Array): void {
-    const { L, H, D } = this.dims;
-    const B = position.length;
-    const N = this.total;
-    const k = this.pastK!.data as Float32Array;
-    const v = this.pastV!.data as Float32Array;
-    for (let l = 0; l < L; l++) {
-      for (let b = 0; b < B; b++) {
-        const pos = Number(position[b]);
-        for (let h = 0; h < H; h++) {
-          const src = ((l * B + b) * H + h) * D;
-          const dst = (((l * B + b) * H + h) * N + pos) * D;
-          k.set(newK.subarray(src, src + D), dst);
-          v.set(newV.subarray(src, src + D), dst);
-        }
-      }
-    }
-  }
-
-  private disposeState(): void {
-    for (const t of [this.crossK, this.crossV, this.pastK, this.pastV]) t?.dispose();
-    this.crossK = this.crossV = this.pastK = this.pastV = null;
-  }
-
   private clear(): void {
-    this.disposeState();
+    this.state.dispose();
     this.members = [];
     this.textMask = null;
   }
@@ -260,10 +188,10 @@ export class DecodeBatch {
     const out = await this.model.decoderStep.run({
       token: new ort.Tensor("int64", token, [B]),
       position: new ort.Tensor("int64", position, [B]),
-      past_k: this.pastK!, past_v: this.pastV!, cross_k: this.crossK!, cross_v: this.crossV!, text_mask: this.textMask!,
+      ...this.state.feeds, text_mask: this.textMask!,
     });
-    // The cache is ours: write this step's keys and values at each row's position, in place.
-    this.writeCache(out.new_k!.data as Float32Array, out.new_v!.data as Float32Array, position);
+    // The cache is ours: this step's keys and values go in at each row's position.
+    await this.state.write(out.new_k!, out.new_v!, position);
     const logits = out.logits!.data as Float32Array;
 
     const previewing: Member[] = [];

@@ -4,15 +4,22 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import type ort from "onnxruntime-node";
 import { MosaicError } from "./errors.ts";
 import { requiredGraphs, shapesAgree, validateManifest, type GraphSpec, type ModelManifest } from "./model-format.ts";
 import { openSession, type Logger, type ProviderName } from "./providers.ts";
 import { PromptEncoder } from "./text.ts";
+import type { DeviceOps } from "./batch-state.ts";
 
 export interface LoadOptions {
   provider?: ProviderName;
   log?: Logger;
+  /**
+   * Where a batch keeps its cache: "auto" (default) keeps it on the GPU with WebGPU and in CPU
+   * memory otherwise; "device" forces the device-state graphs (tests run them on the CPU).
+   */
+  state?: "auto" | "host" | "device";
 }
 
 /** What an API process needs of a model: no ONNX sessions. */
@@ -30,6 +37,8 @@ export interface Model extends ModelInfo {
   vqDecoder: ort.InferenceSession;
   /** The provider actually in use (after any fallback). */
   provider: ProviderName;
+  /** Set when batches keep their state on the device (see batch-state.ts). */
+  deviceOps: DeviceOps | null;
   release(): Promise<void>;
 }
 
@@ -102,6 +111,19 @@ export async function loadModelInfo(folder: string): Promise<ModelInfo> {
   return { folder, manifest, prompts, codePatches };
 }
 
+const OPS_DIR = fileURLToPath(new URL("./ops/", import.meta.url));
+
+async function openDeviceOps(provider: ProviderName): Promise<DeviceOps> {
+  const quiet = () => {};
+  const open = async (name: string, outputs: string[]) =>
+    (await openSession({ path: path.join(OPS_DIR, `${name}.onnx`), provider, deviceOutputs: outputs }, quiet)).session;
+  return {
+    cacheWrite: await open("cache-write", ["present_k", "present_v"]),
+    gatherRows: await open("gather-rows", ["y"]),
+    concatRows: await open("concat-rows", ["y"]),
+  };
+}
+
 export async function loadModel(folder: string, options: LoadOptions = {}): Promise<Model> {
   const log = options.log ?? ((line: string) => console.error(line));
   const info = await loadModelInfo(folder);
@@ -110,11 +132,11 @@ export async function loadModel(folder: string, options: LoadOptions = {}): Prom
   for (const spec of [g.textEncoder, g.decoderStep, g.vqDecoder]) await mustExist(path.join(folder, spec.file), "a graph");
 
   let provider = options.provider ?? "cpu";
-  const open = async (spec: GraphSpec, key: keyof typeof required) => {
+  const open = async (spec: GraphSpec, key: keyof typeof required, deviceOutputs: string[] = []) => {
     const file = path.join(folder, spec.file);
     let opened;
     try {
-      opened = await openSession({ path: file, provider }, log);
+      opened = await openSession({ path: file, provider, deviceOutputs }, log);
     } catch (e) {
       throw new MosaicError("MODEL_INVALID", `${file}: ONNX Runtime cannot load it: ${(e as Error).message}`, { cause: e });
     }
@@ -123,13 +145,17 @@ export async function loadModel(folder: string, options: LoadOptions = {}): Prom
     checkSession(opened.session, spec, required[key], file);
     return opened.session;
   };
-  const decoderStep = await open(g.decoderStep, "decoderStep");
-  const textEncoder = await open(g.textEncoder, "textEncoder");
+  // Decided again after the first session: a provider that fell back to the CPU keeps state on the host.
+  const onDevice = () => options.state === "device" || (options.state !== "host" && provider === "webgpu");
+  const decoderStep = await open(g.decoderStep, "decoderStep", onDevice() ? ["new_k", "new_v"] : []);
+  const textEncoder = await open(g.textEncoder, "textEncoder", onDevice() ? ["cross_k", "cross_v"] : []);
   const vqDecoder = await open(g.vqDecoder, "vqDecoder");
+  const deviceOps = onDevice() ? await openDeviceOps(provider) : null;
+  const sessions = [textEncoder, decoderStep, vqDecoder, ...(deviceOps ? Object.values(deviceOps) : [])];
   return {
-    ...info, textEncoder, decoderStep, vqDecoder, provider,
+    ...info, textEncoder, decoderStep, vqDecoder, provider, deviceOps,
     async release() {
-      await Promise.all([textEncoder.release(), decoderStep.release(), vqDecoder.release()]);
+      await Promise.all(sessions.map((s) => s.release()));
     },
   };
 }

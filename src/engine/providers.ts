@@ -11,6 +11,8 @@ export const PROVIDERS: readonly ProviderName[] = ["cpu", "webgpu", "cuda"];
 export interface SessionRequest {
   path: string;
   provider: ProviderName;
+  /** Outputs to leave in GPU memory (WebGPU) for the next run to read; ignored on the CPU. */
+  deviceOutputs?: string[];
 }
 
 export interface OpenedSession {
@@ -26,6 +28,9 @@ export async function openSession(req: SessionRequest, log: Logger): Promise<Ope
   const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } } };
   if (req.provider !== "cpu") {
     const options: ort.InferenceSession.SessionOptions = { ...base, executionProviders: [req.provider] };
+    if (req.provider === "webgpu" && req.deviceOutputs?.length) {
+      options.preferredOutputLocation = Object.fromEntries(req.deviceOutputs.map((n) => [n, "gpu-buffer" as const]));
+    }
     try {
       return { session: await ort.InferenceSession.create(req.path, options), provider: req.provider };
     } catch (e) {

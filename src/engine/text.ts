@@ -5,9 +5,11 @@
 import { readFile } from "node:fs/promises";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { MosaicError } from "./errors.ts";
+import { normaliseDalleMini } from "./normalize-dalle-mini.ts";
+import { Mulberry32 } from "./random.ts";
 
-export type NormalizationName = "mosaic-basic" | "none";
-export const NORMALIZATIONS: readonly NormalizationName[] = ["mosaic-basic", "none"];
+export type NormalizationName = "mosaic-basic" | "dalle-mini" | "none";
+export const NORMALIZATIONS: readonly NormalizationName[] = ["mosaic-basic", "dalle-mini", "none"];
 
 /**
  * "mosaic-basic" (the shipped model's): accents stripped, lower case, every run of characters that
@@ -27,8 +29,21 @@ export function normaliseBasic(text: string): string {
   return out.join(" ");
 }
 
+/**
+ * dalle-mini replaces "<person>" with randomly chosen words. Drawing from a stream seeded by the
+ * prompt itself keeps a generation reproducible from its prompt and seed.
+ */
+function promptRandom(text: string): () => number {
+  let h = 0x811c9dc5; // FNV-1a
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  const rng = new Mulberry32(h >>> 0);
+  return () => rng.uniform();
+}
+
 export function normalise(text: string, name: NormalizationName): string {
-  return name === "mosaic-basic" ? normaliseBasic(text) : text;
+  if (name === "mosaic-basic") return normaliseBasic(text);
+  if (name === "dalle-mini") return normaliseDalleMini(text, { random: promptRandom(text) });
+  return text;
 }
 
 export interface EncodedPrompt {
@@ -71,7 +86,18 @@ export class PromptEncoder {
   }
 
   encode(prompt: string): EncodedPrompt {
-    const normalised = normalise(prompt, this.normalization);
+    return this.encodeText(normalise(prompt, this.normalization));
+  }
+
+  /**
+   * The unconditional row for guidance: the tokenizer on the empty string, not normalised
+   * (dalle-mini's processor does the same; its normaliser would turn "" into " ", a real token).
+   */
+  encodeUnconditional(): EncodedPrompt {
+    return this.encodeText("");
+  }
+
+  private encodeText(normalised: string): EncodedPrompt {
     const enc = this.tokenizer.encode(normalised);
     const unknownWords: string[] = [];
     // @huggingface/tokenizers 0.2 reads a WordLevel model but returns undefined for words outside

@@ -67,6 +67,30 @@ def round_to_fp16(module: torch.nn.Module) -> None:
         t.copy_(t.half().float())
 
 
+# Protobuf cannot hold 2 GB; above this the weights go to one `<file>.data` beside the graph.
+EXTERNAL_DATA_BYTES = 1_500_000_000
+
+
+def save_onnx(model: onnx.ModelProto, path: str) -> None:
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    if size > EXTERNAL_DATA_BYTES:
+        data_file = os.path.basename(path) + ".data"
+        if os.path.exists(path + ".data"):
+            os.remove(path + ".data")
+        onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=data_file)
+    else:
+        onnx.save(model, path)
+
+
+def onnx_export(module: torch.nn.Module, args: tuple, path: str, **kwargs) -> None:
+    """torch.onnx.export with the TorchScript exporter on every PyTorch we meet (Debian's 1.13 here,
+    2.x on the GPU machine, where the default became the dynamo exporter)."""
+    import inspect
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    torch.onnx.export(module, args, path, opset_version=OPSET, **kwargs)
+
+
 def store_weights_fp16(path: str, min_elements: int = 1024) -> None:
     """Rewrite large fp32 initializers as fp16 followed by a Cast back to fp32. Files halve; the
     runtime folds the casts once at load, so compute stays fp32."""
@@ -86,14 +110,13 @@ def store_weights_fp16(path: str, min_elements: int = 1024) -> None:
         casts.append(helper.make_node("Cast", [half.name], [name], to=TensorProto.FLOAT, name=name + "_cast"))
     for c in reversed(casts):
         g.node.insert(0, c)
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
+    save_onnx(model, path)
 
 
 DTYPES = {TensorProto.FLOAT: "float32", TensorProto.INT64: "int64", TensorProto.FLOAT16: "float16"}
 
 
-def io_specs(c: Config) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
+def io_specs(c: Config, image_size: int = data.IMAGE_SIZE) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
     """The documented inputs and outputs of each graph (name, dtype, shape with named dynamic axes)."""
     cache = [c.decoder_layers, "batch", c.heads, c.image_len, c.head_dim]
     cross = [c.decoder_layers, "batch", c.heads, "text_length", c.head_dim]
@@ -113,7 +136,7 @@ def io_specs(c: Config) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
         },
         "vqDecoder": {
             "inputs": [("codes", "int64", ["batch", c.grid, c.grid])],
-            "outputs": [("pixels", "float32", ["batch", data.IMAGE_SIZE, data.IMAGE_SIZE, 3])],
+            "outputs": [("pixels", "float32", ["batch", image_size, image_size, 3])],
         },
     }
 
@@ -134,7 +157,7 @@ def apply_spec(path: str, spec: dict) -> dict:
                     d.dim_param = want
                 else:
                     d.dim_value = want
-    onnx.save(m, path)
+    save_onnx(m, path)
     return {kind: [{"name": n, "dtype": dt, "shape": sh} for n, dt, sh in spec[kind]] for kind in ("inputs", "outputs")}
 
 
@@ -165,7 +188,13 @@ class VQGraph(torch.nn.Module):
         return self.vq.decode_codes(codes)
 
 
-def export_graphs(vq: VQAutoencoder, model: DalleBart, out: str) -> dict:
+ALL_GRAPHS = ("textEncoder", "decoderStep", "vqDecoder")
+
+
+def export_graphs(vq: VQAutoencoder, model: DalleBart, out: str, vq_graph: torch.nn.Module | None = None,
+                  image_size: int = data.IMAGE_SIZE, fp16_weights: tuple[str, ...] = ALL_GRAPHS) -> dict:
+    """Writes the three graphs into `out`. `vq_graph` (codes -> pixels) replaces the shipped VQ
+    autoencoder for converted models; `fp16_weights` names the graphs whose weights are stored fp16."""
     c = model.config
     b, t = 2, c.max_text_len
     ids = torch.zeros((b, t), dtype=torch.long)
@@ -179,12 +208,12 @@ def export_graphs(vq: VQAutoencoder, model: DalleBart, out: str) -> dict:
         "decoderStep": "decoder_step.onnx",
         "vqDecoder": "vq_decoder.onnx",
     }
-    torch.onnx.export(EncoderGraph(model), (ids, mask), os.path.join(out, files["textEncoder"]),
+    onnx_export(EncoderGraph(model), (ids, mask), os.path.join(out, files["textEncoder"]),
                       input_names=["input_ids", "attention_mask"], output_names=["cross_k", "cross_v"],
                       dynamic_axes={"input_ids": {0: "batch", 1: "text_length"},
                                     "attention_mask": {0: "batch", 1: "text_length"},
-                                    "cross_k": cross_axes, "cross_v": cross_axes}, opset_version=OPSET)
-    torch.onnx.export(StepGraph(model),
+                                    "cross_k": cross_axes, "cross_v": cross_axes})
+    onnx_export(StepGraph(model),
                       (torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long), past_k, past_v, cross_k, cross_v, mask),
                       os.path.join(out, files["decoderStep"]),
                       input_names=["token", "position", "past_k", "past_v", "cross_k", "cross_v", "text_mask"],
@@ -192,15 +221,16 @@ def export_graphs(vq: VQAutoencoder, model: DalleBart, out: str) -> dict:
                       dynamic_axes={"token": {0: "batch"}, "position": {0: "batch"}, "past_k": cache_axes, "past_v": cache_axes,
                                     "cross_k": cross_axes, "cross_v": cross_axes,
                                     "text_mask": {0: "batch", 1: "text_length"}, "logits": {0: "batch"},
-                                    "new_k": cache_axes, "new_v": cache_axes}, opset_version=OPSET)
-    torch.onnx.export(VQGraph(vq), (torch.zeros((b, c.grid, c.grid), dtype=torch.long),),
-                      os.path.join(out, files["vqDecoder"]), input_names=["codes"], output_names=["pixels"],
-                      dynamic_axes={"codes": {0: "batch"}, "pixels": {0: "batch"}}, opset_version=OPSET)
+                                    "new_k": cache_axes, "new_v": cache_axes})
+    onnx_export(vq_graph if vq_graph is not None else VQGraph(vq), (torch.zeros((b, c.grid, c.grid), dtype=torch.long),),
+                os.path.join(out, files["vqDecoder"]), input_names=["codes"], output_names=["pixels"],
+                dynamic_axes={"codes": {0: "batch"}, "pixels": {0: "batch"}})
     graphs = {}
-    specs = io_specs(c)
+    specs = io_specs(c, image_size)
     for key, name in files.items():
         path = os.path.join(out, name)
-        store_weights_fp16(path)
+        if key in fp16_weights:
+            store_weights_fp16(path)
         graphs[key] = {"file": name, **apply_spec(path, specs[key])}
     return graphs
 

@@ -1,0 +1,278 @@
+"""Convert published DALL·E mini / mega weights into a Mosaic model folder (docs/model-format.md).
+
+Input: the PyTorch files kuprel/min-dalle publishes (converted by min-dalle from dalle-mini's Flax
+checkpoints): a BART folder with `encoder.pt`, `decoder.pt`, `vocab.json`, `merges.txt`, and the
+VQGAN's `detoker.pt`. min-dalle stores them as `pretrained/dalle_bart_mini/`,
+`pretrained/dalle_bart_mega/` and `pretrained/vqgan/detoker.pt`:
+
+    PYTHONPATH=training python3 -m mosaic_convert.convert \\
+        --bart pretrained/dalle_bart_mega --vqgan pretrained/vqgan/detoker.pt --out models/dalle-mega
+
+Sizes are read from the weights (layers, width, feed-forward, vocabularies, VQGAN channels), so the
+same command serves mini, mega and the small trees the tests build. The BART half is loaded into
+Mosaic's own cached decoder (training/mosaic_train/transformer.py) under its names; the VQGAN runs
+as published, in fp32.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from mosaic_train.export import ALL_GRAPHS, export_graphs
+from mosaic_train.runtime import log
+from mosaic_train.transformer import Config, DalleBart
+
+from . import bpe
+from .published import BartDims, Detokenizer, VQGANDims
+
+MAX_CODES = 16384  # DALL·E mini samples from the first 2**14 logits; mega's extra rows are unused
+
+# published (min-dalle) name -> Mosaic's DalleBart name, per layer part
+ENCODER_LAYER = {
+    "pre_self_attn_layer_norm": "pre_attn_ln", "self_attn_layer_norm": "post_attn_ln",
+    "self_attn.q_proj": "attn.q", "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v",
+    "self_attn.out_proj": "attn.o", "glu": "glu",
+}
+DECODER_LAYER = {
+    "pre_self_attn_layer_norm": "pre_self_ln", "self_attn_layer_norm": "post_self_ln",
+    "pre_encoder_attn_layer_norm": "pre_cross_ln", "encoder_attn_layer_norm": "post_cross_ln",
+    "self_attn.q_proj": "self_attn.q", "self_attn.k_proj": "self_attn.k", "self_attn.v_proj": "self_attn.v",
+    "self_attn.out_proj": "self_attn.o", "encoder_attn.q_proj": "cross_attn.q", "encoder_attn.k_proj": "cross_attn.k",
+    "encoder_attn.v_proj": "cross_attn.v", "encoder_attn.out_proj": "cross_attn.o", "glu": "glu",
+}
+TOP = {
+    "encoder": {"embed_tokens": "text_embed", "embed_positions": "text_pos", "layernorm_embedding": "text_ln",
+                "final_ln": "encoder_final_ln"},
+    "decoder": {"embed_tokens": "image_embed", "embed_positions": "image_pos", "layernorm_embedding": "image_ln",
+                "final_ln": "decoder_final_ln", "lm_head": "lm_head"},
+}
+
+
+class ConvertError(ValueError):
+    pass
+
+
+def layer_count(state: dict, prefix: str = "layers.") -> int:
+    found = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    if not found:
+        raise ConvertError(f"no '{prefix}N.' parameters")
+    return max(found) + 1
+
+
+def need(state: dict, key: str, file: str) -> torch.Tensor:
+    if key not in state:
+        raise ConvertError(f"{file}: missing parameter '{key}' — is this min-dalle's {file}?")
+    return state[key]
+
+
+def bart_dims(encoder: dict, decoder: dict, heads: int | None) -> tuple[BartDims, int]:
+    text_vocab, width = need(encoder, "embed_tokens.weight", "encoder.pt").shape
+    enc_layers, dec_layers = layer_count(encoder), layer_count(decoder)
+    if heads is None:
+        heads = {1024: 16, 2048: 32}.get(width, max(1, width // 64))  # mini, mega; 64-wide heads otherwise
+    if width % heads:
+        raise ConvertError(f"width {width} is not divisible by {heads} heads (pass --heads)")
+    d = BartDims(width=width, layers=dec_layers, heads=heads,
+                 glu=need(decoder, "layers.0.glu.fc0.weight", "decoder.pt").shape[0], text_vocab=text_vocab,
+                 image_vocab=need(decoder, "embed_tokens.weight", "decoder.pt").shape[0] - 1,
+                 text_tokens=need(encoder, "embed_positions.weight", "encoder.pt").shape[0],
+                 image_tokens=need(decoder, "embed_positions.weight", "decoder.pt").shape[0])
+    return d, enc_layers
+
+
+def vqgan_dims(detoker: dict) -> VQGANDims:
+    codebook, embed = need(detoker, "embedding.weight", "detoker.pt").shape
+    ch = need(detoker, "decoder.conv_out.weight", "detoker.pt").shape[1]
+    levels = layer_count(detoker, "decoder.up.")
+    mult = tuple(detoker[f"decoder.up.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
+    return VQGANDims(codebook=codebook, embed=embed, ch=ch, ch_mult=mult,
+                     res_blocks=layer_count(detoker, "decoder.up.0.block."))
+
+
+def mosaic_state(encoder: dict, decoder: dict, config: Config) -> dict:
+    """Published names -> Mosaic's DalleBart names; the decoder's rows cut to the codes sampled."""
+    out = {}
+    for part, state, per_layer, mosaic_layers in (("encoder", encoder, ENCODER_LAYER, "encoder_layers"),
+                                                  ("decoder", decoder, DECODER_LAYER, "decoder_layers")):
+        for key, value in state.items():
+            m = re.match(r"layers\.(\d+)\.(.+)\.(weight|bias)$", key)
+            if m:
+                i, inner, kind = m.groups()
+                if inner.startswith("glu."):
+                    target = f"{mosaic_layers}.{i}.{inner}.{kind}"
+                elif inner in per_layer:
+                    target = f"{mosaic_layers}.{i}.{per_layer[inner]}.{kind}"
+                else:
+                    raise ConvertError(f"{part}.pt: unexpected parameter '{key}'")
+            else:
+                name, _, kind = key.rpartition(".")
+                if name not in TOP[part]:
+                    raise ConvertError(f"{part}.pt: unexpected parameter '{key}'")
+                target = f"{TOP[part][name]}.{kind}"
+            out[target] = value.float()
+    # Rows 0..codes-1 are the codes and row `codes` (16384) the start token, as min-dalle feeds it.
+    out["image_embed.weight"] = out["image_embed.weight"][: config.codebook_size + 1]
+    out["lm_head.weight"] = out["lm_head.weight"][: config.codebook_size]
+    return out
+
+
+class PixelsGraph(torch.nn.Module):
+    def __init__(self, detok: Detokenizer):
+        super().__init__()
+        self.detok = detok
+
+    def forward(self, codes):
+        return self.detok(codes)
+
+
+@torch.no_grad()
+def code_patches(detok: Detokenizer, patch: int, batch: int = 256) -> np.ndarray:
+    """Each code decoded alone (a 1×1 grid) and area-averaged to patch×patch: the mosaic preview."""
+    n = detok.dims.codebook
+    out = np.zeros((n, patch, patch, 3), dtype=np.uint8)
+    started = time.time()
+    for lo in range(0, n, batch):
+        codes = torch.arange(lo, min(n, lo + batch))[:, None, None]
+        pix = detok(codes).permute(0, 3, 1, 2)
+        pix = torch.nn.functional.adaptive_avg_pool2d(pix, patch).permute(0, 2, 3, 1)
+        out[lo: lo + len(codes)] = (pix.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        if time.time() - started > 10 and lo % (batch * 8) == 0:
+            log(f"code patches {lo}/{n}")
+    return out
+
+
+def manifest(name: str, d: BartDims, enc_layers: int, v: VQGANDims, c: Config, graphs: dict, pad_id: int,
+             patch: int | None, source: dict) -> dict:
+    grid = int(math.isqrt(d.image_tokens))
+    side = grid * v.factor
+    m = {
+        "format": "mosaic-model",
+        "formatVersion": 1,
+        "name": name,
+        "version": "1.0.0",
+        "description": f"DALL·E {'mega' if d.width >= 2048 else 'mini'}-shaped BART ({enc_layers}+{d.layers} layers, "
+                       f"width {d.width}) with the VQGAN f{v.factor} decoder, converted by Mosaic.",
+        "architecture": {
+            "family": "dalle-bart",
+            "encoderLayers": enc_layers, "decoderLayers": d.layers, "heads": d.heads, "modelWidth": d.width,
+            "headDim": d.width // d.heads, "feedForwardWidth": d.glu, "textVocabSize": d.text_vocab,
+            "maxTextLength": d.text_tokens, "grid": {"height": grid, "width": grid},
+            "codebookSize": c.codebook_size, "startTokenId": c.codebook_size,
+            "imageSize": {"height": side, "width": side},
+        },
+        "text": {"tokenizer": "tokenizer.json", "normalization": "dalle-mini", "padTokenId": pad_id},
+        # dalle-mini's notebook: condition scale 10; min-dalle: top-k 256, temperature 1.
+        "sampling": {"guidanceScale": 10.0, "topK": 256, "topP": 1.0, "temperature": 1.0},
+        "previews": {"fill": "most-frequent"},
+        "graphs": graphs,
+        "training": {"convertedFrom": source},
+    }
+    if patch:
+        m["previews"]["codePatches"] = {"file": "code-patches.bin", "patchSize": patch}
+    return m
+
+
+CARD = """# {name}
+
+Converted by Mosaic's converter (`training/mosaic_convert/convert.py`) from the PyTorch files
+published by min-dalle (themselves converted from dalle-mini's Flax checkpoints).
+
+- BART: {enc}+{dec} layers, width {width}, {heads} heads, GLU {glu}, text vocabulary {tv}, image
+  vocabulary {iv} (codes sampled: {codes}).
+- VQGAN: codebook {vq_codes} × {vq_embed}, ch {ch}, ch_mult {mult}, run in fp32.
+- Weights stored as {weights}.
+- Text: dalle-mini's normalisation (see `src/engine/normalize-dalle-mini.ts` for the documented
+  differences) and BART's byte-level BPE (`tokenizer.json`, written from `vocab.json` + `merges.txt`).
+
+Source files: {files}
+"""
+
+
+def convert(bart: str, vqgan: str, out: str, name: str, heads: int | None = None, weights: str = "fp32",
+            patch: int | None = 4) -> dict:
+    """Converts min-dalle's files (see the module docstring) into the model folder `out`."""
+    paths = {"encoder": os.path.join(bart, "encoder.pt"), "decoder": os.path.join(bart, "decoder.pt"),
+             "vocab": os.path.join(bart, "vocab.json"), "merges": os.path.join(bart, "merges.txt"), "detoker": vqgan}
+    for key, path in paths.items():
+        if not os.path.isfile(path):
+            raise ConvertError(f"{path}: not found ({key})")
+    states = {k: torch.load(paths[k], map_location="cpu") for k in ("encoder", "decoder", "detoker")}
+    return convert_states(states, paths, out, name, heads, weights, patch)
+
+
+def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | None, weights: str,
+                   patch: int | None) -> dict:
+    t0 = time.time()
+    encoder, decoder, detoker = states.pop("encoder"), states.pop("decoder"), states.pop("detoker")
+    d, enc_layers = bart_dims(encoder, decoder, heads)
+    v = vqgan_dims(detoker)
+    codes = min(d.image_vocab, MAX_CODES, v.codebook)
+    config = Config(text_vocab=d.text_vocab, max_text_len=d.text_tokens, codebook_size=codes,
+                    grid=int(math.isqrt(d.image_tokens)), d_model=d.width, heads=d.heads, encoder_layers=enc_layers,
+                    decoder_layers=d.layers, glu_dim=d.glu)
+    log(f"BART {enc_layers}+{d.layers} layers, width {d.width}, {d.heads} heads; VQGAN ch {v.ch} x {v.ch_mult}")
+    model = DalleBart(config).eval()
+    model.load_state_dict(mosaic_state(encoder, decoder, config))
+    del encoder, decoder
+    detok = Detokenizer(v).eval()
+    detok.load_state_dict({k: t.float() for k, t in detoker.items()})
+    del detoker
+    os.makedirs(out, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=out)
+    try:
+        fp16 = tuple(g for g in ALL_GRAPHS if g != "vqDecoder") if weights == "fp16" else ()
+        with torch.no_grad():
+            graphs = export_graphs(None, model, tmp, vq_graph=PixelsGraph(detok),
+                                   image_size=config.grid * v.factor, fp16_weights=fp16)
+        for g in graphs.values():
+            for f in (g["file"], g["file"] + ".data"):
+                if os.path.exists(os.path.join(tmp, f)):
+                    shutil.move(os.path.join(tmp, f), os.path.join(out, f))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    vocab = bpe.write_tokenizer(paths["vocab"], paths["merges"], os.path.join(out, "tokenizer.json"))
+    if patch:
+        code_patches(detok, patch).tofile(os.path.join(out, "code-patches.bin"))
+    source = {"format": "min-dalle PyTorch files", "files": {k: os.path.basename(p) for k, p in paths.items()}}
+    with open(os.path.join(out, "model.json"), "w") as f:
+        json.dump(manifest(name, d, enc_layers, v, config, graphs, vocab["<pad>"], patch, source), f, indent=2)
+        f.write("\n")
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(CARD.format(name=name, enc=enc_layers, dec=d.layers, width=d.width, heads=d.heads, glu=d.glu,
+                            tv=d.text_vocab, iv=d.image_vocab, codes=codes, vq_codes=v.codebook, vq_embed=v.embed,
+                            ch=v.ch, mult=",".join(map(str, v.ch_mult)),
+                            weights="fp16 with a cast to fp32 (BART); fp32 (VQGAN)" if weights == "fp16" else "fp32",
+                            files=", ".join(f"`{os.path.basename(p)}`" for p in paths.values())))
+    log(f"converted into {out} in {time.time() - t0:.0f} s")
+    return {"dims": d, "vq": v, "config": config}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Convert min-dalle's DALL·E mini/mega files into a Mosaic model folder.")
+    p.add_argument("--bart", required=True, help="folder with encoder.pt, decoder.pt, vocab.json, merges.txt")
+    p.add_argument("--vqgan", required=True, help="the VQGAN's detoker.pt")
+    p.add_argument("--out", required=True, help="the model folder to write")
+    p.add_argument("--name", help="model name (default: the output folder's name)")
+    p.add_argument("--heads", type=int, help="attention heads (default: 16 for width 1024, 32 for 2048)")
+    p.add_argument("--weights", choices=("fp32", "fp16"), default="fp32",
+                   help="how BART weights are stored (fp16 halves the files; compute stays fp32)")
+    p.add_argument("--patch", type=int, default=4, help="mosaic preview patch size (0: none)")
+    a = p.parse_args()
+    try:
+        convert(a.bart, a.vqgan, a.out, a.name or os.path.basename(os.path.normpath(a.out)), a.heads, a.weights,
+                a.patch or None)
+    except ConvertError as e:
+        raise SystemExit(f"mosaic convert: {e}")
+
+
+if __name__ == "__main__":
+    main()
