@@ -81,6 +81,16 @@ abstract class Base {
     return [this.dims.L, B, this.dims.H, this.dims.N, this.dims.D];
   }
 
+  /**
+   * A batch of only new rows: the encoder's outputs as they are and a zero cache (on a GPU it is
+   * uploaded with the first step; every later cache is a device output).
+   */
+  protected startFresh(joining: Encoded, B: number): void {
+    this.dispose();
+    this.cur = { cross_k: joining.k, cross_v: joining.v, past_k: zeros(this.cacheDims(B)), past_v: zeros(this.cacheDims(B)) };
+    this.rows = B;
+  }
+
   dispose(): void {
     if (this.cur) for (const t of Object.values(this.cur)) t.dispose();
     this.cur = null;
@@ -92,12 +102,7 @@ export class HostState extends Base implements BatchState {
   async regroup(kept: number[], joining: Encoded | null, joinRows: number): Promise<void> {
     const { L, H, D, T, N } = this.dims;
     const B = kept.length + joinRows;
-    if (kept.length === 0) {
-      this.dispose();
-      this.cur = { cross_k: joining!.k, cross_v: joining!.v, past_k: zeros(this.cacheDims(B)), past_v: zeros(this.cacheDims(B)) };
-      this.rows = B;
-      return;
-    }
+    if (kept.length === 0) return this.startFresh(joining!, B);
     const old = this.feeds;
     const gather = (from: ort.Tensor, fresh: ort.Tensor | null, rowSize: number, dims: number[]): ort.Tensor => {
       const out = new Float32Array(size(dims));
@@ -165,13 +170,7 @@ export class DeviceState extends Base implements BatchState {
 
   async regroup(kept: number[], joining: Encoded | null, joinRows: number): Promise<void> {
     const B = kept.length + joinRows;
-    if (kept.length === 0) {
-      this.dispose();
-      // The zero cache is uploaded with the first step; every later cache is a device output.
-      this.cur = { cross_k: joining!.k, cross_v: joining!.v, past_k: zeros(this.cacheDims(B)), past_v: zeros(this.cacheDims(B)) };
-      this.rows = B;
-      return;
-    }
+    if (kept.length === 0) return this.startFresh(joining!, B);
     const old = this.feeds;
     const fresh = joinRows ? this.cacheDims(joinRows) : null;
     const next: StepFeeds = {

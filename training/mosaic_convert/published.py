@@ -52,7 +52,9 @@ class VQGANDims:
 MINI = BartDims(width=1024, layers=12, heads=16, glu=2730, text_vocab=50264, image_vocab=16384)
 MEGA = BartDims(width=2048, layers=24, heads=32, glu=4096, text_vocab=50272, image_vocab=16415)
 VQGAN_F16_16384 = VQGANDims()
-SIZES = {"mini": MINI, "mega": MEGA}
+# Not a published size: the same shapes scaled down, for trying the benchmark scripts on a CPU.
+SMALL = BartDims(width=256, layers=4, heads=4, glu=683, text_vocab=50264, image_vocab=16384)
+SIZES = {"mini": MINI, "mega": MEGA, "small": SMALL}
 
 
 def layer_norm(width: int) -> nn.LayerNorm:
