@@ -75,6 +75,7 @@ test("malformed JSON and wrong types are reported with their path", async () => 
   await rejects(await variant((m) => { m.architecture.heads = "four"; }), "MODEL_INVALID", "architecture.heads");
   await rejects(await variant((m) => { m.text.normalization = "klingon"; }), "MODEL_INVALID", "text.normalization", "klingon");
   await assert.rejects(readManifest(await variant((m) => { delete m.sampling; })), /sampling must be an object/);
+  await assert.rejects(readManifest(await variant((m) => { m.sampling.topK = 100000; })), /model\.json: sampling defaults are not valid: topK must be a whole number/);
 });
 
 test("a code-patch file of the wrong size is refused", async () => {

@@ -4,7 +4,7 @@
  * folder knows what to fix.
  */
 import { MosaicError } from "./errors.ts";
-import type { SamplingSettings } from "./sampling.ts";
+import { validateSampling, type SamplingSettings } from "./sampling.ts";
 import { NORMALIZATIONS, type NormalizationName } from "./text.ts";
 
 export const FORMAT = "mosaic-model";
@@ -164,6 +164,12 @@ export function validateManifest(raw: unknown, file = "model.json"): ModelManife
   const s = c.object(m.sampling, "sampling");
   for (const k of ["guidanceScale", "topP", "temperature"]) c.number(s, k, "sampling");
   c.int(s, "topK", "sampling", 0);
+  // The defaults must be settings a request may use, or every request that omits them would fail.
+  try {
+    validateSampling(s as unknown as SamplingSettings, a.codebookSize as number);
+  } catch (e) {
+    c.fail("sampling", `defaults are not valid: ${(e as Error).message}`);
+  }
 
   const p = c.object(m.previews, "previews");
   if (p.fill !== "most-frequent") c.fail("previews.fill", `must be "most-frequent" (got ${JSON.stringify(p.fill)})`);

@@ -171,7 +171,7 @@ def manifest(name: str, d: BartDims, enc_layers: int, v: VQGANDims, c: Config, g
         },
         "text": {"tokenizer": "tokenizer.json", "normalization": "dalle-mini", "padTokenId": pad_id},
         # dalle-mini's notebook: condition scale 10; min-dalle: top-k 256, temperature 1.
-        "sampling": {"guidanceScale": 10.0, "topK": 256, "topP": 1.0, "temperature": 1.0},
+        "sampling": {"guidanceScale": 10.0, "topK": min(256, c.codebook_size), "topP": 1.0, "temperature": 1.0},
         "previews": {"fill": "most-frequent"},
         "graphs": graphs,
         "training": {"convertedFrom": source},
