@@ -32,7 +32,7 @@ from mosaic_train.runtime import log
 from mosaic_train.transformer import Config, DalleBart
 
 from . import bpe
-from .published import BartDims, Detokenizer, VQGANDims
+from .published import BartDims, Detokenizer, VQGANDims, with_unit_scales
 
 MAX_CODES = 16384  # DALL·E mini samples from the first 2**14 logits; mega's extra rows are unused
 
@@ -101,8 +101,8 @@ def vqgan_dims(detoker: dict) -> VQGANDims:
 def mosaic_state(encoder: dict, decoder: dict, config: Config) -> dict:
     """Published names -> Mosaic's DalleBart names; the decoder's rows cut to the codes sampled."""
     out = {}
-    for part, state, per_layer, mosaic_layers in (("encoder", encoder, ENCODER_LAYER, "encoder_layers"),
-                                                  ("decoder", decoder, DECODER_LAYER, "decoder_layers")):
+    for part, state, per_layer, mosaic_layers in (("encoder", with_unit_scales(encoder), ENCODER_LAYER, "encoder_layers"),
+                                                  ("decoder", with_unit_scales(decoder), DECODER_LAYER, "decoder_layers")):
         for key, value in state.items():
             m = re.match(r"layers\.(\d+)\.(.+)\.(weight|bias)$", key)
             if m:

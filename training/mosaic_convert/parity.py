@@ -19,7 +19,8 @@ import torch
 
 from . import bpe
 from .convert import convert
-from .published import BartDims, Published, VQGANDims, generate, text_rows
+from .published import (BartDims, Published, VQGANDims, generate, is_unscaled_norm_weight, text_rows,
+                        without_unscaled_norms)
 
 # Small, but every structural choice of the real thing: separate encoder/decoder depths, more image
 # rows than codes (as in mega), a VQGAN with attention, channel changes and two upsamplings.
@@ -70,11 +71,17 @@ def build(folder: str) -> tuple[Published, bpe.ByteLevelBPE]:
     g = torch.Generator().manual_seed(1234)
     for m in (p.encoder, p.decoder, p.detokenizer):
         randomise(m, g)
+    # As dalle-mini saves them (force_ln_scale=False): some layer norms have a bias and no scale.
+    with torch.no_grad():
+        for m in (p.encoder, p.decoder):
+            for k, t in m.state_dict(keep_vars=True).items():
+                if is_unscaled_norm_weight(k):
+                    t.fill_(1.0)
     bart = os.path.join(folder, "dalle_bart_tiny")
     os.makedirs(bart, exist_ok=True)
     os.makedirs(os.path.join(folder, "vqgan"), exist_ok=True)
-    torch.save(p.encoder.state_dict(), os.path.join(bart, "encoder.pt"))
-    torch.save(p.decoder.state_dict(), os.path.join(bart, "decoder.pt"))
+    torch.save(without_unscaled_norms(p.encoder.state_dict()), os.path.join(bart, "encoder.pt"))
+    torch.save(without_unscaled_norms(p.decoder.state_dict()), os.path.join(bart, "decoder.pt"))
     torch.save(p.detokenizer.state_dict(), os.path.join(folder, "vqgan", "detoker.pt"))
     with open(os.path.join(bart, "vocab.json"), "w") as f:
         json.dump(vocab, f)

@@ -13,6 +13,7 @@ keys/values projected once per prompt, guidance and top-k as min-dalle samples.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -55,6 +56,33 @@ VQGAN_F16_16384 = VQGANDims()
 # Not a published size: the same shapes scaled down, for trying the benchmark scripts on a CPU.
 SMALL = BartDims(width=256, layers=4, heads=4, glu=683, text_vocab=50264, image_vocab=16384)
 SIZES = {"mini": MINI, "mega": MEGA, "small": SMALL}
+
+
+# dalle-mini (force_ln_scale=False, as in the mega config) gives these layer norms a bias but no scale, so
+# the published files may lack their `.weight`; min-dalle loads with strict=False and keeps the ones.
+UNSCALED_NORMS = ("pre_self_attn_layer_norm", "pre_encoder_attn_layer_norm", "glu.ln0", "glu.ln1", "final_ln")
+
+
+_UNSCALED = re.compile(r"(final_ln|layers\.\d+\.(" + "|".join(re.escape(n) for n in UNSCALED_NORMS) + r"))\.weight")
+
+
+def is_unscaled_norm_weight(key: str) -> bool:
+    return _UNSCALED.fullmatch(key) is not None
+
+
+def with_unit_scales(state: dict) -> dict:
+    """A published state with the left-out scales put back as ones (a layer norm with a bias and no weight)."""
+    out = dict(state)
+    for key, bias in state.items():
+        weight = key[: -len("bias")] + "weight"
+        if key.endswith(".bias") and weight not in state and is_unscaled_norm_weight(weight):
+            out[weight] = torch.ones_like(bias)
+    return out
+
+
+def without_unscaled_norms(state: dict) -> dict:
+    """The published layout of a dalle-mini checkpoint trained with force_ln_scale=False."""
+    return {k: v for k, v in state.items() if not is_unscaled_norm_weight(k)}
 
 
 def layer_norm(width: int) -> nn.LayerNorm:
@@ -303,8 +331,8 @@ class Published:
         self.detokenizer = Detokenizer(self.vq_dims).eval()
 
     def load(self, encoder: dict, decoder: dict, detoker: dict) -> "Published":
-        self.encoder.load_state_dict(encoder)
-        self.decoder.load_state_dict(decoder)
+        self.encoder.load_state_dict(with_unit_scales(encoder))
+        self.decoder.load_state_dict(with_unit_scales(decoder))
         self.detokenizer.load_state_dict(detoker)
         return self
 

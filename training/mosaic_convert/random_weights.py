@@ -19,7 +19,7 @@ from mosaic_train.runtime import log
 
 from .convert import convert_states
 from .parity import tiny_vocab
-from .published import SIZES, VQGAN_F16_16384, Published
+from .published import SIZES, VQGAN_F16_16384, Published, without_unscaled_norms
 
 
 def main() -> None:
@@ -40,7 +40,8 @@ def main() -> None:
     vq = os.path.join(args.out, "published", "vqgan")
     os.makedirs(bart, exist_ok=True)
     os.makedirs(vq, exist_ok=True)
-    states = {"encoder": p.encoder.state_dict(), "decoder": p.decoder.state_dict(), "detoker": p.detokenizer.state_dict()}
+    states = {"encoder": without_unscaled_norms(p.encoder.state_dict()),
+              "decoder": without_unscaled_norms(p.decoder.state_dict()), "detoker": p.detokenizer.state_dict()}
     paths = {"encoder": os.path.join(bart, "encoder.pt"), "decoder": os.path.join(bart, "decoder.pt"),
              "detoker": os.path.join(vq, "detoker.pt"), "vocab": os.path.join(bart, "vocab.json"),
              "merges": os.path.join(bart, "merges.txt")}

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from mosaic_convert import convert, parity
 from mosaic_convert.bpe import ByteLevelBPE
-from mosaic_convert.published import MEGA, MINI, Published
+from mosaic_convert.published import MEGA, MINI, Published, without_unscaled_norms
 from mosaic_train.transformer import Config, DalleBart
 
 
@@ -17,6 +17,9 @@ class ConvertTest(unittest.TestCase):
         vocab, merges = parity.tiny_vocab()
         self.vocab, self.merges = vocab, merges
         self.p = Published(replace(parity.DIMS, text_vocab=len(vocab)), parity.VQ_DIMS, parity.ENCODER_LAYERS)
+        g = torch.Generator().manual_seed(0)
+        for m in (self.p.encoder, self.p.decoder):
+            parity.randomise(m, g)  # layer norm scales too, so "filled with ones" is not true by accident
 
     def test_sizes_are_read_from_the_weights(self):
         d, enc_layers = convert.bart_dims(self.p.encoder.state_dict(), self.p.decoder.state_dict(), heads=4)
@@ -29,9 +32,16 @@ class ConvertTest(unittest.TestCase):
         d, enc_layers = convert.bart_dims(enc, dec, heads=4)
         config = Config(text_vocab=d.text_vocab, max_text_len=d.text_tokens, codebook_size=64, grid=4, d_model=32,
                         heads=4, encoder_layers=enc_layers, decoder_layers=d.layers, glu_dim=d.glu)
-        mapped = convert.mosaic_state(enc, dec, config)
-        # strict loading: nothing missing, nothing left over
-        DalleBart(config).load_state_dict(mapped)
+        # strict loading: nothing missing, nothing left over — with every layer norm scale present, and in
+        # dalle-mini's force_ln_scale=False layout where some are left out (they load as ones)
+        DalleBart(config).load_state_dict(convert.mosaic_state(enc, dec, config))
+        sparse = convert.mosaic_state(without_unscaled_norms(enc), without_unscaled_norms(dec), config)
+        self.assertLess(len(without_unscaled_norms(enc)), len(enc))
+        model = DalleBart(config)
+        model.load_state_dict(sparse)
+        self.assertTrue(torch.equal(model.encoder_layers[0].pre_attn_ln.weight, torch.ones(32)))
+        self.assertTrue(torch.equal(model.decoder_final_ln.weight, torch.ones(32)))
+        self.assertTrue(torch.equal(model.decoder_layers[1].post_cross_ln.weight, dec["layers.1.encoder_attn_layer_norm.weight"]))
 
     def test_unknown_parameters_are_named(self):
         enc = dict(self.p.encoder.state_dict())
