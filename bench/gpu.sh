@@ -9,7 +9,7 @@
 #   bash bench/gpu.sh run [mini|mega|all]     # default: mini
 #
 # On a CPU, to try it: MOSAIC_BENCH_PROVIDER=cpu MOSAIC_BENCH_TORCH_DEVICE=cpu MOSAIC_BENCH_RUNS=1 \
-#   MOSAIC_PYTHON=/usr/bin/python3 bash bench/gpu.sh run small
+#   MOSAIC_BENCH_TORCH_DTYPES=fp32 MOSAIC_BENCH_WARMUP=1 MOSAIC_PYTHON=/usr/bin/python3 bash bench/gpu.sh run small
 #
 # It checks that the WebGPU path (batch state on the GPU) gives the CPU's codes, exports random-weight
 # DALL·E-mini (and -mega) models with that machine's PyTorch, prints the side-by-side table against a
@@ -49,11 +49,9 @@ step() { echo; echo "== $* ($(date +%T))"; }
     step "random $size: export with this machine's PyTorch"
     [ -f "$work/random-$size/model/model.json" ] ||
       PYTHONPATH=training "$python" -m mosaic_convert.random_weights --size "$size" --out "$work/random-$size" --weights fp16
-    for dtype in fp32 fp16; do
-      step "$size: Mosaic ($provider) vs PyTorch eager ($torch_device $dtype)"
-      node --import tsx bench/torch.ts --size "$size" --work "$work" --runs "$runs" --provider "$provider" \
-        --torch-device "$torch_device" --torch-dtype "$dtype"
-    done
+    step "$size: Mosaic ($provider) vs PyTorch eager ($torch_device fp32 and fp16)"
+    node --import tsx bench/torch.ts --size "$size" --work "$work" --runs "$runs" --provider "$provider" \
+      --torch-device "$torch_device" --torch-dtype "${MOSAIC_BENCH_TORCH_DTYPES:-fp32,fp16}" --warmup "${MOSAIC_BENCH_WARMUP:-1,9}"
   done
 
   first=${sizes%% *}

@@ -3,6 +3,7 @@
  * random-weight DALL·E-mini or -mega-size models:
  *
  *   npm run bench:torch -- --size mini [--runs 3] [--provider cpu|webgpu] [--torch-device cpu|cuda]
+ *                          [--torch-dtype fp32,fp16] [--warmup 1,9]
  *
  * The first run creates work/random-<size>/ (published-layout files plus the converted Mosaic model)
  * with training/mosaic_convert/random_weights.py. Both sides use the same weights, prompt and sampling
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     provider: { type: "string" },
     "torch-device": { type: "string" },
     "torch-dtype": { type: "string", default: "fp32" },
+    warmup: { type: "string", default: "1,9" },
     work: { type: "string", default: path.join(PACKAGE_ROOT, "work") },
     python: { type: "string", default: process.env.MOSAIC_PYTHON ?? "/usr/bin/python3" },
   },
@@ -52,30 +54,36 @@ interface TorchResult {
   results: Record<string, TorchRun[]>;
 }
 
-/** Samples the GPU's used memory (nvidia-smi) while `work` runs; null where there is no NVIDIA GPU. */
+/**
+ * Peak GPU memory used while `work` runs, from `nvidia-smi -lms` in the background (a child process,
+ * so sampling never blocks the event loop onnxruntime-node runs on); null without an NVIDIA GPU.
+ */
 async function gpuPeak<T>(work: () => Promise<T>): Promise<{ result: T; peakMiB: number | null }> {
-  const read = (): number | null => {
-    try {
-      return Number(execFileSync("nvidia-smi", ["--query-gpu=memory.used", "--format=csv,noheader,nounits"], { encoding: "utf8" }).split("\n")[0]);
-    } catch {
-      return null;
+  const smi = spawn("nvidia-smi", ["--query-gpu=memory.used", "--format=csv,noheader,nounits", "-lms", "200"], { stdio: ["ignore", "pipe", "ignore"] });
+  let base: number | null = null;
+  let peak = 0;
+  let available = true;
+  smi.on("error", () => (available = false));
+  smi.stdout.on("data", (d: Buffer) => {
+    for (const line of d.toString().split("\n")) {
+      const v = Number(line.trim());
+      if (line.trim() === "" || !Number.isFinite(v)) continue;
+      base ??= v;
+      peak = Math.max(peak, v);
     }
-  };
-  const base = read();
-  if (base === null) return { result: await work(), peakMiB: null };
-  let peak = base;
-  const timer = setInterval(() => (peak = Math.max(peak, read() ?? 0)), 200);
+  });
+  await new Promise((r) => setTimeout(r, 500)); // a first reading before the work starts
   try {
     const result = await work();
-    return { result, peakMiB: peak - base };
+    return { result, peakMiB: available && base !== null ? peak - base : null };
   } finally {
-    clearInterval(timer);
+    smi.kill();
   }
 }
 
-function runTorch(): Promise<TorchResult> {
+function runTorch(dtype: string): Promise<TorchResult> {
   const args = ["-m", "mosaic_convert.bench_torch", "--published", path.join(root, "published"), "--runs", String(runs),
-    "--dtype", values["torch-dtype"]!, "--preview-every", String(PREVIEW_EVERY)];
+    "--dtype", dtype, "--preview-every", String(PREVIEW_EVERY), "--warmup", values.warmup!];
   if (values["torch-device"]) args.push("--device", values["torch-device"]);
   return new Promise((resolve, reject) => {
     const child = spawn(values.python!, args, { env: pyEnv, stdio: ["ignore", "pipe", "inherit"] });
@@ -103,14 +111,18 @@ if (!existsSync(path.join(root, "model", "model.json"))) {
   execFileSync(values.python!, ["-m", "mosaic_convert.random_weights", "--size", values.size!, "--out", root], { env: pyEnv, stdio: "inherit" });
 }
 
-console.error("PyTorch reference…");
-const torchSide = await gpuPeak(runTorch);
-const torch = torchSide.result;
+const torchSides: { result: TorchResult; peakMiB: number | null }[] = [];
+for (const dtype of values["torch-dtype"]!.split(",")) {
+  console.error(`PyTorch reference (${dtype})…`);
+  torchSides.push(await gpuPeak(() => runTorch(dtype)));
+}
 
 console.error("Mosaic…");
 const mosaicSide = await gpuPeak(async () => {
   const model = await loadModel(path.join(root, "model"), { provider: parseProvider(values.provider) });
-  await timed(model, { prompt: PROMPT, count: 1, seed: 0, sampling, previewInterval: 0 }); // warm-up
+  for (const count of values.warmup!.split(",").map(Number)) {
+    await timed(model, { prompt: PROMPT, count, seed: 0, sampling, previewInterval: count > 1 ? PREVIEW_EVERY : 0 });
+  }
   const one: Timings[] = [];
   const nine: Timings[] = [];
   for (let r = 0; r < runs; r++) {
@@ -123,29 +135,39 @@ const mosaicSide = await gpuPeak(async () => {
   return { one, nine, provider, device };
 });
 const m = mosaicSide.result;
-const rssMiB = (kib: number) => (kib / 1024).toFixed(0);
-
-const t1 = torch.results["1"]!.map((r) => r.seconds);
-const t9 = torch.results["9"]!.map((r) => r.seconds);
-const tFirst = torch.results["9"]!.map((r) => r.firstPreviewSeconds!);
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 const m1 = m.one.map((t) => t.totalMs / 1000);
 const m9 = m.nine.map((t) => t.totalMs / 1000);
 const mFirst = m.nine.map((t) => t.firstPreviewMs! / 1000);
 const ratio = (a: number[], b: number[]) => (median(a) / median(b)).toFixed(2);
 const tokens = 256;
+const torch0 = torchSides[0]!.result;
+
+const cols = torchSides.map((t) => {
+  const r = t.result.results;
+  return {
+    name: `PyTorch eager ${t.result.dtype}`,
+    one: r["1"]!.map((x) => x.seconds),
+    nine: r["9"]!.map((x) => x.seconds),
+    first: r["9"]!.map((x) => x.firstPreviewSeconds!),
+    gpu: t.peakMiB === null ? null : `${t.peakMiB} (allocator ${mib(t.result.peakAllocatedBytes ?? 0)})`,
+    rss: mib(t.result.maxRssKiB * 1024),
+  };
+});
+const row = (label: string, pick: (c: (typeof cols)[number]) => string, mosaic: string, ratios: string[] = []) =>
+  console.log(`| ${label} | ${cols.map(pick).join(" | ")} | ${mosaic} | ${ratios.join(" | ")}${ratios.length ? "" : cols.map(() => "").join(" | ")} |`);
 
 console.log(`\n## Mosaic vs PyTorch eager, random ${values.size}-size weights — ${new Date().toISOString().slice(0, 10)}\n`);
-console.log(`Machine: ${os.cpus()[0]?.model ?? "?"} × ${os.cpus().length}${torch.gpu ? `, ${torch.gpu}` : ""}. ` +
-  `PyTorch ${torch.torch} (${torch.device}, ${torch.dtype}); Mosaic: onnxruntime-node, ${m.provider} provider, ${m.device}. ` +
-  `${runs} runs each after one warm-up; median (min–max). Sampling: guidance 16, top-k 256, temperature 1; previews every ${PREVIEW_EVERY} tokens (8 VQGAN decodes, the last is the final image).\n`);
-console.log("| | PyTorch eager | Mosaic | Mosaic / PyTorch (time) |");
-console.log("| --- | --- | --- | --- |");
-console.log(`| 1 image, previews off (s) | ${fmt(t1)} | ${fmt(m1)} | ${ratio(m1, t1)} |`);
-console.log(`| 3×3 grid with 8 previews (s) | ${fmt(t9)} | ${fmt(m9)} | ${ratio(m9, t9)} |`);
-console.log(`| time to first preview, 3×3 (s) | ${fmt(tFirst)} | ${fmt(mFirst)} | ${ratio(mFirst, tFirst)} |`);
-console.log(`| tokens/s, 1 image | ${(tokens / median(t1)).toFixed(0)} | ${(tokens / median(m1)).toFixed(0)} | |`);
-console.log(`| tokens/s, 3×3 | ${(9 * tokens / median(t9)).toFixed(0)} | ${(9 * tokens / median(m9)).toFixed(0)} | |`);
-if (torchSide.peakMiB !== null) {
-  console.log(`| peak GPU memory, nvidia-smi (MiB) | ${torchSide.peakMiB} (allocator: ${((torch.peakAllocatedBytes ?? 0) / 2 ** 20).toFixed(0)}) | ${mosaicSide.peakMiB} | |`);
-}
-console.log(`| peak resident memory (MiB) | ${rssMiB(torch.maxRssKiB)} | ${rssMiB(process.resourceUsage().maxRSS)} | |`);
+console.log(`Machine: ${os.cpus()[0]?.model ?? "?"} × ${os.cpus().length}${torch0.gpu ? `, ${torch0.gpu}` : ""}. ` +
+  `PyTorch ${torch0.torch} (${torch0.device}); Mosaic: onnxruntime-node, ${m.provider} provider, ${m.device}. ` +
+  `${runs} runs each after warm-up (${values.warmup} images); median (min–max). Sampling: guidance 16, top-k 256, temperature 1; ` +
+  `previews every ${PREVIEW_EVERY} tokens (8 VQGAN decodes, the last is the final image).\n`);
+console.log(`| | ${cols.map((c) => c.name).join(" | ")} | Mosaic | ${cols.map((c) => `Mosaic / ${c.name.replace("PyTorch eager ", "PyTorch ")}`).join(" | ")} |`);
+console.log(`| --- | ${cols.map(() => "---").join(" | ")} | --- | ${cols.map(() => "---").join(" | ")} |`);
+row("1 image, previews off (s)", (c) => fmt(c.one), fmt(m1), cols.map((c) => ratio(m1, c.one)));
+row("3×3 grid with 8 previews (s)", (c) => fmt(c.nine), fmt(m9), cols.map((c) => ratio(m9, c.nine)));
+row("time to first preview, 3×3 (s)", (c) => fmt(c.first), fmt(mFirst), cols.map((c) => ratio(mFirst, c.first)));
+row("tokens/s, 1 image", (c) => (tokens / median(c.one)).toFixed(0), (tokens / median(m1)).toFixed(0));
+row("tokens/s, 3×3", (c) => (9 * tokens / median(c.nine)).toFixed(0), (9 * tokens / median(m9)).toFixed(0));
+if (mosaicSide.peakMiB !== null) row("peak GPU memory, nvidia-smi (MiB)", (c) => c.gpu ?? "", String(mosaicSide.peakMiB));
+row("peak resident memory (MiB)", (c) => c.rss, mib(process.resourceUsage().maxRSS * 1024));

@@ -6,9 +6,9 @@
  * - HostState (CPU provider): plain arrays; a step's new keys/values are copied in place at each
  *   row's position, which costs nothing next to the step itself.
  * - DeviceState (GPU providers): ONNX Runtime tensors that stay on the GPU. Uploading the whole
- *   cache every step would move hundreds of megabytes per step at DALL·E-mini size, so the writes and
- *   regroupings run as tiny graphs on the device (src/engine/ops/) and only token ids, positions and
- *   logits cross the bus.
+ *   cache every step would move hundreds of megabytes per step at DALL·E-mini size, so the writes,
+ *   regroupings and fresh zero caches are tiny graphs run on the device (src/engine/ops/) and only
+ *   token ids, positions, masks and logits cross the bus.
  */
 import ort from "onnxruntime-node";
 
@@ -50,6 +50,8 @@ export interface DeviceOps {
   cacheWrite: ort.InferenceSession;
   gatherRows: ort.InferenceSession;
   concatRows: ort.InferenceSession;
+  /** Zeros of a given shape made on the device, so a fresh cache is never uploaded. */
+  zeros: ort.InferenceSession;
 }
 
 const size = (dims: number[]): number => dims.reduce((a, b) => a * b, 1);
@@ -81,13 +83,15 @@ abstract class Base {
     return [this.dims.L, B, this.dims.H, this.dims.N, this.dims.D];
   }
 
-  /**
-   * A batch of only new rows: the encoder's outputs as they are and a zero cache (on a GPU it is
-   * uploaded with the first step; every later cache is a device output).
-   */
-  protected startFresh(joining: Encoded, B: number): void {
+  /** Zeros of a cache shape, where this state keeps its tensors. */
+  protected abstract zeros(dims: number[]): Promise<ort.Tensor>;
+
+  /** A batch of only new rows: the encoder's outputs as they are and a zero cache. */
+  protected async startFresh(joining: Encoded, B: number): Promise<void> {
+    const pastK = await this.zeros(this.cacheDims(B));
+    const pastV = await this.zeros(this.cacheDims(B));
     this.dispose();
-    this.cur = { cross_k: joining.k, cross_v: joining.v, past_k: zeros(this.cacheDims(B)), past_v: zeros(this.cacheDims(B)) };
+    this.cur = { cross_k: joining.k, cross_v: joining.v, past_k: pastK, past_v: pastV };
     this.rows = B;
   }
 
@@ -99,6 +103,10 @@ abstract class Base {
 }
 
 export class HostState extends Base implements BatchState {
+  protected async zeros(dims: number[]): Promise<ort.Tensor> {
+    return zeros(dims);
+  }
+
   async regroup(kept: number[], joining: Encoded | null, joinRows: number): Promise<void> {
     const { L, H, D, T, N } = this.dims;
     const B = kept.length + joinRows;
@@ -148,6 +156,10 @@ export class DeviceState extends Base implements BatchState {
     super(dims);
   }
 
+  protected async zeros(dims: number[]): Promise<ort.Tensor> {
+    return (await this.ops.zeros.run({ shape: new ort.Tensor("int64", BigInt64Array.from(dims, BigInt), [dims.length]) })).y!;
+  }
+
   private async gather(x: ort.Tensor, kept: number[]): Promise<ort.Tensor> {
     const rows = new ort.Tensor("int64", BigInt64Array.from(kept, BigInt), [kept.length]);
     return (await this.ops.gatherRows.run({ x, rows })).y!;
@@ -172,12 +184,12 @@ export class DeviceState extends Base implements BatchState {
     const B = kept.length + joinRows;
     if (kept.length === 0) return this.startFresh(joining!, B);
     const old = this.feeds;
-    const fresh = joinRows ? this.cacheDims(joinRows) : null;
+    const fresh = async () => (joinRows ? this.zeros(this.cacheDims(joinRows)) : null);
     const next: StepFeeds = {
       cross_k: await this.combine(old.cross_k, kept, joining?.k ?? null),
       cross_v: await this.combine(old.cross_v, kept, joining?.v ?? null),
-      past_k: await this.combine(old.past_k, kept, fresh && zeros(fresh)),
-      past_v: await this.combine(old.past_v, kept, fresh && zeros(fresh)),
+      past_k: await this.combine(old.past_k, kept, await fresh()),
+      past_v: await this.combine(old.past_v, kept, await fresh()),
     };
     for (const key of Object.keys(next) as (keyof StepFeeds)[]) if (next[key] !== old[key]) old[key].dispose();
     this.cur = next;

@@ -113,49 +113,66 @@ export async function loadModelInfo(folder: string): Promise<ModelInfo> {
 
 const OPS_DIR = fileURLToPath(new URL("./ops/", import.meta.url));
 
-async function openDeviceOps(provider: ProviderName): Promise<DeviceOps> {
-  const quiet = () => {};
-  const open = async (name: string, outputs: string[]) =>
-    (await openSession({ path: path.join(OPS_DIR, `${name}.onnx`), provider, deviceOutputs: outputs }, quiet)).session;
-  return {
-    cacheWrite: await open("cache-write", ["present_k", "present_v"]),
-    gatherRows: await open("gather-rows", ["y"]),
-    concatRows: await open("concat-rows", ["y"]),
-  };
-}
-
 export async function loadModel(folder: string, options: LoadOptions = {}): Promise<Model> {
   const log = options.log ?? ((line: string) => console.error(line));
   const info = await loadModelInfo(folder);
-  const required = requiredGraphs(info.manifest.architecture);
   const g = info.manifest.graphs;
   for (const spec of [g.textEncoder, g.decoderStep, g.vqDecoder]) await mustExist(path.join(folder, spec.file), "a graph");
+  const requested = options.provider ?? "cpu";
+  const first = await openSessions(info, requested, options.state ?? "auto", log);
+  if (first.consistent) return first.model;
+  // A session fell back after others had opened on the provider: device tensors from one would meet
+  // a CPU session, so everything goes to the CPU.
+  await first.model.release();
+  log(`mosaic: not every graph could run on ${requested}; running the whole model on the CPU`);
+  return (await openSessions(info, "cpu", options.state === "device" ? "device" : "host", () => {})).model;
+}
 
-  let provider = options.provider ?? "cpu";
-  const open = async (spec: GraphSpec, key: keyof typeof required, deviceOutputs: string[] = []) => {
-    const file = path.join(folder, spec.file);
-    let opened;
+async function openSessions(info: ModelInfo, requested: ProviderName, state: NonNullable<LoadOptions["state"]>, log: Logger): Promise<{ model: Model; consistent: boolean }> {
+  const required = requiredGraphs(info.manifest.architecture);
+  const g = info.manifest.graphs;
+  let provider = requested;
+  const used: ProviderName[] = [];
+  const opened: ort.InferenceSession[] = [];
+  const open = async (file: string, deviceOutputs: string[]) => {
+    let o;
     try {
-      opened = await openSession({ path: file, provider, deviceOutputs }, log);
+      o = await openSession({ path: file, provider, deviceOutputs }, log);
     } catch (e) {
+      await Promise.all(opened.map((s) => s.release()));
       throw new MosaicError("MODEL_INVALID", `${file}: ONNX Runtime cannot load it: ${(e as Error).message}`, { cause: e });
     }
     // One fallback line is enough: later sessions go straight to the provider that worked.
-    provider = opened.provider;
-    checkSession(opened.session, spec, required[key], file);
-    return opened.session;
+    provider = o.provider;
+    used.push(o.provider);
+    opened.push(o.session);
+    return o.session;
   };
-  // Decided again after the first session: a provider that fell back to the CPU keeps state on the host.
-  const onDevice = () => options.state === "device" || (options.state !== "host" && provider === "webgpu");
-  const decoderStep = await open(g.decoderStep, "decoderStep", onDevice() ? ["new_k", "new_v"] : []);
-  const textEncoder = await open(g.textEncoder, "textEncoder", onDevice() ? ["cross_k", "cross_v"] : []);
-  const vqDecoder = await open(g.vqDecoder, "vqDecoder");
-  const deviceOps = onDevice() ? await openDeviceOps(provider) : null;
-  const sessions = [textEncoder, decoderStep, vqDecoder, ...(deviceOps ? Object.values(deviceOps) : [])];
-  return {
+  const graph = async (spec: GraphSpec, key: keyof typeof required, deviceOutputs: string[] = []) => {
+    const file = path.join(info.folder, spec.file);
+    const session = await open(file, deviceOutputs);
+    checkSession(session, spec, required[key], file);
+    return session;
+  };
+  // Decided again after each session: a provider that fell back to the CPU keeps state on the host.
+  const onDevice = () => state === "device" || (state === "auto" && provider === "webgpu");
+  const decoderStep = await graph(g.decoderStep, "decoderStep", onDevice() ? ["new_k", "new_v"] : []);
+  const textEncoder = await graph(g.textEncoder, "textEncoder", onDevice() ? ["cross_k", "cross_v"] : []);
+  const vqDecoder = await graph(g.vqDecoder, "vqDecoder");
+  const op = (name: string, outputs: string[]) => open(path.join(OPS_DIR, `${name}.onnx`), outputs);
+  const deviceOps: DeviceOps | null = onDevice()
+    ? {
+      cacheWrite: await op("cache-write", ["present_k", "present_v"]),
+      gatherRows: await op("gather-rows", ["y"]),
+      concatRows: await op("concat-rows", ["y"]),
+      zeros: await op("zeros", ["y"]),
+    }
+    : null;
+  const model: Model = {
     ...info, textEncoder, decoderStep, vqDecoder, provider, deviceOps,
     async release() {
-      await Promise.all(sessions.map((s) => s.release()));
+      await Promise.all(opened.map((s) => s.release()));
     },
   };
+  return { model, consistent: used.every((p) => p === used[0]) };
 }

@@ -37,6 +37,7 @@ def main() -> None:
     a.add_argument("--top-k", type=int, default=256)
     a.add_argument("--preview-every", type=int, default=32)
     a.add_argument("--scenarios", default="1,9", help="image counts to time (1: no previews; >1: with previews)")
+    a.add_argument("--warmup", default="1,9", help="image counts run once before timing (CUDA compiles per shape)")
     args = a.parse_args()
     torch.set_grad_enabled(False)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -72,7 +73,8 @@ def main() -> None:
                 "previews": len(marks), "tokensPerSecond": images * dims.image_tokens / total}
 
     counts = [int(c) for c in args.scenarios.split(",")]
-    run(1, False)  # warm-up: CUDA context, kernels, allocator
+    for n in (int(c) for c in args.warmup.split(",")):  # CUDA context, kernels per shape, allocator
+        run(n, n > 1)
     results = {f"{n}": [run(n, n > 1) for _ in range(args.runs)] for n in counts}
     peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
     json.dump({"device": args.device, "dtype": args.dtype, "torch": torch.__version__,

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from mosaic_train.export import ALL_GRAPHS, export_graphs
+from mosaic_train.graphs import ALL_GRAPHS, export_graphs
 from mosaic_train.runtime import log
 from mosaic_train.transformer import Config, DalleBart
 
@@ -119,7 +119,8 @@ def mosaic_state(encoder: dict, decoder: dict, config: Config) -> dict:
                     raise ConvertError(f"{part}.pt: unexpected parameter '{key}'")
                 target = f"{TOP[part][name]}.{kind}"
             out[target] = value.float()
-    # Rows 0..codes-1 are the codes and row `codes` (16384) the start token, as min-dalle feeds it.
+    # Rows 0..codes-1 are the codes and row `codes` (16384) the start token: dalle-mini's
+    # decoder_start_token_id for mini and mega (min-dalle feeds 16383, a code, instead).
     out["image_embed.weight"] = out["image_embed.weight"][: config.codebook_size + 1]
     out["lm_head.weight"] = out["lm_head.weight"][: config.codebook_size]
     return out
@@ -221,7 +222,12 @@ def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | 
                     decoder_layers=d.layers, glu_dim=d.glu)
     log(f"BART {enc_layers}+{d.layers} layers, width {d.width}, {d.heads} heads; VQGAN ch {v.ch} x {v.ch_mult}")
     model = DalleBart(config).eval()
-    model.load_state_dict(mosaic_state(encoder, decoder, config))
+    mapped = mosaic_state(encoder, decoder, config)
+    missing = sorted(set(model.state_dict()) - set(mapped))
+    if missing:
+        raise ConvertError(f"the published files lack parameters for {', '.join(missing[:5])}"
+                           f"{' …' if len(missing) > 5 else ''} (Mosaic's names; see ENCODER_LAYER/DECODER_LAYER)")
+    model.load_state_dict(mapped)
     del encoder, decoder
     detok = Detokenizer(v).eval()
     detok.load_state_dict({k: t.float() for k, t in detoker.items()})
@@ -231,8 +237,7 @@ def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | 
     try:
         fp16 = tuple(g for g in ALL_GRAPHS if g != "vqDecoder") if weights == "fp16" else ()
         with torch.no_grad():
-            graphs = export_graphs(None, model, tmp, vq_graph=PixelsGraph(detok),
-                                   image_size=config.grid * v.factor, fp16_weights=fp16)
+            graphs = export_graphs(model, tmp, PixelsGraph(detok), config.grid * v.factor, fp16_weights=fp16)
         for g in graphs.values():
             for f in (g["file"], g["file"] + ".data"):
                 if os.path.exists(os.path.join(tmp, f)):

@@ -39,6 +39,9 @@ def main() -> None:
          [tensor("present_k"), tensor("present_v")])
     save("gather-rows", [helper.make_node("Gather", ["x", "rows"], ["y"], axis=1)],
          [tensor("x"), tensor("rows", TensorProto.INT64, ["r"])], [tensor("y", shape=["l", "r", "h", "n", "d"])])
+    save("zeros", [helper.make_node("ConstantOfShape", ["shape"], ["y"],
+                                    value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))],
+         [tensor("shape", TensorProto.INT64, [5])], [tensor("y")])
     save("concat-rows", [helper.make_node("Concat", ["a", "b"], ["y"], axis=1)],
          [tensor("a", shape=["l", "b1", "h", "n", "d"]), tensor("b", shape=["l", "b2", "h", "n", "d"])],
          [tensor("y", shape=["l", "b12", "h", "n", "d"])])

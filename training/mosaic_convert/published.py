@@ -118,7 +118,7 @@ class Attention(nn.Module):
     def attend(self, q, k, v, allowed):
         """q [b,h,n,d], k/v [b,h,m,d] already split into heads; allowed bool broadcastable to [b,h,n,m]."""
         scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-1, -2)
-        scores = scores + (~allowed).float() * -1e12
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)  # fp16-safe, unlike -1e12
         out = scores.softmax(-1) @ v
         return self.out_proj(out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1))
 
@@ -367,7 +367,8 @@ def generate(p: Published, tokens: list[int], images: int, guidance: float, top_
     text_allowed = (rows[pick] != 1)[:, None, None, :]
     cache = p.decoder.empty_cache(2 * images, dtype, device)
     codes = torch.zeros((images, d.image_tokens), dtype=torch.long, device=device)
-    token = torch.full((2 * images,), d.codebook, dtype=torch.long, device=device)  # 2**14, as min-dalle
+    # dalle-mini's decoder_start_token_id (16384 for mini and mega; min-dalle feeds 16383 instead)
+    token = torch.full((2 * images,), d.codebook, dtype=torch.long, device=device)
     side = int(math.isqrt(d.image_tokens))
     for i in range(d.image_tokens):
         logits = p.decoder.step(token, i, cache, cross, text_allowed)[:, : d.codebook].float()

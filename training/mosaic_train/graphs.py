@@ -1,0 +1,174 @@
+"""The three ONNX graphs of a Mosaic model folder (docs/model-format.md) from a DalleBart and any
+codes -> pixels module: used by the shipped model's export and by the DALL·E mini / mega converter."""
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from .transformer import Config, DalleBart
+
+OPSET = 17
+
+# Protobuf cannot hold 2 GB; above this the weights go to one `<file>.data` beside the graph.
+EXTERNAL_DATA_BYTES = 1_500_000_000
+
+
+def save_onnx(model: onnx.ModelProto, path: str) -> None:
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    if size > EXTERNAL_DATA_BYTES:
+        data_file = os.path.basename(path) + ".data"
+        if os.path.exists(path + ".data"):
+            os.remove(path + ".data")
+        onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=data_file)
+    else:
+        onnx.save(model, path)
+
+
+def onnx_export(module: torch.nn.Module, args: tuple, path: str, **kwargs) -> None:
+    """torch.onnx.export with the TorchScript exporter on every PyTorch we meet (Debian's 1.13 here,
+    2.x on the GPU machine, where the default became the dynamo exporter)."""
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    torch.onnx.export(module, args, path, opset_version=OPSET, **kwargs)
+
+
+def store_weights_fp16(path: str, min_elements: int = 1024) -> None:
+    """Rewrite large fp32 initializers as fp16 followed by a Cast back to fp32. Files halve; the
+    runtime folds the casts once at load, so compute stays fp32."""
+    model = onnx.load(path)
+    g = model.graph
+    casts = []
+    for init in list(g.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_elements:
+            continue
+        name = init.name
+        half = numpy_helper.from_array(arr.astype(np.float16), name + "_fp16")
+        g.initializer.remove(init)
+        g.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [name], to=TensorProto.FLOAT, name=name + "_cast"))
+    for c in reversed(casts):
+        g.node.insert(0, c)
+    save_onnx(model, path)
+
+
+DTYPES = {TensorProto.FLOAT: "float32", TensorProto.INT64: "int64", TensorProto.FLOAT16: "float16"}
+
+
+def io_specs(c: Config, image_size: int) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
+    """The documented inputs and outputs of each graph (name, dtype, shape with named dynamic axes)."""
+    cache = [c.decoder_layers, "batch", c.heads, c.image_len, c.head_dim]
+    cross = [c.decoder_layers, "batch", c.heads, "text_length", c.head_dim]
+    new = [c.decoder_layers, "batch", c.heads, 1, c.head_dim]
+    text = ["batch", "text_length"]
+    return {
+        "textEncoder": {
+            "inputs": [("input_ids", "int64", text), ("attention_mask", "int64", text)],
+            "outputs": [("cross_k", "float32", cross), ("cross_v", "float32", cross)],
+        },
+        "decoderStep": {
+            "inputs": [("token", "int64", ["batch"]), ("position", "int64", ["batch"]), ("past_k", "float32", cache),
+                       ("past_v", "float32", cache), ("cross_k", "float32", cross), ("cross_v", "float32", cross),
+                       ("text_mask", "int64", text)],
+            "outputs": [("logits", "float32", ["batch", c.codebook_size]), ("new_k", "float32", new),
+                        ("new_v", "float32", new)],
+        },
+        "vqDecoder": {
+            "inputs": [("codes", "int64", ["batch", c.grid, c.grid])],
+            "outputs": [("pixels", "float32", ["batch", image_size, image_size, 3])],
+        },
+    }
+
+
+def apply_spec(path: str, spec: dict) -> dict:
+    """Stamp the documented shapes onto the graph's inputs/outputs (the exporter invents names for
+    inferred axes) after checking names, dtypes and ranks agree; returns the model.json entry."""
+    m = onnx.load(path)
+    for kind, values in (("inputs", m.graph.input), ("outputs", m.graph.output)):
+        if [v.name for v in values] != [n for n, _, _ in spec[kind]]:
+            raise ValueError(f"{path}: {kind} {[v.name for v in values]} differ from the spec")
+        for v, (name, dtype, shape) in zip(values, spec[kind]):
+            t = v.type.tensor_type
+            if DTYPES[t.elem_type] != dtype or len(t.shape.dim) != len(shape):
+                raise ValueError(f"{path}: {name} is {DTYPES[t.elem_type]} rank {len(t.shape.dim)}, spec {dtype} {shape}")
+            for d, want in zip(t.shape.dim, shape):
+                if isinstance(want, str):
+                    d.dim_param = want
+                else:
+                    d.dim_value = want
+    save_onnx(m, path)
+    return {kind: [{"name": n, "dtype": dt, "shape": sh} for n, dt, sh in spec[kind]] for kind in ("inputs", "outputs")}
+
+
+class EncoderGraph(torch.nn.Module):
+    def __init__(self, m: DalleBart):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask):
+        return self.m.encode(input_ids, attention_mask)
+
+
+class StepGraph(torch.nn.Module):
+    def __init__(self, m: DalleBart):
+        super().__init__()
+        self.m = m
+
+    def forward(self, token, position, past_k, past_v, cross_k, cross_v, text_mask):
+        return self.m.decode_step(token, position, past_k, past_v, cross_k, cross_v, text_mask)
+
+
+ALL_GRAPHS = ("textEncoder", "decoderStep", "vqDecoder")
+
+
+def export_graphs(model: DalleBart, out: str, vq_graph: torch.nn.Module, image_size: int,
+                  fp16_weights: tuple[str, ...] = ALL_GRAPHS) -> dict:
+    """Writes the three graphs into `out`. `vq_graph` maps codes [b, h, w] to pixels [b, H, W, 3];
+    `fp16_weights` names the graphs whose weights are stored fp16."""
+    c = model.config
+    b, t = 2, c.max_text_len
+    ids = torch.zeros((b, t), dtype=torch.long)
+    mask = torch.ones((b, t), dtype=torch.long)
+    cross_k, cross_v = model.encode(ids, mask)
+    past_k, past_v = model.empty_cache(b)
+    cache_axes = {1: "batch"}
+    cross_axes = {1: "batch", 3: "text_length"}
+    files = {
+        "textEncoder": "text_encoder.onnx",
+        "decoderStep": "decoder_step.onnx",
+        "vqDecoder": "vq_decoder.onnx",
+    }
+    onnx_export(EncoderGraph(model), (ids, mask), os.path.join(out, files["textEncoder"]),
+                      input_names=["input_ids", "attention_mask"], output_names=["cross_k", "cross_v"],
+                      dynamic_axes={"input_ids": {0: "batch", 1: "text_length"},
+                                    "attention_mask": {0: "batch", 1: "text_length"},
+                                    "cross_k": cross_axes, "cross_v": cross_axes})
+    onnx_export(StepGraph(model),
+                      (torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long), past_k, past_v, cross_k, cross_v, mask),
+                      os.path.join(out, files["decoderStep"]),
+                      input_names=["token", "position", "past_k", "past_v", "cross_k", "cross_v", "text_mask"],
+                      output_names=["logits", "new_k", "new_v"],
+                      dynamic_axes={"token": {0: "batch"}, "position": {0: "batch"}, "past_k": cache_axes, "past_v": cache_axes,
+                                    "cross_k": cross_axes, "cross_v": cross_axes,
+                                    "text_mask": {0: "batch", 1: "text_length"}, "logits": {0: "batch"},
+                                    "new_k": cache_axes, "new_v": cache_axes})
+    onnx_export(vq_graph, (torch.zeros((b, c.grid, c.grid), dtype=torch.long),),
+                os.path.join(out, files["vqDecoder"]), input_names=["codes"], output_names=["pixels"],
+                dynamic_axes={"codes": {0: "batch"}, "pixels": {0: "batch"}})
+    graphs = {}
+    specs = io_specs(c, image_size)
+    for key, name in files.items():
+        path = os.path.join(out, name)
+        if key in fp16_weights:
+            store_weights_fp16(path)
+        graphs[key] = {"file": name, **apply_spec(path, specs[key])}
+    return graphs
+
+
