@@ -1,9 +1,13 @@
 """Convert published DALL·E mini / mega weights into a Mosaic model folder (docs/model-format.md).
 
-Input: the PyTorch files kuprel/min-dalle publishes (converted by min-dalle from dalle-mini's Flax
-checkpoints): a BART folder with `encoder.pt`, `decoder.pt`, `vocab.json`, `merges.txt`, and the
-VQGAN's `detoker.pt`. min-dalle stores them as `pretrained/dalle_bart_mini/`,
-`pretrained/dalle_bart_mega/` and `pretrained/vqgan/detoker.pt`:
+Input, either form for either half:
+- the PyTorch files kuprel/min-dalle publishes (converted by min-dalle from dalle-mini's Flax
+  checkpoints): a BART folder with `encoder.pt`, `decoder.pt`, `vocab.json`, `merges.txt`, and the
+  VQGAN's `detoker.pt` (min-dalle keeps them as `pretrained/dalle_bart_mini/`,
+  `pretrained/dalle_bart_mega/` and `pretrained/vqgan/detoker.pt`);
+- dalle-mini's own Flax checkpoints: a folder with `flax_model.msgpack`, `config.json`, `vocab.json`,
+  `merges.txt` (the Hugging Face repositories dalle-mini/dalle-mega, dalle-mini/dalle-mini) and the
+  VQGAN's folder (dalle-mini/vqgan_imagenet_f16_16384). See flax_checkpoint.py.
 
     PYTHONPATH=training python3 -m mosaic_convert.convert \\
         --bart pretrained/dalle_bart_mega --vqgan pretrained/vqgan/detoker.pt --out models/dalle-mega
@@ -184,8 +188,7 @@ def manifest(name: str, d: BartDims, enc_layers: int, v: VQGANDims, c: Config, g
 
 CARD = """# {name}
 
-Converted by Mosaic's converter (`training/mosaic_convert/convert.py`) from the PyTorch files
-published by min-dalle (themselves converted from dalle-mini's Flax checkpoints).
+Converted by Mosaic's converter (`training/mosaic_convert/convert.py`) from {source}.
 
 - BART: {enc}+{dec} layers, width {width}, {heads} heads, GLU {glu}, text vocabulary {tv}, image
   vocabulary {iv} (codes sampled: {codes}).
@@ -198,16 +201,45 @@ Source files: {files}
 """
 
 
+FLAX_FILE = "flax_model.msgpack"
+
+
 def convert(bart: str, vqgan: str, out: str, name: str, heads: int | None = None, weights: str = "fp32",
             patch: int | None = 4) -> dict:
-    """Converts min-dalle's files (see the module docstring) into the model folder `out`."""
-    paths = {"encoder": os.path.join(bart, "encoder.pt"), "decoder": os.path.join(bart, "decoder.pt"),
-             "vocab": os.path.join(bart, "vocab.json"), "merges": os.path.join(bart, "merges.txt"), "detoker": vqgan}
+    """Converts published files into the model folder `out`: min-dalle's PyTorch files, or dalle-mini's
+    Flax checkpoints (a folder holding flax_model.msgpack), for either half."""
+    flax_bart = os.path.isfile(os.path.join(bart, FLAX_FILE))
+    flax_vqgan = os.path.isdir(vqgan) or vqgan.endswith(".msgpack")
+    vqgan_file = os.path.join(vqgan, FLAX_FILE) if os.path.isdir(vqgan) else vqgan
+    paths = {"vocab": os.path.join(bart, "vocab.json"), "merges": os.path.join(bart, "merges.txt"), "detoker": vqgan_file}
+    if flax_bart:
+        paths["bart"] = os.path.join(bart, FLAX_FILE)
+    else:
+        paths["encoder"] = os.path.join(bart, "encoder.pt")
+        paths["decoder"] = os.path.join(bart, "decoder.pt")
     for key, path in paths.items():
         if not os.path.isfile(path):
             raise ConvertError(f"{path}: not found ({key})")
-    states = {k: torch.load(paths[k], map_location="cpu") for k in ("encoder", "decoder", "detoker")}
-    return convert_states(states, paths, out, name, heads, weights, patch)
+    if flax_bart or flax_vqgan:
+        from . import flax_checkpoint  # needs msgpack (Debian: python3-msgpack), only for Flax files
+    if flax_bart:
+        encoder, decoder = flax_checkpoint.bart_states(flax_checkpoint.read_msgpack(paths["bart"]))
+        heads = heads or flax_heads(bart)
+    else:
+        encoder, decoder = (torch.load(paths[k], map_location="cpu") for k in ("encoder", "decoder"))
+    detoker = (flax_checkpoint.vqgan_state(flax_checkpoint.read_msgpack(vqgan_file)) if flax_vqgan
+               else torch.load(vqgan_file, map_location="cpu"))
+    return convert_states({"encoder": encoder, "decoder": decoder, "detoker": detoker}, paths, out, name, heads,
+                          weights, patch)
+
+
+def flax_heads(folder: str) -> int | None:
+    """dalle-mini's folders carry a config.json that names the head count."""
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("encoder_attention_heads")
 
 
 def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | None, weights: str,
@@ -247,12 +279,13 @@ def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | 
     vocab = bpe.write_tokenizer(paths["vocab"], paths["merges"], os.path.join(out, "tokenizer.json"))
     if patch:
         code_patches(detok, patch).tofile(os.path.join(out, "code-patches.bin"))
-    source = {"format": "min-dalle PyTorch files", "files": {k: os.path.basename(p) for k, p in paths.items()}}
+    source = {"format": "dalle-mini Flax checkpoint" if "bart" in paths else "min-dalle PyTorch files",
+              "files": {k: os.path.basename(p) for k, p in paths.items()}}
     with open(os.path.join(out, "model.json"), "w") as f:
         json.dump(manifest(name, d, enc_layers, v, config, graphs, vocab["<pad>"], patch, source), f, indent=2)
         f.write("\n")
     with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(CARD.format(name=name, enc=enc_layers, dec=d.layers, width=d.width, heads=d.heads, glu=d.glu,
+        f.write(CARD.format(name=name, source=source["format"], enc=enc_layers, dec=d.layers, width=d.width, heads=d.heads, glu=d.glu,
                             tv=d.text_vocab, iv=d.image_vocab, codes=codes, vq_codes=v.codebook, vq_embed=v.embed,
                             ch=v.ch, mult=",".join(map(str, v.ch_mult)),
                             weights="fp16 with a cast to fp32 (BART); fp32 (VQGAN)" if weights == "fp16" else "fp32",
@@ -263,8 +296,9 @@ def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Convert min-dalle's DALL·E mini/mega files into a Mosaic model folder.")
-    p.add_argument("--bart", required=True, help="folder with encoder.pt, decoder.pt, vocab.json, merges.txt")
-    p.add_argument("--vqgan", required=True, help="the VQGAN's detoker.pt")
+    p.add_argument("--bart", required=True,
+                   help="folder with encoder.pt, decoder.pt (min-dalle) or flax_model.msgpack (dalle-mini), and vocab.json, merges.txt")
+    p.add_argument("--vqgan", required=True, help="the VQGAN's detoker.pt (min-dalle) or its folder with flax_model.msgpack")
     p.add_argument("--out", required=True, help="the model folder to write")
     p.add_argument("--name", help="model name (default: the output folder's name)")
     p.add_argument("--heads", type=int, help="attention heads (default: 16 for width 1024, 32 for 2048)")
