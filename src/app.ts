@@ -29,6 +29,8 @@ export interface App {
   url: string | null;
   db: Database;
   worker: Worker | null;
+  /** The loaded model (null for an API process, which only reads its manifest). */
+  engine: Model | null;
   close(): Promise<void>;
 }
 
@@ -63,7 +65,7 @@ export async function startApp(o: AppOptions): Promise<App> {
   }
   let closing: Promise<void> | null = null;
   return {
-    url, db, worker,
+    url, db, worker, engine,
     close() {
       closing ??= (async () => {
         await http?.close();

@@ -37,6 +37,10 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
     modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
   });
   log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`);
+  if (app.engine) {
+    const e = app.engine;
+    log(`mosaic: model ${e.manifest.name} ${e.manifest.version} on ${e.provider}${e.deviceOps ? ", batch state kept on the device" : ""}`);
+  }
   if (app.url) log(`mosaic: GraphQL and GraphiQL at ${app.url}`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
