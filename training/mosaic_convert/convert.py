@@ -209,9 +209,11 @@ def convert(bart: str, vqgan: str, out: str, name: str, heads: int | None = None
     """Converts published files into the model folder `out`: min-dalle's PyTorch files, or dalle-mini's
     Flax checkpoints (a folder holding flax_model.msgpack), for either half."""
     flax_bart = os.path.isfile(os.path.join(bart, FLAX_FILE))
-    flax_vqgan = os.path.isdir(vqgan) or vqgan.endswith(".msgpack")
-    vqgan_file = os.path.join(vqgan, FLAX_FILE) if os.path.isdir(vqgan) else vqgan
-    paths = {"vocab": os.path.join(bart, "vocab.json"), "merges": os.path.join(bart, "merges.txt"), "detoker": vqgan_file}
+    if os.path.isdir(vqgan):  # dalle-mini's VQGAN folder, or a folder holding min-dalle's detoker.pt
+        flax = os.path.join(vqgan, FLAX_FILE)
+        vqgan = flax if os.path.isfile(flax) else os.path.join(vqgan, "detoker.pt")
+    flax_vqgan = vqgan.endswith(".msgpack")
+    paths = {"vocab": os.path.join(bart, "vocab.json"), "merges": os.path.join(bart, "merges.txt"), "detoker": vqgan}
     if flax_bart:
         paths["bart"] = os.path.join(bart, FLAX_FILE)
     else:
@@ -222,13 +224,18 @@ def convert(bart: str, vqgan: str, out: str, name: str, heads: int | None = None
             raise ConvertError(f"{path}: not found ({key})")
     if flax_bart or flax_vqgan:
         from . import flax_checkpoint  # needs msgpack (Debian: python3-msgpack), only for Flax files
+
+    def read_flax(path: str, convert_tree):
+        try:
+            return convert_tree(flax_checkpoint.read_msgpack(path))
+        except (ValueError, KeyError) as e:
+            raise ConvertError(f"{path}: not a dalle-mini checkpoint this converter knows ({e})") from e
     if flax_bart:
-        encoder, decoder = flax_checkpoint.bart_states(flax_checkpoint.read_msgpack(paths["bart"]))
+        encoder, decoder = read_flax(paths["bart"], flax_checkpoint.bart_states)
         heads = heads or flax_heads(bart)
     else:
         encoder, decoder = (torch.load(paths[k], map_location="cpu") for k in ("encoder", "decoder"))
-    detoker = (flax_checkpoint.vqgan_state(flax_checkpoint.read_msgpack(vqgan_file)) if flax_vqgan
-               else torch.load(vqgan_file, map_location="cpu"))
+    detoker = read_flax(vqgan, flax_checkpoint.vqgan_state) if flax_vqgan else torch.load(vqgan, map_location="cpu")
     return convert_states({"encoder": encoder, "decoder": decoder, "detoker": detoker}, paths, out, name, heads,
                           weights, patch)
 
@@ -279,7 +286,8 @@ def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | 
     vocab = bpe.write_tokenizer(paths["vocab"], paths["merges"], os.path.join(out, "tokenizer.json"))
     if patch:
         code_patches(detok, patch).tofile(os.path.join(out, "code-patches.bin"))
-    source = {"format": "dalle-mini Flax checkpoint" if "bart" in paths else "min-dalle PyTorch files",
+    form = lambda flax: "dalle-mini Flax checkpoint" if flax else "min-dalle PyTorch file"  # noqa: E731
+    source = {"format": f"BART: {form('bart' in paths)}; VQGAN: {form(paths['detoker'].endswith('.msgpack'))}",
               "files": {k: os.path.basename(p) for k, p in paths.items()}}
     with open(os.path.join(out, "model.json"), "w") as f:
         json.dump(manifest(name, d, enc_layers, v, config, graphs, vocab["<pad>"], patch, source), f, indent=2)

@@ -78,8 +78,13 @@ DECODER_PARTS = {
 GLU_PARTS = {"LayerNorm_0": "ln0", "LayerNorm_1": "ln1", "Dense_0": "fc0", "Dense_1": "fc1", "Dense_2": "fc2"}
 
 
+def _tensor(value: np.ndarray) -> torch.Tensor:
+    # no copy when the file already holds float32 (a mega checkpoint is gigabytes)
+    return torch.as_tensor(np.asarray(value, dtype=np.float32))
+
+
 def _torch_leaf(key: str, value: np.ndarray) -> tuple[str, torch.Tensor]:
-    t = torch.from_numpy(np.array(value, dtype=np.float32))
+    t = _tensor(value)
     base, leaf = key.rsplit(".", 1)
     if leaf == "kernel":
         return f"{base}.weight", t.transpose(-1, -2).contiguous()
@@ -93,9 +98,11 @@ def _layer_key(inner: str, decoder: bool) -> str:
     parts = {**LAYER_PARTS, **(DECODER_PARTS if decoder else {})}
     if head == "GLU_0":
         sub, _, leaf = rest.partition(".")
+        if sub not in GLU_PARTS:
+            raise ValueError(f"unexpected layer parameter '{inner}' (not dalle-mini's GLU)")
         return f"glu.{GLU_PARTS[sub]}.{leaf}"
     if head not in parts:
-        raise ValueError(f"unexpected layer parameter '{inner}'")
+        raise ValueError(f"unexpected layer parameter '{inner}' (not dalle-mini's NormFormer layer)")
     return f"{parts[head]}.{rest}"
 
 
@@ -112,7 +119,7 @@ def bart_states(params: dict) -> tuple[dict, dict]:
             if name.startswith(stacked):
                 inner = _layer_key(name[len(stacked):], codec == "decoder")
                 for i in range(t.shape[0]):
-                    state[f"layers.{i}.{inner}"] = t[i].clone()
+                    state[f"layers.{i}.{inner}"] = t[i]
             elif m := single.fullmatch(name):
                 state[f"layers.{m.group(1)}.{_layer_key(m.group(2), codec == 'decoder')}"] = t
             else:
@@ -130,12 +137,14 @@ def vqgan_state(params: dict) -> dict:
         if key.startswith(("encoder.", "quant_conv.")):
             continue
         if key == "quantize.embedding.embedding":
-            state["embedding.weight"] = torch.from_numpy(np.array(value, dtype=np.float32))
+            state["embedding.weight"] = _tensor(value)
             continue
         key = re.sub(r"\bup_(\d+)\.", r"up.\1.", key)
         key = re.sub(r"(up\.\d+\.)(block|attn)_(\d+)\.", r"\1\2.\3.", key)
         base, leaf = key.rsplit(".", 1)
-        t = torch.from_numpy(np.array(value, dtype=np.float32))
+        t = _tensor(value)
+        if leaf in ("scale", "bias") and t.dim() > 1:
+            t = t.reshape(-1)  # older Flax group norms kept (1, 1, 1, C)
         if leaf == "kernel":
             state[f"{base}.weight"] = t.permute(3, 2, 0, 1).contiguous()  # [kh, kw, in, out] -> [out, in, kh, kw]
         elif leaf == "scale":

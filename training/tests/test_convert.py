@@ -197,6 +197,12 @@ class FlaxCheckpointTest(unittest.TestCase):
         path = os.path.join(self.tmp, "vqgan.msgpack")
         write_flax_msgpack(flax_vqgan_tree(state), path)
         self.assert_same(flax_checkpoint.vqgan_state(flax_checkpoint.read_msgpack(path)), state)
+        # older Flax group norms keep their scale and bias as (1, 1, 1, C)
+        tree = flax_vqgan_tree(state)
+        norm = tree["decoder"]["norm_out"]
+        norm["scale"], norm["bias"] = norm["scale"][None, None, None], norm["bias"][None, None, None]
+        write_flax_msgpack(tree, path)
+        self.assert_same(flax_checkpoint.vqgan_state(flax_checkpoint.read_msgpack(path)), state)
 
     def test_chunked_and_fp16_leaves(self):
         a = np.arange(10, dtype=np.float16).reshape(2, 5)
@@ -228,7 +234,21 @@ class FlaxCheckpointTest(unittest.TestCase):
         with open(os.path.join(out, "model.json")) as f:
             m = json.load(f)
         self.assertEqual(m["architecture"]["heads"], 4, "heads come from config.json")
-        self.assertEqual(m["training"]["convertedFrom"]["format"], "dalle-mini Flax checkpoint")
+        self.assertEqual(m["training"]["convertedFrom"]["format"],
+                         "BART: dalle-mini Flax checkpoint; VQGAN: dalle-mini Flax checkpoint")
+
+    def test_unknown_layer_parts_are_reported_by_the_converter(self):
+        bart = os.path.join(self.tmp, "odd")
+        os.makedirs(bart)
+        tree = flax_bart_tree(self.p.encoder.state_dict(), self.p.decoder.state_dict(), True)
+        tree["model"]["encoder"]["layers"]["FlaxBartEncoderLayers"]["RMSNorm_0"] = {"scale": np.ones((3, 32), np.float32)}
+        write_flax_msgpack(tree, os.path.join(bart, "flax_model.msgpack"))
+        for f in ("vocab.json", "merges.txt"):
+            open(os.path.join(bart, f), "w").write("{}" if f.endswith("json") else "")
+        detoker = os.path.join(self.tmp, "detoker.pt")
+        torch.save(self.p.detokenizer.state_dict(), detoker)
+        with self.assertRaisesRegex(convert.ConvertError, "flax_model.msgpack: not a dalle-mini checkpoint .*RMSNorm_0"):
+            convert.convert(bart, detoker, os.path.join(self.tmp, "out"), "odd", heads=4)
 
 
 if __name__ == "__main__":
