@@ -213,12 +213,10 @@ def convert(bart: str, vqgan: str, out: str, name: str, heads: int | None = None
         flax = os.path.join(vqgan, FLAX_FILE)
         vqgan = flax if os.path.isfile(flax) else os.path.join(vqgan, "detoker.pt")
     flax_vqgan = vqgan.endswith(".msgpack")
-    paths = {"vocab": os.path.join(bart, "vocab.json"), "merges": os.path.join(bart, "merges.txt"), "detoker": vqgan}
-    if flax_bart:
-        paths["bart"] = os.path.join(bart, FLAX_FILE)
-    else:
-        paths["encoder"] = os.path.join(bart, "encoder.pt")
-        paths["decoder"] = os.path.join(bart, "decoder.pt")
+    # the weights first: a wrong --bart folder is reported by the file a user would look for
+    paths = ({"bart": os.path.join(bart, FLAX_FILE)} if flax_bart else
+             {"encoder": os.path.join(bart, "encoder.pt"), "decoder": os.path.join(bart, "decoder.pt")})
+    paths.update(vocab=os.path.join(bart, "vocab.json"), merges=os.path.join(bart, "merges.txt"), detoker=vqgan)
     for key, path in paths.items():
         if not os.path.isfile(path):
             raise ConvertError(f"{path}: not found ({key})")
