@@ -49,9 +49,10 @@ step() { echo; echo "== $* ($(date +%T))"; }
     step "random $size: export with this machine's PyTorch"
     [ -f "$work/random-$size/model/model.json" ] ||
       PYTHONPATH=training "$python" -m mosaic_convert.random_weights --size "$size" --out "$work/random-$size" --weights fp16
-    step "$size: Mosaic ($provider) vs PyTorch eager ($torch_device fp32 and fp16)"
+    dtypes=${MOSAIC_BENCH_TORCH_DTYPES:-fp32,fp16}
+    step "$size: Mosaic ($provider) vs PyTorch eager ($torch_device $dtypes)"
     node --import tsx bench/torch.ts --size "$size" --work "$work" --runs "$runs" --provider "$provider" \
-      --torch-device "$torch_device" --torch-dtype "${MOSAIC_BENCH_TORCH_DTYPES:-fp32,fp16}" --warmup "${MOSAIC_BENCH_WARMUP:-1,9}"
+      --torch-device "$torch_device" --torch-dtype "$dtypes" --warmup "${MOSAIC_BENCH_WARMUP:-1,9}"
   done
 
   first=${sizes%% *}
