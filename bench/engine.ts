@@ -6,8 +6,9 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { modelFolder, parseProvider } from "../src/config.ts";
-import { decodeGrids, generate, type GenerateRequest, type Timings } from "../src/engine/generate.ts";
-import { loadModel, type Model } from "../src/engine/model.ts";
+import { decodeGrids } from "../src/engine/generate.ts";
+import { loadModel } from "../src/engine/model.ts";
+import { stats, timed } from "./common.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, model: { type: "string" }, provider: { type: "string" } } });
 const runs = Number(values.runs);
@@ -18,16 +19,7 @@ interface Row {
   unit: string;
 }
 
-function stats(xs: number[]): { median: number; min: number; max: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return { median: s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2, min: s[0]!, max: s[s.length - 1]! };
-}
 
-async function timed(model: Model, req: GenerateRequest): Promise<Timings> {
-  for await (const ev of generate(model, req)) if (ev.type === "completed") return ev.timings;
-  throw new Error("generation did not complete");
-}
 
 const model = await loadModel(modelFolder(values.model), { provider: parseProvider(values.provider) });
 const a = model.manifest.architecture;

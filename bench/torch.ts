@@ -16,8 +16,9 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { PACKAGE_ROOT, parseProvider } from "../src/config.ts";
-import { generate, type GenerateRequest, type Timings } from "../src/engine/generate.ts";
-import { loadModel, type Model } from "../src/engine/model.ts";
+import type { Timings } from "../src/engine/generate.ts";
+import { loadModel } from "../src/engine/model.ts";
+import { median, timed } from "./common.ts";
 
 const { values } = parseArgs({
   options: {
@@ -94,16 +95,7 @@ function runTorch(dtype: string): Promise<TorchResult> {
   });
 }
 
-async function timed(model: Model, req: GenerateRequest): Promise<Timings> {
-  for await (const ev of generate(model, req)) if (ev.type === "completed") return ev.timings;
-  throw new Error("generation did not complete");
-}
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 const fmt = (xs: number[], digits = 2) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 
 if (!existsSync(path.join(root, "model", "model.json"))) {

@@ -30,17 +30,20 @@ interface Parity {
   greedy: { guidanceScale: number; codes: number[] };
 }
 
+/** The Python tooling, run as the README does (from training/, on Debian's PyTorch). */
+function python(args: string[]): Buffer {
+  return execFileSync("/usr/bin/python3", args, {
+    cwd: path.join(PACKAGE_ROOT, "training"), env: { ...process.env, PYTHONPATH: "." }, stdio: ["ignore", "ignore", "pipe"],
+  });
+}
+
 let dir: string;
 let ref: Parity;
 let model: Model;
 
 before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "mosaic-parity-"));
-  execFileSync("/usr/bin/python3", ["-m", "mosaic_convert.parity", "--out", dir], {
-    cwd: path.join(PACKAGE_ROOT, "training"),
-    env: { ...process.env, PYTHONPATH: "." },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  python(["-m", "mosaic_convert.parity", "--out", dir]);
   ref = JSON.parse(readFileSync(path.join(dir, "reference.json"), "utf8")) as Parity;
   model = await loadModel(path.join(dir, "model"), { log: () => {} });
 });
@@ -122,9 +125,7 @@ test("the engine's greedy generation with guidance equals the PyTorch reference 
 test("the converter refuses files that are not min-dalle's, naming the file", () => {
   const bad = path.join(dir, "bad");
   assert.throws(
-    () => execFileSync("/usr/bin/python3", ["-m", "mosaic_convert.convert", "--bart", bad, "--vqgan", path.join(bad, "detoker.pt"), "--out", path.join(dir, "x")], {
-      cwd: path.join(PACKAGE_ROOT, "training"), env: { ...process.env, PYTHONPATH: "." }, stdio: ["ignore", "ignore", "pipe"],
-    }),
+    () => python(["-m", "mosaic_convert.convert", "--bart", bad, "--vqgan", path.join(bad, "detoker.pt"), "--out", path.join(dir, "x")]),
     (e: Error & { stderr?: Buffer }) => /encoder\.pt: not found/.test(String(e.stderr)),
   );
 });
