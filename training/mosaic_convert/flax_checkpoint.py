@@ -3,7 +3,8 @@ dalle-mini/dalle-mini, dalle-mini/dalle-mega and dalle-mini/vqgan_imagenet_f16_1
 published PyTorch layout (min-dalle's names, `published.py`) so the rest of the converter is shared.
 
 The Flax layout, as min-dalle's own converter documented it (its `load_params.py`, before it moved
-to a separate repository):
+to a separate repository) and as dalle-mini's `src/dalle_mini/model/modeling.py` and vqgan-jax's
+`modeling_flax_vqgan.py` name it (training/tests/test_convert.py spells those names out by hand):
 - BART: `model/{encoder,decoder}/{embed_tokens,embed_positions}/embedding`, `layernorm_embedding`,
   `final_ln`, the layers under `layers/FlaxBart{Encoder,Decoder}Layers` stacked on a first axis (the
   scanned form) or as `layers/FlaxBart{Encoder,Decoder}Layer_<i>`; inside a layer, Flax's automatic

@@ -80,75 +80,180 @@ class ConvertTest(unittest.TestCase):
         self.assertEqual(ids[1:-1], [self.vocab["Ġa"], self.vocab["Ġred"], self.vocab["Ġcircle"]])
 
 
-def _flax_leaf(name: str, t: torch.Tensor) -> tuple[str, np.ndarray]:
-    """A published (PyTorch) parameter as Flax names and layouts: the inverse of flax_checkpoint."""
-    base, leaf = name.rsplit(".", 1)
+# dalle-mini's Flax parameter names, written out by hand from its sources rather than derived from
+# flax_checkpoint's tables, so that a wrong name in those tables fails the round trips below. Each is
+# paired with the name min-dalle's PyTorch files give the same tensor (published.py's modules).
+#
+# BART: borisdayma/dalle-mini src/dalle_mini/model/modeling.py, DalleBart as mini and mega are
+# configured (ln_positions "normformer", use_glu, use_bias false, force_ln_scale false). Modules
+# created inline in an @nn.compact method are named by Flax after their class and a per-parent
+# counter: in FlaxBartEncoderLayer the norm before self-attention is LayerNorm_0 (bias only:
+# use_scale=force_ln_scale), the attention FlaxBartAttention_0 (q_proj, k_proj, v_proj, out_proj,
+# no bias), the norm after it LayerNorm_1; the feed-forward is GLU_0 with LayerNorm_0 (bias only),
+# Dense_0 (through gelu), Dense_1, LayerNorm_1 (bias only), Dense_2. FlaxBartDecoderLayer adds
+# LayerNorm_2 (bias only), FlaxBartAttention_1 (cross-attention) and LayerNorm_3 before its GLU_0.
+FLAX_ENCODER_LAYER = {
+    "LayerNorm_0/bias": "pre_self_attn_layer_norm.bias",
+    "FlaxBartAttention_0/q_proj/kernel": "self_attn.q_proj.weight",
+    "FlaxBartAttention_0/k_proj/kernel": "self_attn.k_proj.weight",
+    "FlaxBartAttention_0/v_proj/kernel": "self_attn.v_proj.weight",
+    "FlaxBartAttention_0/out_proj/kernel": "self_attn.out_proj.weight",
+    "LayerNorm_1/scale": "self_attn_layer_norm.weight",
+    "LayerNorm_1/bias": "self_attn_layer_norm.bias",
+    "GLU_0/LayerNorm_0/bias": "glu.ln0.bias",
+    "GLU_0/Dense_0/kernel": "glu.fc0.weight",
+    "GLU_0/Dense_1/kernel": "glu.fc1.weight",
+    "GLU_0/LayerNorm_1/bias": "glu.ln1.bias",
+    "GLU_0/Dense_2/kernel": "glu.fc2.weight",
+}
+FLAX_DECODER_LAYER = {
+    "LayerNorm_0/bias": "pre_self_attn_layer_norm.bias",
+    "FlaxBartAttention_0/q_proj/kernel": "self_attn.q_proj.weight",
+    "FlaxBartAttention_0/k_proj/kernel": "self_attn.k_proj.weight",
+    "FlaxBartAttention_0/v_proj/kernel": "self_attn.v_proj.weight",
+    "FlaxBartAttention_0/out_proj/kernel": "self_attn.out_proj.weight",
+    "LayerNorm_1/scale": "self_attn_layer_norm.weight",
+    "LayerNorm_1/bias": "self_attn_layer_norm.bias",
+    "LayerNorm_2/bias": "pre_encoder_attn_layer_norm.bias",
+    "FlaxBartAttention_1/q_proj/kernel": "encoder_attn.q_proj.weight",
+    "FlaxBartAttention_1/k_proj/kernel": "encoder_attn.k_proj.weight",
+    "FlaxBartAttention_1/v_proj/kernel": "encoder_attn.v_proj.weight",
+    "FlaxBartAttention_1/out_proj/kernel": "encoder_attn.out_proj.weight",
+    "LayerNorm_3/scale": "encoder_attn_layer_norm.weight",
+    "LayerNorm_3/bias": "encoder_attn_layer_norm.bias",
+    "GLU_0/LayerNorm_0/bias": "glu.ln0.bias",
+    "GLU_0/Dense_0/kernel": "glu.fc0.weight",
+    "GLU_0/Dense_1/kernel": "glu.fc1.weight",
+    "GLU_0/LayerNorm_1/bias": "glu.ln1.bias",
+    "GLU_0/Dense_2/kernel": "glu.fc2.weight",
+}
+# With force_ln_scale true those bias-only norms get a scale too.
+FLAX_ENCODER_LAYER_SCALES = {
+    "LayerNorm_0/scale": "pre_self_attn_layer_norm.weight",
+    "GLU_0/LayerNorm_0/scale": "glu.ln0.weight",
+    "GLU_0/LayerNorm_1/scale": "glu.ln1.weight",
+}
+FLAX_DECODER_LAYER_SCALES = {**FLAX_ENCODER_LAYER_SCALES, "LayerNorm_2/scale": "pre_encoder_attn_layer_norm.weight"}
+# FlaxBartModule/FlaxBartEncoder/FlaxBartDecoder attributes (setup() names them), the encoder's and
+# decoder's own embed_tokens, and FlaxBartForConditionalGenerationModule's lm_head (no bias). The
+# layers live under `layers/` (FlaxBart*LayerCollection): nn.scan's `FlaxBartEncoderLayers` with
+# every parameter stacked on a first axis, or one `FlaxBartEncoderLayer_<i>` per layer (use_scan false).
+FLAX_ENCODER = {
+    "model/encoder/embed_tokens/embedding": "embed_tokens.weight",
+    "model/encoder/embed_positions/embedding": "embed_positions.weight",
+    "model/encoder/layernorm_embedding/scale": "layernorm_embedding.weight",
+    "model/encoder/layernorm_embedding/bias": "layernorm_embedding.bias",
+    "model/encoder/final_ln/bias": "final_ln.bias",
+}
+FLAX_DECODER = {
+    "model/decoder/embed_tokens/embedding": "embed_tokens.weight",
+    "model/decoder/embed_positions/embedding": "embed_positions.weight",
+    "model/decoder/layernorm_embedding/scale": "layernorm_embedding.weight",
+    "model/decoder/layernorm_embedding/bias": "layernorm_embedding.bias",
+    "model/decoder/final_ln/bias": "final_ln.bias",
+    "lm_head/kernel": "lm_head.weight",
+}
+FLAX_ENCODER_LAYERS = {"scanned": "model/encoder/layers/FlaxBartEncoderLayers/",
+                       "single": "model/encoder/layers/FlaxBartEncoderLayer_{i}/"}
+FLAX_DECODER_LAYERS = {"scanned": "model/decoder/layers/FlaxBartDecoderLayers/",
+                       "single": "model/decoder/layers/FlaxBartDecoderLayer_{i}/"}
+
+# VQGAN: patil-suraj/vqgan-jax vqgan_jax/modeling_flax_vqgan.py. VQModule's setup() names encoder,
+# decoder, quantize (its nn.Embed `embedding`), quant_conv, post_quant_conv; lists of modules assigned
+# in setup() are named `<attribute>_<index>`, so the decoder's levels are up_<i> (level 0 = the finest,
+# the list is reversed back into taming's order) with block_<j>, attn_<j> and `upsample/conv`; MidBlock
+# has block_1, attn_1, block_2. Group norms have scale and bias, convolutions kernel and bias.
+FLAX_RESNET = {
+    "norm1/scale": "norm1.weight", "norm1/bias": "norm1.bias", "conv1/kernel": "conv1.weight", "conv1/bias": "conv1.bias",
+    "norm2/scale": "norm2.weight", "norm2/bias": "norm2.bias", "conv2/kernel": "conv2.weight", "conv2/bias": "conv2.bias",
+}
+FLAX_NIN_SHORTCUT = {"nin_shortcut/kernel": "nin_shortcut.weight", "nin_shortcut/bias": "nin_shortcut.bias"}
+FLAX_ATTN = {
+    "norm/scale": "norm.weight", "norm/bias": "norm.bias", "q/kernel": "q.weight", "q/bias": "q.bias",
+    "k/kernel": "k.weight", "k/bias": "k.bias", "v/kernel": "v.weight", "v/bias": "v.bias",
+    "proj_out/kernel": "proj_out.weight", "proj_out/bias": "proj_out.bias",
+}
+FLAX_VQGAN = {
+    "quantize/embedding/embedding": "embedding.weight",
+    "post_quant_conv/kernel": "post_quant_conv.weight", "post_quant_conv/bias": "post_quant_conv.bias",
+    "decoder/conv_in/kernel": "decoder.conv_in.weight", "decoder/conv_in/bias": "decoder.conv_in.bias",
+    "decoder/norm_out/scale": "decoder.norm_out.weight", "decoder/norm_out/bias": "decoder.norm_out.bias",
+    "decoder/conv_out/kernel": "decoder.conv_out.weight", "decoder/conv_out/bias": "decoder.conv_out.bias",
+}
+FLAX_VQGAN_MID = {"decoder/mid/block_1/": ("decoder.mid.block_1.", FLAX_RESNET),
+                  "decoder/mid/attn_1/": ("decoder.mid.attn_1.", FLAX_ATTN),
+                  "decoder/mid/block_2/": ("decoder.mid.block_2.", FLAX_RESNET)}
+# The encoder half, which the converter must skip (a few of its names; their values are never read).
+FLAX_VQGAN_ENCODER = ("encoder/conv_in/kernel", "encoder/down_0/block_0/norm1/scale", "encoder/mid/attn_1/q/kernel",
+                      "quant_conv/kernel", "quant_conv/bias")
+
+
+def _flax_array(path: str, t: torch.Tensor) -> np.ndarray:
+    """A PyTorch tensor in the layout Flax keeps under `path`: dense kernels [in, out], convolution
+    kernels [kh, kw, in, out]; embeddings, scales and biases as they are."""
     a = t.detach().numpy()
-    if leaf == "weight" and t.dim() == 2 and "embed" in base:
-        return f"{base}.embedding", a
-    if leaf == "weight" and t.dim() == 2:
-        return f"{base}.kernel", a.T.copy()
-    if leaf == "weight" and t.dim() == 4:
-        return f"{base}.kernel", a.transpose(2, 3, 1, 0).copy()
-    if leaf == "weight":
-        return f"{base}.scale", a
-    return name, a
+    if path.endswith("/kernel"):
+        return a.T.copy() if a.ndim == 2 else a.transpose(2, 3, 1, 0).copy()
+    return a
 
 
 def _nest(flat: dict) -> dict:
     tree: dict = {}
     for key, value in flat.items():
         node = tree
-        *path, leaf = key.split(".")
+        *path, leaf = key.split("/")
         for p in path:
             node = node.setdefault(p, {})
         node[leaf] = value
     return tree
 
 
-def _flax_layer_part(inner: str) -> str:
-    parts = {v: k for k, v in {**flax_checkpoint.LAYER_PARTS, **flax_checkpoint.DECODER_PARTS}.items()}
-    glu = {v: k for k, v in flax_checkpoint.GLU_PARTS.items()}
-    head, _, rest = inner.partition(".")
-    if head == "glu":
-        sub, _, leaf = rest.partition(".")
-        return f"GLU_0.{glu[sub]}.{leaf}"
-    return f"{parts[head]}.{rest}"
-
-
-def flax_bart_tree(encoder: dict, decoder: dict, scanned: bool) -> dict:
-    model = {}
-    for codec, state in (("encoder", encoder), ("decoder", decoder)):
-        flat, layers = {}, {}
-        for name, t in state.items():
-            if name == "lm_head.weight":
-                continue
-            key, a = _flax_leaf(name, t)
-            m = re.fullmatch(r"layers\.(\d+)\.(.+)", key)
-            if m:
-                layers.setdefault(_flax_layer_part(m.group(2)), {})[int(m.group(1))] = a
-            else:
-                flat[key] = a
-        for part, per_layer in layers.items():
+def flax_bart_tree(encoder: dict, decoder: dict, scanned: bool, scaled: bool = False) -> dict:
+    """The tree of a dalle-mini flax_model.msgpack holding the published state `encoder`/`decoder`,
+    under the names above; every published parameter must have one."""
+    flat, used = {}, {"encoder": set(), "decoder": set()}
+    parts = (("encoder", encoder, FLAX_ENCODER, FLAX_ENCODER_LAYERS,
+              {**FLAX_ENCODER_LAYER, **(FLAX_ENCODER_LAYER_SCALES if scaled else {})}),
+             ("decoder", decoder, FLAX_DECODER, FLAX_DECODER_LAYERS,
+              {**FLAX_DECODER_LAYER, **(FLAX_DECODER_LAYER_SCALES if scaled else {})}))
+    for codec, state, top, layers, per_layer in parts:
+        tops = {**top, "model/" + codec + "/final_ln/scale": "final_ln.weight"} if scaled else top
+        for path, name in tops.items():
+            flat[path] = _flax_array(path, state[name])
+            used[codec].add(name)
+        n = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layers."))
+        for part, name in per_layer.items():
+            arrays = [_flax_array(part, state[f"layers.{i}.{name}"]) for i in range(n)]
+            used[codec].update(f"layers.{i}.{name}" for i in range(n))
             if scanned:
-                flat[f"layers.FlaxBart{codec.title()}Layers.{part}"] = np.stack([per_layer[i] for i in sorted(per_layer)])
+                flat[layers["scanned"] + part] = np.stack(arrays)
             else:
-                for i, a in per_layer.items():
-                    flat[f"layers.FlaxBart{codec.title()}Layer_{i}.{part}"] = a
-        model[codec] = _nest(flat)
-    return {"model": model, "lm_head": {"kernel": decoder["lm_head.weight"].numpy().T.copy()}}
+                for i, a in enumerate(arrays):
+                    flat[layers["single"].format(i=i) + part] = a
+    for codec, state in (("encoder", encoder), ("decoder", decoder)):
+        assert used[codec] == set(state), f"{codec}: no Flax name for {sorted(set(state) - used[codec])}"
+    return _nest(flat)
 
 
-def flax_vqgan_tree(detoker: dict) -> dict:
-    flat = {"encoder.conv_in.kernel": np.zeros((3, 3, 3, 8), np.float32), "quant_conv.bias": np.zeros(8, np.float32)}
-    for name, t in detoker.items():
-        if name == "embedding.weight":
-            flat["quantize.embedding.embedding"] = t.numpy()
-            continue
-        name = re.sub(r"up\.(\d+)\.(block|attn)\.(\d+)\.", r"up_\1.\2_\3.", name)
-        name = re.sub(r"up\.(\d+)\.", r"up_\1.", name)
-        key, a = _flax_leaf(name, t)
-        flat[key] = a
+def flax_vqgan_tree(detoker: dict, v) -> dict:
+    """The tree of vqgan-jax's flax_model.msgpack holding `detoker` (dims `v`), encoder half included."""
+    names = dict(FLAX_VQGAN)
+    for prefix, (target, table) in FLAX_VQGAN_MID.items():
+        names.update({prefix + k: target + n for k, n in table.items()})
+    chans = [v.ch * m for m in v.ch_mult]
+    for i, cout in enumerate(chans):
+        cin = chans[i + 1] if i + 1 < len(chans) else chans[-1]
+        for j in range(v.res_blocks):
+            block = {**FLAX_RESNET, **(FLAX_NIN_SHORTCUT if j == 0 and cin != cout else {})}
+            names.update({f"decoder/up_{i}/block_{j}/{k}": f"decoder.up.{i}.block.{j}.{n}" for k, n in block.items()})
+            if i == len(chans) - 1:  # attention at the coarsest level only (attn_resolutions 16)
+                names.update({f"decoder/up_{i}/attn_{j}/{k}": f"decoder.up.{i}.attn.{j}.{n}" for k, n in FLAX_ATTN.items()})
+        if i > 0:
+            names[f"decoder/up_{i}/upsample/conv/kernel"] = f"decoder.up.{i}.upsample.conv.weight"
+            names[f"decoder/up_{i}/upsample/conv/bias"] = f"decoder.up.{i}.upsample.conv.bias"
+    assert set(names.values()) == set(detoker), f"no Flax name for {sorted(set(detoker) - set(names.values()))}"
+    flat = {path: _flax_array(path, detoker[name]) for path, name in names.items()}
+    flat.update({path: np.zeros(2, np.float32) for path in FLAX_VQGAN_ENCODER})
     return _nest(flat)
 
 
@@ -183,22 +288,45 @@ class FlaxCheckpointTest(unittest.TestCase):
             self.assertTrue(torch.equal(got[k], want[k].float()), k)
 
     def test_bart_scanned_and_per_layer(self):
+        """dalle-mini's names (written out above from its modeling.py) read into min-dalle's, scanned or
+        layer by layer, with the scale-less norms of force_ln_scale=False or with every scale."""
+        for scaled in (False, True):
+            enc, dec = self.p.encoder.state_dict(), self.p.decoder.state_dict()
+            if not scaled:
+                enc, dec = without_unscaled_norms(enc), without_unscaled_norms(dec)
+            for scanned in (True, False):
+                with self.subTest(scanned=scanned, scaled=scaled):
+                    path = os.path.join(self.tmp, f"bart-{scanned}-{scaled}.msgpack")
+                    write_flax_msgpack(flax_bart_tree(enc, dec, scanned, scaled), path)
+                    got_enc, got_dec = flax_checkpoint.bart_states(flax_checkpoint.read_msgpack(path))
+                    self.assert_same(got_enc, enc)
+                    self.assert_same(got_dec, dec)
+
+    def test_flax_names_are_dalle_minis(self):
+        """A few full paths as they appear in dalle-mini's checkpoints, spelled out once more."""
         enc = without_unscaled_norms(self.p.encoder.state_dict())
         dec = without_unscaled_norms(self.p.decoder.state_dict())
-        for scanned in (True, False):
-            path = os.path.join(self.tmp, f"bart-{scanned}.msgpack")
-            write_flax_msgpack(flax_bart_tree(enc, dec, scanned), path)
-            got_enc, got_dec = flax_checkpoint.bart_states(flax_checkpoint.read_msgpack(path))
-            self.assert_same(got_enc, enc)
-            self.assert_same(got_dec, dec)
+        flat = flax_checkpoint.flatten(flax_bart_tree(enc, dec, scanned=True))
+        for key in ("model.encoder.layers.FlaxBartEncoderLayers.FlaxBartAttention_0.q_proj.kernel",
+                    "model.decoder.layers.FlaxBartDecoderLayers.FlaxBartAttention_1.out_proj.kernel",
+                    "model.decoder.layers.FlaxBartDecoderLayers.GLU_0.Dense_2.kernel",
+                    "model.decoder.layers.FlaxBartDecoderLayers.LayerNorm_3.scale",
+                    "model.encoder.embed_positions.embedding", "model.decoder.final_ln.bias", "lm_head.kernel"):
+            self.assertIn(key, flat)
+        self.assertEqual(flat["model.encoder.layers.FlaxBartEncoderLayers.GLU_0.Dense_0.kernel"].shape,
+                         (parity.ENCODER_LAYERS, parity.DIMS.width, parity.DIMS.glu), "stacked, [in, out]")
+        vq = flax_checkpoint.flatten(flax_vqgan_tree(self.p.detokenizer.state_dict(), parity.VQ_DIMS))
+        for key in ("decoder.up_2.attn_0.proj_out.kernel", "decoder.up_1.block_0.nin_shortcut.kernel",
+                    "decoder.up_1.upsample.conv.kernel", "decoder.mid.block_1.norm1.scale", "post_quant_conv.kernel"):
+            self.assertIn(key, vq)
 
     def test_vqgan(self):
         state = self.p.detokenizer.state_dict()
         path = os.path.join(self.tmp, "vqgan.msgpack")
-        write_flax_msgpack(flax_vqgan_tree(state), path)
+        write_flax_msgpack(flax_vqgan_tree(state, parity.VQ_DIMS), path)
         self.assert_same(flax_checkpoint.vqgan_state(flax_checkpoint.read_msgpack(path)), state)
         # older Flax group norms keep their scale and bias as (1, 1, 1, C)
-        tree = flax_vqgan_tree(state)
+        tree = flax_vqgan_tree(state, parity.VQ_DIMS)
         norm = tree["decoder"]["norm_out"]
         norm["scale"], norm["bias"] = norm["scale"][None, None, None], norm["bias"][None, None, None]
         write_flax_msgpack(tree, path)
@@ -221,7 +349,7 @@ class FlaxCheckpointTest(unittest.TestCase):
         enc = without_unscaled_norms(self.p.encoder.state_dict())
         dec = without_unscaled_norms(self.p.decoder.state_dict())
         write_flax_msgpack(flax_bart_tree(enc, dec, True), os.path.join(bart, "flax_model.msgpack"))
-        write_flax_msgpack(flax_vqgan_tree(self.p.detokenizer.state_dict()), os.path.join(vq, "flax_model.msgpack"))
+        write_flax_msgpack(flax_vqgan_tree(self.p.detokenizer.state_dict(), parity.VQ_DIMS), os.path.join(vq, "flax_model.msgpack"))
         vocab, merges = parity.tiny_vocab()
         with open(os.path.join(bart, "vocab.json"), "w") as f:
             json.dump(vocab, f)
@@ -240,7 +368,7 @@ class FlaxCheckpointTest(unittest.TestCase):
     def test_unknown_layer_parts_are_reported_by_the_converter(self):
         bart = os.path.join(self.tmp, "odd")
         os.makedirs(bart)
-        tree = flax_bart_tree(self.p.encoder.state_dict(), self.p.decoder.state_dict(), True)
+        tree = flax_bart_tree(self.p.encoder.state_dict(), self.p.decoder.state_dict(), True, scaled=True)
         tree["model"]["encoder"]["layers"]["FlaxBartEncoderLayers"]["RMSNorm_0"] = {"scale": np.ones((3, 32), np.float32)}
         write_flax_msgpack(tree, os.path.join(bart, "flax_model.msgpack"))
         for f in ("vocab.json", "merges.txt"):
