@@ -9,6 +9,7 @@ import type { ProviderName } from "./engine/providers.ts";
 import type { Role } from "./graphql/context.ts";
 import { createHttpServer, GRAPHQL_PATH, type HttpServer } from "./graphql/server.ts";
 import { EventBus } from "./jobs/events.ts";
+import { DEFAULT_QUEUE, type QueueSettings } from "./jobs/queue.ts";
 import { Worker } from "./jobs/worker.ts";
 
 export interface AppOptions {
@@ -21,6 +22,8 @@ export interface AppOptions {
   provider: ProviderName;
   /** Most images a worker decodes together (continuous batching). */
   batchImages?: number;
+  /** Leases and attempts (MOSAIC_LEASE_SECONDS, MOSAIC_MAX_ATTEMPTS). */
+  queue?: QueueSettings;
   log: (line: string) => void;
 }
 
@@ -46,11 +49,11 @@ export async function startApp(o: AppOptions): Promise<App> {
   let url: string | null = null;
   try {
     if (o.role !== "api") {
-      worker = new Worker(db.prisma, bus, engine!, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE });
+      worker = new Worker(db.prisma, bus, engine!, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE, queue: o.queue });
       await worker.start();
     }
     if (o.role !== "worker") {
-      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date() });
+      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE });
       await new Promise<void>((resolve, reject) => {
         http!.server.once("error", reject);
         http!.server.listen(o.port, resolve);

@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { badInput } from "./engine/errors.ts";
 import { PROVIDERS, type ProviderName } from "./engine/providers.ts";
+import { DEFAULT_QUEUE, type QueueSettings } from "./jobs/queue.ts";
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const DEFAULT_MODEL = path.join(PACKAGE_ROOT, "models", "mosaic-shapes");
@@ -23,6 +24,8 @@ export interface ServerConfig {
   dataDir: string;
   embeddedPort: number;
   batchImages: number;
+  /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
+  queue: QueueSettings;
 }
 
 function intEnv(name: string, fallback: number): number {
@@ -41,6 +44,14 @@ function positiveEnv(name: string, fallback: number): number {
   return n;
 }
 
+function secondsEnv(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === "") return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0.5 || n > 86_400) throw badInput(`${name} must be a number of seconds from 0.5 to 86400 (got "${v}")`);
+  return n;
+}
+
 export function serverConfig(flags: { port?: string } = {}): ServerConfig {
   const port = flags.port !== undefined ? Number(flags.port) : intEnv("PORT", 4000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw badInput(`--port must be a port number (got "${flags.port}")`);
@@ -50,5 +61,6 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     dataDir: path.resolve(process.env.MOSAIC_DATA_DIR ?? "data"),
     embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 54329),
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
+    queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },
   };
 }

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import ort from "onnxruntime-node";
 import { MosaicError } from "../src/engine/errors.ts";
 import { decodeGrids, generate, type ProgressEvent } from "../src/engine/generate.ts";
+import { mosaic, mostFrequent } from "../src/engine/previews.ts";
 import { collect, finalImages, maxAbsDiff, reference, settingsOf, sharedModel } from "./helpers.ts";
 
 // ONNX Runtime and PyTorch order float sums differently; 1e-4 absolute is far below anything that
@@ -52,7 +53,12 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
   const pixels = out.pixels!.data as Float32Array;
   const sampled = ref.vq.pixelSample.map((_, i) => pixels[i * ref.vq.pixelStride]!);
   assert.ok(maxAbsDiff(sampled, ref.vq.pixelSample) < TOL, "VQ decoder");
+  // The engine's frame is those pixels as bytes: [0, 1] clamped, times 255, rounded.
   assert.equal(frame!.data.length, a.imageSize.height * a.imageSize.width * 3);
+  // The graph's pixels are [1, H, W, 3], the frame's layout.
+  const bytes = ref.vq.pixelSample.map((_, i) => frame!.data[i * ref.vq.pixelStride]!);
+  const expected = ref.vq.pixelSample.map((p) => Math.round(Math.min(1, Math.max(0, p)) * 255));
+  assert.ok(maxAbsDiff(bytes, expected) <= 1, `decoded bytes differ from the reference pixels: ${maxAbsDiff(bytes, expected)}`);
 });
 
 test("greedy and seeded sampling give exactly the PyTorch reference tokens", async () => {
@@ -115,14 +121,56 @@ test("a partial preview shows the generated rows and fills the rest, not noise",
   assert.ok(diff / rows <= 8, `top rows differ by ${diff / rows} per channel on average`);
 });
 
-test("the per-token mosaic comes with every token when asked for", async () => {
+test("the per-token mosaic draws each code's patch and looks like the final image", async () => {
   const model = await sharedModel();
-  const events = await collect(model, { prompt: "a small white circle on the left, black background", seed: 2, mosaic: true, previewInterval: 0 });
-  const progress = events.filter((e): e is ProgressEvent => e.type === "progress");
-  assert.ok(progress.every((e) => e.mosaics?.length === 1));
-  const m = progress[progress.length - 1]!.mosaics![0]!;
-  assert.equal(m.width, model.manifest.architecture.imageSize.width);
-  assert.equal(m.data.length, m.width * m.height * 3);
+  const a = model.manifest.architecture;
+  const p = model.manifest.previews.codePatches!.patchSize;
+  const g = { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p };
+  const [img] = finalImages(await collect(model, { prompt: "a big red circle in the centre, blue background", seed: 1, previewInterval: 0 }));
+  const full = mosaic(img!.codes, 256, model.codePatches!, g, a.codebookSize);
+  const width = a.grid.width * p;
+  const px = (data: Uint8Array, x: number, y: number) => Array.from(data.subarray((y * width + x) * 3, (y * width + x) * 3 + 3));
+  // Each cell is exactly its code's patch.
+  for (const cell of [0, 17, 136, 255]) {
+    const code = img!.codes[cell]!, gy = Math.floor(cell / a.grid.width), gx = cell % a.grid.width;
+    assert.deepEqual(px(full, gx * p, gy * p), Array.from(model.codePatches!.subarray(code * p * p * 3, code * p * p * 3 + 3)), `cell ${cell}`);
+  }
+  // What a user sees: a red centre on a blue background, close to the decoded image.
+  const [cr, cg, cb] = px(full, width / 2, width / 2) as [number, number, number];
+  const [br, , bb] = px(full, 1, 1) as [number, number, number];
+  assert.ok(cr > 150 && cr > cg + 60 && cr > cb + 60, `centre is red: ${[cr, cg, cb]}`);
+  assert.ok(bb > 150 && bb > br + 60, `corner is blue: ${px(full, 1, 1)}`);
+  let diff = 0;
+  for (let i = 0; i < full.length; i++) diff += Math.abs(full[i]! - img!.data[i]!);
+  assert.ok(diff / full.length < 20, `mosaic vs final image: ${diff / full.length} per channel`);
+  // Half way: the generated half is drawn, the rest filled with the most frequent code so far.
+  const half = mosaic(img!.codes, 128, model.codePatches!, g, a.codebookSize);
+  assert.deepEqual(half.subarray(0, half.length / 2), full.subarray(0, full.length / 2));
+  const fill = mostFrequent(img!.codes, 128, a.codebookSize);
+  assert.deepEqual(px(half, width - 1, width - 1), Array.from(model.codePatches!.subarray((fill + 1) * p * p * 3 - 3, (fill + 1) * p * p * 3)));
+  assert.ok(mosaic(img!.codes, 0, model.codePatches!, g, a.codebookSize).every((v) => v === 128), "grey before any token");
+});
+
+test("a resumed generation replays its saved codes and ends byte-identical to an uninterrupted run", async () => {
+  const model = await sharedModel();
+  for (const sampling of [{ topK: 16, temperature: 0.7 }, { topK: 1 }, { guidanceScale: 3, topK: 32, topP: 0.9, temperature: 1 }]) {
+    const req = { prompt: "a small yellow triangle on the left, purple background", count: 3, seed: 41, sampling, previewInterval: 64 };
+    const whole = await collect(model, req);
+    const ref = finalImages(whole);
+    for (const at of [1, 100, 200]) {
+      const saved = ref.map((img) => { const c = img.codes.slice(); c.fill(0, at); return c; });
+      const events = await collect(model, { ...req, resume: { codes: saved, tokensDone: at } });
+      const images = finalImages(events);
+      images.forEach((img, i) => {
+        assert.deepEqual(Array.from(img.codes), Array.from(ref[i]!.codes), `${JSON.stringify(sampling)} resumed at ${at}, image ${i}`);
+        assert.deepEqual(Buffer.from(img.data), Buffer.from(ref[i]!.data));
+      });
+      const progress = events.filter((e): e is ProgressEvent => e.type === "progress");
+      assert.equal(progress[0]!.tokensDone, at, "progress continues from the saved point, not from zero");
+      const previewsAt = progress.filter((e) => e.previews).map((e) => e.tokensDone);
+      assert.deepEqual(previewsAt, [64, 128, 192, 256].filter((t) => t > at), "previews already made are not made again");
+    }
+  }
 });
 
 test("cancellation stops within one decoder step", async () => {

@@ -33,7 +33,7 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
   }
   const config = serverConfig({ port: values.port });
   const app = await startApp({
-    role, port: config.port, databaseUrl: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort, batchImages: config.batchImages,
+    role, port: config.port, databaseUrl: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort, batchImages: config.batchImages, queue: config.queue,
     modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
   });
   log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`);

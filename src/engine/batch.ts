@@ -10,7 +10,7 @@ import { resolveRequest, type CompletedEvent, type Frame, type GenerateRequest, 
 import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-state.ts";
 import { decodeGrids, int64 } from "./vq.ts";
 import type { Model } from "./model.ts";
-import { filledGrid, mosaic, previewSchedule } from "./previews.ts";
+import { filledGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
 import { createSampler, guide } from "./sampling.ts";
 
@@ -29,11 +29,17 @@ export class Member {
   readonly due: Set<number>;
   readonly t = { start: performance.now(), text: 0, decodeStart: 0, previewMs: 0, previews: 0, firstPreview: null as number | null };
   lastFrames: Frame[] | null = null;
+  /** This step only replayed saved codes: nothing to report yet. */
+  silent = false;
   /** Token ids and attention mask of each row. */
   ids: number[][] = [];
   mask: number[][] = [];
   /** The newest token of each image, after a step. */
   newest: number[] = [];
+  /** Positions below this are replayed from saved codes (a resumed generation), not sampled. */
+  readonly replayTo: number;
+  /** Whether sampling a token takes one draw from the image's stream (everything but greedy, as in createSampler). */
+  private readonly draws: boolean;
 
   constructor(readonly r: ResolvedRequest, readonly signal: AbortSignal | undefined, total: number) {
     this.n = r.count;
@@ -43,6 +49,24 @@ export class Member {
     this.rngs = this.seeds.map((s) => new Mulberry32(s));
     this.sample = createSampler(r.settings);
     this.due = previewSchedule(total, r.previewInterval);
+    this.replayTo = r.resume?.tokensDone ?? 0;
+    if (r.resume) r.resume.codes.forEach((c, i) => this.codes[i]!.set(c.subarray(0, this.replayTo)));
+    this.draws = !(r.settings.temperature <= 0 || r.settings.topK === 1);
+  }
+
+  /** The code of image i at the current position: replayed from the saved prefix, or sampled. */
+  next(i: number, logits: () => Float64Array): number {
+    if (this.pos < this.replayTo) {
+      // The stream moves past the draw the original run made here, so later draws line up.
+      if (this.draws) this.rngs[i]!.uniform();
+      return this.codes[i]![this.pos]!;
+    }
+    return this.sample(logits(), this.rngs[i]!);
+  }
+
+  /** Still re-feeding saved codes: no progress or previews are reported for these positions. */
+  get replaying(): boolean {
+    return this.pos < this.replayTo;
   }
 
   get guided(): boolean {
@@ -201,18 +225,21 @@ export class DecodeBatch {
       offset += m.rows;
       if (m.done) continue;
       const pos = m.pos;
+      const replayed = m.replaying;
       const newest: number[] = [];
       for (let i = 0; i < m.n; i++) {
-        const cond = logits.subarray((base + i) * C, (base + i + 1) * C);
-        const mixed = m.guided
-          ? guide(cond, logits.subarray((base + m.n + i) * C, (base + m.n + i + 1) * C), m.r.settings.guidanceScale)
-          : Float64Array.from(cond);
-        const code = m.sample(mixed, m.rngs[i]!);
+        const code = m.next(i, () => {
+          const cond = logits.subarray((base + i) * C, (base + i + 1) * C);
+          return m.guided
+            ? guide(cond, logits.subarray((base + m.n + i) * C, (base + m.n + i + 1) * C), m.r.settings.guidanceScale)
+            : Float64Array.from(cond);
+        });
         m.codes[i]![pos] = code;
         newest.push(code);
       }
       m.pos = pos + 1;
-      if (m.due.has(m.pos)) previewing.push(m);
+      m.silent = replayed && m.pos < m.replayTo;
+      if (m.due.has(m.pos) && !m.silent && !(replayed && m.pos === m.replayTo && m.pos < this.total)) previewing.push(m);
       m.newest = newest;
     }
 
@@ -232,19 +259,13 @@ export class DecodeBatch {
     }
 
     for (const m of this.members) {
-      if (m.done) continue;
+      if (m.done || m.silent) continue;
       const newest = m.newest;
       const event: ProgressEvent = {
         type: "progress", tokensDone: m.pos, tokensTotal: this.total,
         tokensPerSecond: (m.pos * m.n) / ((performance.now() - m.t.decodeStart) / 1000), tokens: newest,
       };
       if (previewing.includes(m)) event.previews = m.lastFrames!;
-      if (m.r.mosaic && this.model.codePatches) {
-        const a = this.model.manifest.architecture;
-        const p = this.model.manifest.previews.codePatches!.patchSize;
-        const g = { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p };
-        event.mosaics = m.codes.map((c) => ({ width: a.grid.width * p, height: a.grid.height * p, data: mosaic(c, m.pos, this.model.codePatches!, g, C) }));
-      }
       m.push(event);
       if (m.pos === this.total) m.push(await this.complete(m));
     }

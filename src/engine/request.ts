@@ -20,8 +20,12 @@ export interface GenerateRequest {
   sampling?: Partial<SamplingSettings>;
   /** A VQ preview every this many tokens; 0 = none. Default: one per token row. */
   previewInterval?: number;
-  /** Include the zero-cost per-token mosaic in every progress event. */
-  mosaic?: boolean;
+  /**
+   * Resume an interrupted generation: the codes already drawn for each image (as saved with its
+   * progress) and how many of them count. The engine re-feeds them to rebuild its cache and moves each
+   * image's random stream past the draws they took, so the result is the uninterrupted run's.
+   */
+  resume?: { codes: Int32Array[]; tokensDone: number };
   signal?: AbortSignal;
 }
 
@@ -61,8 +65,6 @@ export interface ProgressEvent {
   tokens: number[];
   /** VQ-decoded partial images, one per image, when a preview is due. */
   previews?: Frame[];
-  /** Per-token mosaics, one per image, when asked for. */
-  mosaics?: Frame[];
 }
 
 export interface Timings {
@@ -94,7 +96,7 @@ export interface ResolvedRequest {
   seed: number;
   settings: SamplingSettings;
   previewInterval: number;
-  mosaic: boolean;
+  resume: { codes: Int32Array[]; tokensDone: number } | null;
 }
 
 /** Defaults from the model, and every bad value refused with a message that names it. */
@@ -113,7 +115,13 @@ export function resolveRequest(model: ModelInfo, req: GenerateRequest): Resolved
   if (!Number.isInteger(previewInterval) || previewInterval < 0 || previewInterval > total) {
     throw badInput(`previewInterval must be a whole number from 0 (off) to ${total} (got ${previewInterval})`);
   }
-  return { prompt: req.prompt, count, seed, settings, previewInterval, mosaic: req.mosaic ?? false };
+  const resume = req.resume ?? null;
+  if (resume) {
+    const ok = Number.isInteger(resume.tokensDone) && resume.tokensDone >= 0 && resume.tokensDone <= total &&
+      resume.codes.length === count && resume.codes.every((c) => c.length === total);
+    if (!ok) throw badInput(`resume needs ${count} grids of ${total} codes and tokensDone from 0 to ${total}`);
+  }
+  return { prompt: req.prompt, count, seed, settings, previewInterval, resume };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -2,6 +2,7 @@
 import type { Prisma } from "../db/client.ts";
 import type { ModelInfo } from "../engine/model.ts";
 import type { EventBus } from "../jobs/events.ts";
+import type { QueueSettings } from "../jobs/queue.ts";
 
 export type Role = "all" | "api" | "worker";
 
@@ -11,6 +12,7 @@ export interface AppContext {
   model: ModelInfo;
   role: Role;
   startedAt: Date;
+  queue: QueueSettings;
 }
 
 export interface Context extends AppContext {

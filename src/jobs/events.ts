@@ -19,18 +19,26 @@ export async function publish(prisma: Prisma, event: BusEvent): Promise<void> {
 
 type Handler = (event: BusEvent) => void;
 
+/**
+ * One LISTEN connection per process. When it is lost (an `error` or an `end`, e.g. the database
+ * restarting or `pg_terminate_backend`), exactly one reconnect loop runs, with backoff, and every
+ * listener is then told to re-read its state, since notifications sent meanwhile are gone.
+ */
 export class EventBus {
   private readonly handlers = new Set<Handler>();
   private client: pg.Client | null = null;
   private closed = false;
+  private reconnecting = false;
+  /** Connections made after the first (for tests and metrics). */
+  reconnects = 0;
 
   constructor(private readonly url: string, private readonly log: (line: string) => void) {}
 
   async start(): Promise<void> {
-    await this.connect();
+    this.client = await this.connect();
   }
 
-  private async connect(): Promise<void> {
+  private async connect(): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: this.url });
     client.on("notification", (msg) => {
       if (msg.channel !== CHANNEL || !msg.payload) return;
@@ -40,28 +48,68 @@ export class EventBus {
       } catch {
         return;
       }
-      for (const h of this.handlers) h(event);
+      this.emit(event);
     });
-    client.on("error", (e) => {
-      if (this.closed) return;
-      this.log(`mosaic: event connection lost (${e.message}); reconnecting`);
+    let lost = false;
+    const onLost = (why: string) => {
+      // `error` and `end` both come for one loss: handle it once, and only for the current client.
+      if (lost) return;
+      lost = true;
+      client.removeAllListeners("notification");
+      void client.end().catch(() => {});
+      if (this.closed || this.client !== client) return;
       this.client = null;
-      setTimeout(() => void this.reconnect(), 1000);
-    });
-    await client.connect();
-    await client.query(`LISTEN ${CHANNEL}`);
-    this.client = client;
+      this.log(`mosaic: event connection lost (${why}); reconnecting`);
+      void this.reconnect();
+    };
+    client.on("error", (e) => onLost(e.message));
+    client.on("end", () => onLost("connection ended"));
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (e) {
+      lost = true;
+      await client.end().catch(() => {});
+      throw e;
+    }
+    return client;
   }
 
   private async reconnect(): Promise<void> {
-    if (this.closed || this.client) return;
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    let wait = 250;
     try {
-      await this.connect();
-      // Anything may have happened while we were away: let every listener re-read its state.
-      for (const h of this.handlers) h({ kind: "queue" });
-    } catch {
-      setTimeout(() => void this.reconnect(), 2000);
+      while (!this.closed && !this.client) {
+        await new Promise((r) => setTimeout(r, wait));
+        if (this.closed) return;
+        try {
+          const client = await this.connect();
+          if (this.closed) {
+            await client.end().catch(() => {});
+            return;
+          }
+          this.client = client;
+          this.reconnects++;
+          this.log("mosaic: event connection restored");
+          // Anything may have happened while we were away: let every listener re-read its state.
+          this.emit({ kind: "queue" });
+        } catch {
+          wait = Math.min(wait * 2, 4_000);
+        }
+      }
+    } finally {
+      this.reconnecting = false;
     }
+  }
+
+  private emit(event: BusEvent): void {
+    for (const h of this.handlers) h(event);
+  }
+
+  /** Whether the LISTEN connection is up now. */
+  get connected(): boolean {
+    return this.client !== null;
   }
 
   subscribe(handler: Handler): () => void {
@@ -71,7 +119,8 @@ export class EventBus {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.client?.end().catch(() => {});
+    const c = this.client;
     this.client = null;
+    await c?.end().catch(() => {});
   }
 }

@@ -17,17 +17,32 @@ export type WatchEvent =
   | { type: "Failed"; generation: Generation; code: string; message: string }
   | { type: "Cancelled"; generation: Generation };
 
-/** A safety net: re-read now and then even if no notification arrives. */
-const RECHECK_MS = 5_000;
+/** A safety net: re-read the row now and then even if no notification arrives (one may be missed). */
+const RECHECK_MS = 2_000;
+/** While the database is unreachable, a watcher waits this long between tries; it never ends the stream for it. */
+const RETRY_MS = 1_000;
 
-export async function estimateSeconds(prisma: Prisma, position: number): Promise<number> {
-  const recent = await prisma.generation.findMany({
-    where: { status: "COMPLETED", startedAt: { not: null }, finishedAt: { not: null } },
-    orderBy: { finishedAt: "desc" }, take: 20, select: { startedAt: true, finishedAt: true },
-  });
-  // Before any history: about a second per generation on our 2-core reference machine.
-  const each = recent.length === 0 ? 1 : recent.reduce((s, r) => s + (r.finishedAt!.getTime() - r.startedAt!.getTime()), 0) / recent.length / 1000;
-  return Math.round(position * each * 10) / 10;
+/**
+ * Seconds until a queued generation starts, from measured throughput: the images ahead of it in its
+ * model's queue (plus what remains of the running ones), divided by the rate at which recent
+ * generations of that model completed. Before any history, a second per image.
+ */
+export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" | "createdAt" | "model">): Promise<number> {
+  const [load] = await prisma.$queryRaw<{ ahead: number; running: number }[]>`
+    SELECT
+      COALESCE(SUM(count) FILTER (WHERE status = 'QUEUED' AND ("createdAt", id) < (${g.createdAt}::timestamptz, ${g.id}::uuid)), 0)::float AS ahead,
+      COALESCE(SUM(count * ("tokensTotal" - "tokensDone")::float / "tokensTotal") FILTER (WHERE status = 'RUNNING'), 0)::float AS running
+    FROM "Generation" WHERE model = ${g.model} AND status IN ('QUEUED', 'RUNNING')`;
+  const recent = await prisma.$queryRaw<{ images: number; seconds: number | null; oldest: number }[]>`
+    SELECT SUM(count)::float AS images, EXTRACT(EPOCH FROM MAX("finishedAt") - MIN("finishedAt"))::float AS seconds,
+           (ARRAY_AGG(count ORDER BY "finishedAt"))[1]::float AS oldest
+    FROM (SELECT count, "finishedAt" FROM "Generation" WHERE model = ${g.model} AND status = 'COMPLETED'
+          AND "finishedAt" > now() - interval '10 minutes' ORDER BY "finishedAt" DESC LIMIT 20) r`;
+  const r = recent[0];
+  // Completions per second over the window between the oldest and newest of the recent ones.
+  const perSecond = r && r.seconds && r.seconds > 0 ? (r.images - r.oldest) / r.seconds : 1;
+  const work = (load?.ahead ?? 0) + (load?.running ?? 0);
+  return Math.round((work / Math.max(perSecond, 1e-3)) * 10) / 10;
 }
 
 export async function* watchGeneration(prisma: Prisma, bus: EventBus, id: string, signal?: AbortSignal): AsyncGenerator<WatchEvent> {
@@ -42,66 +57,104 @@ export async function* watchGeneration(prisma: Prisma, bus: EventBus, id: string
   });
   signal?.addEventListener("abort", poke);
   const sent = { queuedAt: null as number | null, started: false, tokensDone: 0, previewTokens: 0, first: true };
+  const sleep = (ms: number) => new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    wake = () => {
+      clearTimeout(t);
+      resolve();
+    };
+  }).finally(() => { wake = null; });
   try {
     while (!signal?.aborted) {
       if (!dirty) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, RECHECK_MS);
-          wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        wake = null;
+        await sleep(RECHECK_MS);
+        // Re-read whether or not a notification came: a missed one must not hang the stream.
+        dirty = true;
         continue;
       }
       dirty = false;
-      const g = await prisma.generation.findUnique({ where: { id } });
-      if (!g) return;
-      const terminal = g.status === "COMPLETED" || g.status === "FAILED" || g.status === "CANCELLED";
-      if (terminal && sent.first) {
-        // Arriving after the end: the outcome is the current state.
-        yield terminalEvent(g);
-        return;
-      }
-      sent.first = false;
-      if (g.status === "QUEUED") {
-        const position = (await queuePosition(prisma, g)) ?? 1;
-        if (sent.queuedAt !== position || sent.started) {
-          sent.queuedAt = position;
-          // Requeued after its worker died: it starts over.
-          sent.started = false;
-          sent.tokensDone = 0;
-          sent.previewTokens = 0;
-          yield { type: "Queued", generation: g, position, etaSeconds: await estimateSeconds(prisma, position) };
-        }
+      let g: Generation | null;
+      try {
+        g = await prisma.generation.findUnique({ where: { id } });
+      } catch {
+        // The database is away (restart, failover): keep the stream open and catch up from the row.
+        dirty = true;
+        await sleep(RETRY_MS);
         continue;
       }
-      if (!sent.started && g.startedAt) {
-        sent.started = true;
-        yield { type: "Started", generation: g };
+      if (!g) return;
+      let events: WatchEvent[];
+      try {
+        events = await eventsFor(prisma, g, sent);
+      } catch {
+        dirty = true;
+        await sleep(RETRY_MS);
+        continue;
       }
-      if (g.tokensDone > sent.tokensDone && g.status !== "CANCELLED") {
-        const latest = await prisma.preview.findFirst({
-          where: { generationId: id, tokensDone: { gt: sent.previewTokens, lte: g.tokensDone } },
-          orderBy: { tokensDone: "desc" }, select: { tokensDone: true },
-        });
-        const previews = latest
-          ? await prisma.preview.findMany({ where: { generationId: id, tokensDone: latest.tokensDone }, orderBy: { index: "asc" } })
-          : [];
-        if (latest) sent.previewTokens = latest.tokensDone;
-        sent.tokensDone = g.tokensDone;
-        yield { type: "Progress", generation: g, tokensDone: g.tokensDone, tokensTotal: g.tokensTotal, previews };
-      }
-      if (terminal) {
-        yield terminalEvent(g);
-        return;
-      }
+      for (const e of events) yield e;
+      if (events.length && isTerminal(events[events.length - 1]!)) return;
     }
   } finally {
     unsubscribe();
     signal?.removeEventListener("abort", poke);
   }
+}
+
+interface Sent {
+  queuedAt: number | null;
+  started: boolean;
+  tokensDone: number;
+  previewTokens: number;
+  first: boolean;
+}
+
+const isTerminal = (e: WatchEvent) => e.type === "Completed" || e.type === "Failed" || e.type === "Cancelled";
+
+/**
+ * The events that take a subscriber from what it was sent to the row's state. Reads only: `sent`
+ * is updated only when the reads succeeded, so a failed read is simply tried again.
+ */
+async function eventsFor(prisma: Prisma, g: Generation, sent: Sent): Promise<WatchEvent[]> {
+  const out: WatchEvent[] = [];
+  const next = { ...sent };
+  const terminal = g.status === "COMPLETED" || g.status === "FAILED" || g.status === "CANCELLED";
+  if (terminal && sent.first) {
+    // Arriving after the end: the outcome is the current state.
+    Object.assign(sent, next, { first: false });
+    return [terminalEvent(g)];
+  }
+  next.first = false;
+  if (g.status === "QUEUED") {
+    const position = (await queuePosition(prisma, g)) ?? 1;
+    if (next.queuedAt !== position || next.started) {
+      next.queuedAt = position;
+      // Requeued after its worker was lost: it resumes where its codes were saved, so progress
+      // continues from there rather than from zero; Started comes again when it is claimed.
+      next.started = false;
+      out.push({ type: "Queued", generation: g, position, etaSeconds: await estimateSeconds(prisma, g) });
+    }
+    Object.assign(sent, next);
+    return out;
+  }
+  if (!next.started && g.startedAt) {
+    next.started = true;
+    out.push({ type: "Started", generation: g });
+  }
+  if (g.tokensDone > next.tokensDone && g.status !== "CANCELLED") {
+    const latest = await prisma.preview.findFirst({
+      where: { generationId: g.id, tokensDone: { gt: next.previewTokens, lte: g.tokensDone } },
+      orderBy: { tokensDone: "desc" }, select: { tokensDone: true },
+    });
+    const previews = latest
+      ? await prisma.preview.findMany({ where: { generationId: g.id, tokensDone: latest.tokensDone }, orderBy: { index: "asc" } })
+      : [];
+    if (latest) next.previewTokens = latest.tokensDone;
+    next.tokensDone = g.tokensDone;
+    out.push({ type: "Progress", generation: g, tokensDone: g.tokensDone, tokensTotal: g.tokensTotal, previews });
+  }
+  if (terminal) out.push(terminalEvent(g));
+  Object.assign(sent, next);
+  return out;
 }
 
 function terminalEvent(g: Generation): WatchEvent {

@@ -1,8 +1,10 @@
 /**
- * A worker: claims queued generations and decodes them together in one continuous batch (joining
- * at step boundaries, up to a limit of images), writing progress, previews and images to the
- * tables and telling subscribers through the event bus. A cancelled generation stops within one
- * decoder step; heartbeats let another worker pick up the jobs of one that died.
+ * A worker: claims queued generations of its model and decodes them together in one continuous
+ * batch (joining at step boundaries, up to a limit of images), writing progress, previews and images
+ * to the tables and telling subscribers through the event bus. A cancelled generation stops within
+ * one decoder step. Leases: the worker's heartbeat (the database's clock) keeps its jobs; a job
+ * whose worker died is requeued with its codes and resumed by the next worker. Writes that fail
+ * because the database is away are retried; the batch waits, its state kept in memory.
  */
 import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
@@ -14,14 +16,16 @@ import { MosaicError } from "../engine/errors.ts";
 import type { Frame, GenerationEvent } from "../engine/generate.ts";
 import type { Model } from "../engine/model.ts";
 import { encodeFrame } from "../images/encode.ts";
-import { packCodes } from "./codes.ts";
+import { packCodes, unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
-import { claimNext, HEARTBEAT_MS, requeueStale } from "./queue.ts";
+import { claimNext, DEFAULT_QUEUE, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
 
-/** Progress is written at most this often per generation (plus at every preview). */
+/** Progress (with the codes a resume needs) is written at most this often per generation, plus at every preview. */
 const PROGRESS_EVERY_MS = 100;
 const POLL_MS = 2_000;
 export const DEFAULT_BATCH_IMAGES = 16;
+/** How long a write is retried while the database is unreachable before the job is given up. */
+const RETRY_FOR_MS = 10 * 60_000;
 
 export interface WorkerOptions {
   log: (line: string) => void;
@@ -30,6 +34,7 @@ export interface WorkerOptions {
   batchImages?: number;
   /** Touched at every heartbeat, for container health checks (MOSAIC_HEALTH_FILE). */
   healthFile?: string;
+  queue?: QueueSettings;
 }
 
 interface Job {
@@ -37,6 +42,9 @@ interface Job {
   member: Member;
   abort: AbortController;
   grids: Int32Array[];
+  /** Tokens per image drawn so far, and how many of them are saved in the row. */
+  tokensDone: number;
+  tokensSaved: number;
   lastWrite: number;
 }
 
@@ -45,6 +53,8 @@ class LostJob extends Error {}
 export class Worker {
   readonly id: string;
   private readonly batchImages: number;
+  private readonly queue: QueueSettings;
+  private readonly modelName: string;
   private stopped = false;
   /** Set when the queue may have changed (a notification, or the poll interval): claiming costs a query. */
   private queueChanged = true;
@@ -59,6 +69,8 @@ export class Worker {
   constructor(private readonly prisma: Prisma, private readonly bus: EventBus, model: Model, private readonly o: WorkerOptions) {
     this.id = o.id ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
+    this.queue = o.queue ?? DEFAULT_QUEUE;
+    this.modelName = model.manifest.name;
     this.batch = new DecodeBatch(model);
   }
 
@@ -70,41 +82,44 @@ export class Worker {
       }
       else if (e.kind === "generation" && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
-    // Jobs left RUNNING by a process that died are picked up again.
-    const requeued = await requeueStale(this.prisma);
-    if (requeued.length) this.o.log(`mosaic: requeued ${requeued.length} interrupted generation(s)`);
-    this.timers.push(setInterval(() => void this.heartbeat(), HEARTBEAT_MS));
-    this.timers.push(setInterval(() => void requeueStale(this.prisma).catch(() => {}), HEARTBEAT_MS * 2));
+    await workerHeartbeat(this.prisma, this.id, this.modelName);
+    // Jobs left RUNNING by a process that died are put back (or failed, if lost too often).
+    await this.requeue();
+    this.timers.push(setInterval(() => void this.heartbeat(), heartbeatMs(this.queue)));
+    this.timers.push(setInterval(() => void this.requeue(), heartbeatMs(this.queue) * 2));
     this.loopDone = this.loop();
   }
 
-  /** Generations running in this worker now. */
-  get running(): number {
-    return this.jobs.size;
-  }
-
-  /** Stops claiming; running jobs are interrupted and returned to the queue for another worker. */
+  /**
+   * Stops cleanly: the current decoder step finishes, each job's codes are saved and the job goes
+   * back to the queue (not counted as an attempt), for another worker to resume.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.timers.forEach(clearInterval);
     this.unsubscribe?.();
-    const running = [...this.jobs.keys()];
-    for (const j of this.jobs.values()) j.abort.abort();
     this.wake?.();
     await this.loopDone;
-    for (const id of running) {
-      await this.prisma.generation.updateMany({
-        where: { id, workerId: this.id, status: "RUNNING" },
-        data: { status: "QUEUED", workerId: null, tokensDone: 0, codes: null, startedAt: null },
-      }).catch(() => {});
-      await publish(this.prisma, { kind: "generation", id }).catch(() => {});
+    for (const [id, job] of this.jobs) {
+      try {
+        if (job.tokensDone > job.tokensSaved) await this.saveProgress(job);
+        if (await releaseJob(this.prisma, id, this.id)) {
+          this.o.log(`mosaic: generation ${id} handed back at token ${job.tokensDone} (worker stopping)`);
+          await publish(this.prisma, { kind: "generation", id });
+        }
+      } catch (e) {
+        this.o.log(`mosaic: generation ${id} could not be handed back (${(e as Error).message}); it is requeued when its lease runs out`);
+      }
     }
-    if (running.length) await publish(this.prisma, { kind: "queue" }).catch(() => {});
+    if (this.jobs.size) await publish(this.prisma, { kind: "queue" }).catch(() => {});
+    this.jobs.clear();
+    await workerGone(this.prisma, this.id).catch(() => {});
   }
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
       await this.admit();
+      if (this.stopped) break;
       if (!this.batch.active) {
         await this.idle();
         continue;
@@ -112,8 +127,6 @@ export class Worker {
       await this.batch.step();
       for (const job of [...this.jobs.values()]) await this.handle(job);
     }
-    // Let interrupted members emit their cancellation before the process lets go of them.
-    if (this.batch.active) await this.batch.step();
   }
 
   /** Claims queued generations while they fit in the batch (always one when the batch is empty). */
@@ -128,7 +141,7 @@ export class Worker {
       if (free <= 0) return;
       let row: Generation | null = null;
       try {
-        row = await claimNext(this.prisma, this.id, free);
+        row = await claimNext(this.prisma, this.id, this.modelName, free);
       } catch (e) {
         this.o.log(`mosaic: worker could not claim a job: ${(e as Error).message}`);
       }
@@ -136,11 +149,17 @@ export class Worker {
       const abort = new AbortController();
       if (row.cancelRequested) abort.abort();
       try {
+        // A generation that was interrupted resumes from its saved codes.
+        const resume = row.codes && row.tokensDone > 0 ? { codes: unpackCodes(row.codes, row.count), tokensDone: row.tokensDone } : undefined;
         const member = this.batch.admit({
-          prompt: row.prompt, count: row.count, seed: row.seed, previewInterval: row.previewInterval, signal: abort.signal,
+          prompt: row.prompt, count: row.count, seed: row.seed, previewInterval: row.previewInterval, signal: abort.signal, resume,
           sampling: { guidanceScale: row.guidanceScale, topK: row.topK, topP: row.topP, temperature: row.temperature },
         });
-        this.jobs.set(row.id, { row, member, abort, grids: Array.from({ length: row.count }, () => new Int32Array(row!.tokensTotal)), lastWrite: 0 });
+        const grids = resume?.codes ?? Array.from({ length: row.count }, () => new Int32Array(row!.tokensTotal));
+        this.jobs.set(row.id, { row, member, abort, grids, tokensDone: row.tokensDone, tokensSaved: row.tokensDone, lastWrite: 0 });
+        this.o.log(resume
+          ? `mosaic: generation ${row.id} claimed by ${this.id}, resuming at token ${row.tokensDone} (attempt ${row.attempts})`
+          : `mosaic: generation ${row.id} claimed by ${this.id}`);
       } catch (e) {
         await this.fail(row.id, e);
       }
@@ -158,11 +177,24 @@ export class Worker {
     this.wake = null;
   }
 
+  private async requeue(): Promise<void> {
+    try {
+      for (const r of await requeueStale(this.prisma, this.queue)) {
+        this.o.log(r.status === "FAILED"
+          ? `mosaic: generation ${r.id} failed: its worker was lost ${this.queue.maxAttempts} times [WORKER_LOST]`
+          : `mosaic: generation ${r.id} requeued: its worker stopped answering`);
+      }
+    } catch {
+      // The database is away; the next round tries again.
+    }
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.o.healthFile) await writeFile(this.o.healthFile, String(Date.now())).catch(() => {});
+    await workerHeartbeat(this.prisma, this.id, this.modelName).catch(() => {});
     const ids = [...this.jobs.keys()];
     if (!ids.length) return;
-    await this.prisma.generation.updateMany({ where: { id: { in: ids }, workerId: this.id }, data: { heartbeatAt: new Date() } }).catch(() => {});
+    await this.prisma.$executeRaw`UPDATE "Generation" SET "heartbeatAt" = now() WHERE id = ANY(${ids}::uuid[]) AND "workerId" = ${this.id}`.catch(() => {});
     for (const id of ids) await this.checkCancel(id);
   }
 
@@ -172,10 +204,31 @@ export class Worker {
     if (row && (row.cancelRequested || row.workerId !== this.id || row.status !== "RUNNING")) this.jobs.get(id)?.abort.abort();
   }
 
-  /** Writes only while the job is still ours and running. */
-  private async write(id: string, data: Parameters<Prisma["generation"]["updateMany"]>[0]["data"]): Promise<boolean> {
-    const r = await this.prisma.generation.updateMany({ where: { id, workerId: this.id, status: "RUNNING" }, data });
-    return r.count === 1;
+  /** Runs a database write, retrying with backoff while the database is unreachable. */
+  private async retrying<T>(what: string, id: string, fn: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    let wait = 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (performance.now() - start > RETRY_FOR_MS) throw e;
+        if (attempt === 1) this.o.log(`mosaic: generation ${id}: ${what} failed (${firstLine(e)}); retrying until the database answers`);
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, 2_000);
+      }
+    }
+  }
+
+  /** The job's codes and progress, written only while it is still ours and running. */
+  private async saveProgress(job: Job): Promise<void> {
+    const id = job.row.id;
+    const codes = packCodes(job.grids);
+    const n = await this.retrying("saving progress", id, () => this.prisma.$executeRaw`
+      UPDATE "Generation" SET "tokensDone" = ${job.tokensDone}, codes = ${codes}, "heartbeatAt" = now()
+      WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`);
+    if (n !== 1) throw new LostJob();
+    job.tokensSaved = job.tokensDone;
   }
 
   /** Turns the events of one job since the last step into rows and notifications. */
@@ -203,42 +256,57 @@ export class Worker {
     const id = job.row.id;
     if (ev.type === "progress") {
       ev.tokens.forEach((t, i) => { job.grids[i]![ev.tokensDone - 1] = t; });
+      job.tokensDone = ev.tokensDone;
       const now = performance.now();
       if (!ev.previews && now - job.lastWrite < PROGRESS_EVERY_MS && ev.tokensDone < ev.tokensTotal) return;
       job.lastWrite = now;
       if (ev.previews) await this.savePreviews(id, ev.tokensDone, ev.previews);
-      if (!(await this.write(id, { tokensDone: ev.tokensDone, codes: packCodes(job.grids), heartbeatAt: new Date() }))) throw new LostJob();
-      await publish(this.prisma, { kind: "generation", id });
+      await this.saveProgress(job);
+      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
     } else if (ev.type === "completed") {
       const images = await Promise.all(ev.images.map(async (img) => ({
         id: randomUUID(), generationId: id, index: img.index, seed: img.seed, format: "png",
         width: img.width, height: img.height, bytes: toBytes(await encodeFrame(img, { format: "png" })),
       })));
-      await this.prisma.$transaction(async (tx) => {
-        const r = await tx.generation.updateMany({
-          where: { id, workerId: this.id, status: "RUNNING" },
-          data: { status: "COMPLETED", tokensDone: job.row.tokensTotal, finishedAt: new Date(), codes: packCodes(ev.images.map((i) => i.codes)) },
-        });
-        if (r.count !== 1) throw new LostJob();
+      const codes = packCodes(ev.images.map((i) => i.codes));
+      const ours = await this.retrying("storing the images", id, () => this.prisma.$transaction(async (tx) => {
+        const n = await tx.$executeRaw`
+          UPDATE "Generation" SET status = 'COMPLETED', "tokensDone" = ${job.row.tokensTotal}, "finishedAt" = now(), codes = ${codes}
+          WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`;
+        if (n !== 1) return false;
         await tx.image.createMany({ data: images });
-      });
-      await publish(this.prisma, { kind: "generation", id });
+        return true;
+      }));
+      if (!ours) throw new LostJob();
+      this.o.log(`mosaic: generation ${id} completed in ${(ev.timings.totalMs / 1000).toFixed(2)} s (this attempt)`);
+      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
     } else if (ev.type === "cancelled") {
-      // Cancelled by a user, or interrupted because this worker is stopping (then stop() requeues it).
-      const row = await this.prisma.generation.findUnique({ where: { id }, select: { cancelRequested: true } });
-      if (row?.cancelRequested && (await this.write(id, { status: "CANCELLED", finishedAt: new Date() }))) {
-        await publish(this.prisma, { kind: "generation", id });
+      const n = await this.retrying("recording the cancellation", id, () => this.prisma.$executeRaw`
+        UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()
+        WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING' AND "cancelRequested"`);
+      if (n === 1) {
+        this.o.log(`mosaic: generation ${id} cancelled at token ${ev.tokensDone}`);
+        await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
       }
     }
   }
 
+  /**
+   * Ends a job FAILED with a code and a plain message; the detail (driver text, stack) goes to the
+   * log with the generation id, never to clients.
+   */
   private async fail(id: string, e: unknown): Promise<void> {
-    const code = e instanceof MosaicError ? e.code : "INFERENCE_FAILED";
-    const message = e instanceof Error ? e.message : String(e);
-    this.o.log(`mosaic: generation ${id} failed: ${message}`);
-    if (await this.write(id, { status: "FAILED", errorCode: code, errorMessage: message, finishedAt: new Date() }).catch(() => false)) {
-      await publish(this.prisma, { kind: "generation", id }).catch(() => {});
-    }
+    const known = e instanceof MosaicError && e.code !== "INFERENCE_FAILED";
+    const code = e instanceof MosaicError ? e.code : "INTERNAL";
+    const message = known ? (e as MosaicError).message
+      : code === "INFERENCE_FAILED" ? "inference failed; the server log has the details under this generation's id"
+        : "internal error; the server log has the details under this generation's id";
+    const cause = e instanceof Error && e.cause instanceof Error ? `\n  caused by: ${e.cause.stack}` : "";
+    this.o.log(`mosaic: generation ${id} failed [${code}]: ${e instanceof Error ? e.stack : String(e)}${cause}`);
+    const n = await this.retrying("recording the failure", id, () => this.prisma.$executeRaw`
+      UPDATE "Generation" SET status = 'FAILED', "errorCode" = ${code}, "errorMessage" = ${message}, "finishedAt" = now()
+      WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`).catch(() => 0);
+    if (n === 1) await publish(this.prisma, { kind: "generation", id }).catch(() => {});
   }
 
   private async savePreviews(id: string, tokensDone: number, frames: Frame[]): Promise<void> {
@@ -246,8 +314,12 @@ export class Worker {
       id: randomUUID(), generationId: id, tokensDone, index, width: f.width, height: f.height,
       bytes: toBytes(await encodeFrame(f, { format: "png" })),
     })));
-    await this.prisma.preview.createMany({ data, skipDuplicates: true });
+    await this.retrying("saving previews", id, () => this.prisma.preview.createMany({ data, skipDuplicates: true }));
   }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).trim().split("\n").pop()!.slice(0, 200);
 }
 
 /** Prisma's Bytes wants a Uint8Array over a plain ArrayBuffer. */

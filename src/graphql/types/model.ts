@@ -1,4 +1,5 @@
 import type { ModelInfo } from "../../engine/model.ts";
+import { liveWorkers } from "../../jobs/queue.ts";
 import { builder } from "../builder.ts";
 
 export const ModelRef = builder.objectRef<ModelInfo>("Model").implement({
@@ -15,6 +16,10 @@ export const ModelRef = builder.objectRef<ModelInfo>("Model").implement({
     defaultTopK: t.int({ description: "Default top-k.", resolve: (m) => m.manifest.sampling.topK }),
     defaultTopP: t.float({ description: "Default top-p.", resolve: (m) => m.manifest.sampling.topP }),
     defaultTemperature: t.float({ description: "Default temperature.", resolve: (m) => m.manifest.sampling.temperature }),
+    workers: t.int({
+      description: "Worker processes serving this model now (heartbeat within the lease). With 0, its generations wait in the queue.",
+      resolve: (m, _, ctx) => liveWorkers(ctx.prisma, m.manifest.name, ctx.queue),
+    }),
   }),
 });
 
