@@ -228,32 +228,88 @@ def convert(bart: str, vqgan: str, out: str, name: str, heads: int | None = None
             return convert_tree(flax_checkpoint.read_msgpack(path))
         except (ValueError, KeyError) as e:
             raise ConvertError(f"{path}: not a dalle-mini checkpoint this converter knows ({e})") from e
+    # settings first too: refused before gigabytes of weights are read
+    bart_config = read_bart_config(bart)
+    if bart_config is not None:
+        config_file = os.path.join(bart, "config.json")
+        heads = heads or check_bart_config(bart_config, config_file)
+        paths["config"] = config_file
     if flax_bart:
         encoder, decoder = read_flax(paths["bart"], flax_checkpoint.bart_states)
-        heads = heads or flax_heads(bart)
     else:
         encoder, decoder = (torch.load(paths[k], map_location="cpu") for k in ("encoder", "decoder"))
     detoker = read_flax(vqgan, flax_checkpoint.vqgan_state) if flax_vqgan else torch.load(vqgan, map_location="cpu")
     return convert_states({"encoder": encoder, "decoder": decoder, "detoker": detoker}, paths, out, name, heads,
-                          weights, patch)
+                          weights, patch, bart_config)
 
 
-def flax_heads(folder: str) -> int | None:
-    """dalle-mini's folders carry a config.json that names the head count."""
+# dalle-mini's DalleBartConfig settings that change what the model computes without changing its
+# parameter names, and the value Mosaic's graphs compute (mini's and mega's, and DalleBartConfig's default
+# when config.json leaves the key out). A checkpoint trained with any other value would convert without a
+# complaint and draw wrong images, so the converter refuses it, naming the setting.
+COMPUTATION = {
+    "scale_embedding": (False, "token embeddings multiplied by sqrt(d_model)"),
+    "use_deepnet_scaling": (False, "DeepNet's residual gain"),
+    "use_cosine_attention": (False, "cosine attention with temperature tau"),
+    "sinkhorn_iters": (1, "Sinkhorn-normalised encoder attention"),
+    "activation_function": ("gelu", "another feed-forward activation than exact GELU"),
+    "ln_positions": ("normformer", "another placement of the layer norms"),
+    "ln_type": ("layernorm", "RMS norm"),
+    "use_head_scale": (False, "NormFormer's per-head scale"),
+    "use_glu": (True, "a plain feed-forward instead of the GLU"),
+    "use_bias": (False, "biases in the attention and feed-forward layers"),
+    "use_absolute_position_embeddings": (True, "no absolute position embeddings"),
+    "use_swin_position_embeddings": (False, "Swin relative position biases"),
+    "use_final_ln_encoder": (True, "no final layer norm in the encoder"),
+    "use_final_ln_decoder": (True, "no final layer norm in the decoder"),
+    "tie_word_embeddings": (False, "an lm_head tied to the embeddings"),
+}
+
+
+def read_bart_config(folder: str) -> dict | None:
+    """dalle-mini's folders carry a config.json (DalleBartConfig); None when there is none."""
     path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        return json.load(f).get("encoder_attention_heads")
+        return json.load(f)
+
+
+def check_bart_config(config: dict, file: str = "config.json") -> int | None:
+    """Refuses settings Mosaic does not compute, naming them; returns the head count it names."""
+    for key, (supported, what) in COMPUTATION.items():
+        value = config.get(key, supported)
+        if key == "ln_positions" and value == "deepnet":
+            value = "postln"  # DalleBartConfig's alias
+        if value != supported:
+            raise ConvertError(f"{file}: {key} = {json.dumps(value)} is not supported ({what}); Mosaic computes "
+                               f"DALL·E mini/mega's {key} = {json.dumps(supported)}")
+    heads = config.get("encoder_attention_heads")
+    decoder_heads = config.get("decoder_attention_heads", heads)
+    if decoder_heads != heads:
+        raise ConvertError(f"{file}: decoder_attention_heads = {decoder_heads} differs from encoder_attention_heads = "
+                           f"{heads}; Mosaic's graphs use one head count")
+    return heads
+
+
+def check_start_token(config: dict, codes: int, file: str = "config.json") -> None:
+    """The engine feeds `codes` (16384 for mini and mega) as the first decoder token (model.json's
+    startTokenId); DalleBartConfig defaults decoder_start_token_id to image_vocab_size."""
+    start = config.get("decoder_start_token_id", config.get("image_vocab_size", 16384))
+    if start != codes:
+        raise ConvertError(f"{file}: decoder_start_token_id = {start} is not supported; Mosaic starts every image "
+                           f"with token {codes}, the decoder row after the {codes} codes it samples")
 
 
 def convert_states(states: dict, paths: dict, out: str, name: str, heads: int | None, weights: str,
-                   patch: int | None) -> dict:
+                   patch: int | None, bart_config: dict | None = None) -> dict:
     t0 = time.time()
     encoder, decoder, detoker = states.pop("encoder"), states.pop("decoder"), states.pop("detoker")
     d, enc_layers = bart_dims(encoder, decoder, heads)
     v = vqgan_dims(detoker)
     codes = min(d.image_vocab, MAX_CODES, v.codebook)
+    if bart_config is not None:
+        check_start_token(bart_config, codes, paths.get("config", "config.json"))
     config = Config(text_vocab=d.text_vocab, max_text_len=d.text_tokens, codebook_size=codes,
                     grid=int(math.isqrt(d.image_tokens)), d_model=d.width, heads=d.heads, encoder_layers=enc_layers,
                     decoder_layers=d.layers, glu_dim=d.glu)

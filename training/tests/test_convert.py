@@ -72,6 +72,47 @@ class ConvertTest(unittest.TestCase):
             self.assertEqual(d, dims)
             self.assertEqual(enc_layers, dims.layers)
 
+    # dalle-mini's tools/train/config/mega/config.json, the settings that shape the computation
+    MEGA_CONFIG = {
+        "activation_function": "gelu", "d_model": 2048, "decoder_attention_heads": 32, "decoder_start_token_id": 16384,
+        "encoder_attention_heads": 32, "force_ln_scale": False, "image_vocab_size": 16415, "ln_positions": "normformer",
+        "ln_type": "layernorm", "scale_embedding": False, "sinkhorn_iters": 1, "tau_init": 0.05,
+        "tie_word_embeddings": False, "use_absolute_position_embeddings": True, "use_alibi": False, "use_bias": False,
+        "use_cosine_attention": False, "use_deepnet_scaling": False, "use_final_ln_decoder": True,
+        "use_final_ln_encoder": True, "use_glu": True, "use_head_scale": False, "use_swin_position_embeddings": False,
+    }
+    # Values that change what the model computes, each of which must stop the converter by name.
+    UNSUPPORTED = [
+        ("scale_embedding", True), ("use_deepnet_scaling", True), ("use_cosine_attention", True),
+        ("sinkhorn_iters", 2), ("activation_function", "gelu_new"), ("activation_function", "relu"),
+        ("ln_positions", "preln"), ("ln_positions", "cogview"), ("ln_positions", "deepnet"), ("ln_type", "rmsnorm"),
+        ("use_head_scale", True), ("use_glu", False), ("use_bias", True), ("use_absolute_position_embeddings", False),
+        ("use_swin_position_embeddings", True), ("use_final_ln_encoder", False), ("use_final_ln_decoder", False),
+        ("tie_word_embeddings", True), ("decoder_attention_heads", 16),
+    ]
+
+    def test_dalle_mini_configs_are_accepted(self):
+        self.assertEqual(convert.check_bart_config(self.MEGA_CONFIG), 32)
+        convert.check_start_token(self.MEGA_CONFIG, 16384)
+        # mini's config.json leaves most settings to DalleBartConfig's defaults
+        mini = {"activation_function": "gelu", "encoder_attention_heads": 16, "decoder_attention_heads": 16,
+                "decoder_start_token_id": 16384, "image_vocab_size": 16384, "scale_embedding": False}
+        self.assertEqual(convert.check_bart_config(mini), 16)
+        convert.check_start_token(mini, 16384)
+        convert.check_start_token({}, 16384)  # DalleBartConfig's default: image_vocab_size, itself 16384
+
+    def test_unsupported_settings_are_refused_by_name(self):
+        for key, value in self.UNSUPPORTED:
+            with self.subTest(key=key, value=value):
+                with self.assertRaisesRegex(convert.ConvertError, rf"config\.json: {key} = "):
+                    convert.check_bart_config({**self.MEGA_CONFIG, key: value})
+        for start in (16383, 16385, 16415):
+            with self.subTest(decoder_start_token_id=start):
+                with self.assertRaisesRegex(convert.ConvertError, f"decoder_start_token_id = {start} is not supported"):
+                    convert.check_start_token({**self.MEGA_CONFIG, "decoder_start_token_id": start}, 16384)
+        with self.assertRaisesRegex(convert.ConvertError, "decoder_start_token_id = 16415"):
+            convert.check_start_token({"image_vocab_size": 16415}, 16384)  # the default follows image_vocab_size
+
     def test_bpe_reference_frames_with_bart_tokens(self):
         tok = ByteLevelBPE(self.vocab, self.merges)
         ids = tok.encode(" a red circle")
@@ -355,9 +396,18 @@ class FlaxCheckpointTest(unittest.TestCase):
             json.dump(vocab, f)
         with open(os.path.join(bart, "merges.txt"), "w") as f:
             f.write("\n".join(merges))
-        with open(os.path.join(bart, "config.json"), "w") as f:
-            json.dump({"encoder_attention_heads": 4}, f)
+        config = {**ConvertTest.MEGA_CONFIG, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+                  "d_model": 32, "image_vocab_size": 70, "decoder_start_token_id": 64}
         out = os.path.join(self.tmp, "model")
+        # each setting Mosaic does not compute stops the conversion, naming config.json and the setting
+        for key, value in [*ConvertTest.UNSUPPORTED, ("decoder_start_token_id", 70)]:
+            with self.subTest(key=key, value=value):
+                with open(os.path.join(bart, "config.json"), "w") as f:
+                    json.dump({**config, key: value}, f)
+                with self.assertRaisesRegex(convert.ConvertError, rf"dalle-mini/config\.json: {key} = "):
+                    convert.convert(bart, vq, out, "flax-tiny", patch=None)
+        with open(os.path.join(bart, "config.json"), "w") as f:
+            json.dump(config, f)
         convert.convert(bart, vq, out, "flax-tiny", patch=None)
         with open(os.path.join(out, "model.json")) as f:
             m = json.load(f)
