@@ -28,6 +28,7 @@ interface Parity {
   vqCodes: number[][];
   pixels: number[];
   greedy: { guidanceScale: number; codes: number[] };
+  long: { prompt: string; normalised: string; tokens: number; inputIds: number[]; greedyCodes: number[] };
 }
 
 /** The Python tooling, run as the README does (from training/, on Debian's PyTorch). */
@@ -120,6 +121,20 @@ test("the engine's greedy generation with guidance equals the PyTorch reference 
   });
   const [img] = finalImages(events);
   assert.deepEqual(Array.from(img!.codes), ref.greedy.codes);
+});
+
+test("a prompt longer than the text encoder reads is cut as the reference cuts it, keeping </s>", async () => {
+  const e = model.prompts.encode(ref.long.prompt);
+  assert.equal(e.normalised, ref.long.normalised);
+  assert.equal(e.truncatedTokens, ref.long.tokens - model.manifest.architecture.maxTextLength);
+  assert.ok(e.truncatedTokens > 0);
+  assert.deepEqual(e.ids, ref.long.inputIds);
+  assert.equal(e.ids[e.ids.length - 1], 2, "</s> last");
+  const events = await collect(model, {
+    prompt: ref.long.prompt, seed: 1, previewInterval: 0,
+    sampling: { guidanceScale: ref.greedy.guidanceScale, topK: 1, topP: 1, temperature: 1 },
+  });
+  assert.deepEqual(Array.from(finalImages(events)[0]!.codes), ref.long.greedyCodes);
 });
 
 test("the converter refuses files that are not min-dalle's, naming the file", () => {

@@ -31,6 +31,9 @@ VQ_DIMS = VQGANDims(codebook=64, embed=8, ch=32, ch_mult=(1, 1, 2), res_blocks=3
 WORDS = ["a", "red", "circle", "on", "blue", "background", "square", "green"]
 PROMPT = "A red circle on a blue background"
 NORMALISED = " a red circle on a blue background"  # dalle-mini's normalisation of PROMPT
+# Longer than the 16 text tokens DIMS reads: <s>, 17 words, </s> are cut to 16, keeping </s>.
+LONG_PROMPT = "A red circle on a blue background a green square on a red background a blue circle"
+LONG_NORMALISED = " a red circle on a blue background a green square on a red background a blue circle"
 
 
 def tiny_vocab() -> tuple[dict[str, int], list[str]]:
@@ -106,6 +109,8 @@ def reference(p: Published, tok: bpe.ByteLevelBPE) -> dict:
     side = int(d.image_tokens ** 0.5)
     pixels = p.detokenizer(codes.reshape(2, side, side))
     greedy = generate(p, ids, images=1, guidance=3.0, top_k=1, temperature=1.0)
+    long_ids = tok.encode(LONG_NORMALISED)
+    long_greedy = generate(p, long_ids, images=1, guidance=3.0, top_k=1, temperature=1.0)
     return {
         "prompt": PROMPT,
         "normalised": NORMALISED,
@@ -117,6 +122,8 @@ def reference(p: Published, tok: bpe.ByteLevelBPE) -> dict:
         "vqCodes": codes.tolist(),
         "pixels": pixels.flatten().tolist(),
         "greedy": {"guidanceScale": 3.0, "codes": greedy[0].tolist()},
+        "long": {"prompt": LONG_PROMPT, "normalised": LONG_NORMALISED, "tokens": len(long_ids),
+                 "inputIds": text_rows(long_ids, d.text_tokens)[1].tolist(), "greedyCodes": long_greedy[0].tolist()},
     }
 
 

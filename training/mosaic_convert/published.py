@@ -344,10 +344,16 @@ class Published:
 
 
 def text_rows(tokens: list[int], length: int) -> torch.Tensor:
-    """min-dalle's two text rows: [<s>, </s>] (the unconditional prompt) and the prompt, padded with 1."""
+    """min-dalle's two text rows: [<s>, </s>] (the unconditional prompt) and the prompt, padded with 1.
+
+    A prompt longer than `length` keeps its closing </s>: dalle-mini's processor calls the tokenizer with
+    truncation=True, max_length=64, which cuts the text and then adds <s> … </s>, so the model always
+    sees </s> last (the engine, src/engine/text.ts, does the same)."""
+    if len(tokens) > length:
+        tokens = tokens[: length - 1] + tokens[-1:]
     rows = torch.ones((2, length), dtype=torch.long)
     rows[0, :2] = torch.tensor([tokens[0], tokens[-1]])
-    rows[1, : len(tokens)] = torch.tensor(tokens[:length])
+    rows[1, : len(tokens)] = torch.tensor(tokens)
     return rows
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from mosaic_convert import convert, flax_checkpoint, parity
 from mosaic_convert.bpe import ByteLevelBPE
-from mosaic_convert.published import MEGA, MINI, Published, without_unscaled_norms
+from mosaic_convert.published import MEGA, MINI, Published, text_rows, without_unscaled_norms
 from mosaic_train.transformer import Config, DalleBart
 
 
@@ -112,6 +112,16 @@ class ConvertTest(unittest.TestCase):
                     convert.check_start_token({**self.MEGA_CONFIG, "decoder_start_token_id": start}, 16384)
         with self.assertRaisesRegex(convert.ConvertError, "decoder_start_token_id = 16415"):
             convert.check_start_token({"image_vocab_size": 16415}, 16384)  # the default follows image_vocab_size
+
+    def test_text_rows_keep_the_closing_token(self):
+        rows = text_rows([0, 5, 6, 2], 8)
+        self.assertEqual(rows.tolist(), [[0, 2, 1, 1, 1, 1, 1, 1], [0, 5, 6, 2, 1, 1, 1, 1]])
+        # 70 tokens into 64: as dalle-mini's tokenizer truncates (the text, then <s> … </s>) and the engine does
+        tokens = [0] + list(range(100, 168)) + [2]
+        rows = text_rows(tokens, 64)
+        self.assertEqual(rows[1].tolist(), [0] + list(range(100, 162)) + [2])
+        self.assertEqual(rows[0, :2].tolist(), [0, 2])
+        self.assertEqual(text_rows([0] + list(range(100, 162)) + [2], 64)[1].tolist()[-1], 2, "exactly 64 stays")
 
     def test_bpe_reference_frames_with_bart_tokens(self):
         tok = ByteLevelBPE(self.vocab, self.merges)
