@@ -38,7 +38,9 @@ from mosaic_train.transformer import Config, DalleBart
 from . import bpe
 from .published import BartDims, Detokenizer, VQGANDims, with_unit_scales
 
-MAX_CODES = 16384  # DALL·E mini samples from the first 2**14 logits; mega's extra rows are unused
+# The VQGAN's codes: min-dalle samples from the first 2**14 logits and the converter keeps only those rows of
+# lm_head (dalle-mini's own sampler masks only its EOS, 16385, and can draw mega's spare rows; docs/converting.md).
+MAX_CODES = 16384
 
 # published (min-dalle) name -> Mosaic's DalleBart name, per layer part
 ENCODER_LAYER = {

@@ -123,6 +123,21 @@ class ConvertTest(unittest.TestCase):
         self.assertEqual(rows[0, :2].tolist(), [0, 2])
         self.assertEqual(text_rows([0] + list(range(100, 162)) + [2], 64)[1].tolist()[-1], 2, "exactly 64 stays")
 
+    def test_only_the_code_rows_are_kept(self):
+        """docs/converting.md: mega's decoder has 16416 rows; the engine samples only the 16384 codes."""
+        shape = lambda *s: torch.empty(1).expand(*s)  # noqa: E731
+        dec = {"embed_tokens.weight": shape(MEGA.image_vocab + 1, 8)}
+        self.assertEqual(dec["embed_tokens.weight"].shape[0], 16416)
+        self.assertEqual(min(MEGA.image_vocab, convert.MAX_CODES), 16384)
+        # the tiny tree has 71 rows for 64 codes, as mega has more rows than codes
+        enc, dec = self.p.encoder.state_dict(), self.p.decoder.state_dict()
+        self.assertEqual(dec["lm_head.weight"].shape[0], 71)
+        config = Config(text_vocab=len(self.vocab), max_text_len=16, codebook_size=64, grid=4, d_model=32, heads=4,
+                        encoder_layers=3, decoder_layers=2, glu_dim=48)
+        out = convert.mosaic_state(enc, dec, config)
+        self.assertTrue(torch.equal(out["lm_head.weight"], dec["lm_head.weight"][:64]))
+        self.assertTrue(torch.equal(out["image_embed.weight"], dec["embed_tokens.weight"][:65]), "codes + start row")
+
     def test_bpe_reference_frames_with_bart_tokens(self):
         tok = ByteLevelBPE(self.vocab, self.merges)
         ids = tok.encode(" a red circle")
