@@ -7,11 +7,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createClient as createSseClient } from "graphql-sse";
 import { createClient as createWsClient } from "graphql-ws";
+import { spawn, type ChildProcess } from "node:child_process";
 import pg from "pg";
 import WebSocket from "ws";
 import { startApp, type App } from "../src/app.ts";
 import type { Role } from "../src/graphql/context.ts";
+import { PACKAGE_ROOT } from "../src/config.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
+import type { QueueSettings } from "../src/jobs/queue.ts";
 import { MODEL_DIR, type Json } from "./helpers.ts";
 
 export interface TestDatabase {
@@ -59,8 +62,56 @@ export async function stopEmbedded(): Promise<void> {
   embedded = null;
 }
 
-export function startTestApp(url: string, role: Role): Promise<App> {
-  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: () => {} });
+export interface TestAppOptions {
+  queue?: QueueSettings;
+  batchImages?: number;
+  /** Receives the process's log lines (silent by default). */
+  log?: (line: string) => void;
+}
+
+export function startTestApp(url: string, role: Role, o: TestAppOptions = {}): Promise<App> {
+  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages });
+}
+
+/** The row id inside a Relay global id. */
+export const uuidOf = (globalId: string) => Buffer.from(globalId, "base64").toString().split(":")[1]!;
+
+/** Polls `check` every 20 ms until it returns a value, or fails after `ms`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | null | undefined | false>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface MosaicProcess {
+  child: ChildProcess;
+  url: string | null;
+  /** Everything it wrote to stderr so far. */
+  log(): string;
+}
+
+/** A real `mosaic` process (serve, or worker); resolves once it is up, with its GraphQL URL for serve. */
+export function spawnMosaic(args: string[], env: Record<string, string>): Promise<MosaicProcess> {
+  const isWorker = args[0] === "worker";
+  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mosaic.js"), ...args, ...(isWorker ? [] : ["--port", "0"])], {
+    env: { ...process.env, MOSAIC_MODEL: MODEL_DIR, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  const p: MosaicProcess = { child, url: null, log: () => err };
+  return new Promise((resolve, reject) => {
+    child.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+      const url = /GraphQL and GraphiQL at (\S+)/.exec(err)?.[1];
+      if (url) resolve({ ...p, url });
+      else if (isWorker && err.includes("worker started")) resolve(p);
+    });
+    child.once("exit", (code, signal) => reject(new Error(`mosaic ${args.join(" ")} exited ${code ?? signal}: ${err}`)));
+  });
 }
 
 export interface GqlResult {

@@ -30,7 +30,11 @@ export async function openDatabase(o: DatabaseOptions): Promise<Database> {
     await embedded?.stop();
     throw e;
   }
-  const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+  // Prisma's pg adapter reads timestamptz values as if they were UTC, dropping the offset PostgreSQL
+  // prints in the session's time zone (with the database set to Europe/Berlin every time came back
+  // an hour late). Its sessions therefore run in UTC; the values are timestamptz either way, and the
+  // lease arithmetic uses the database's now().
+  const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: url, options: "-c TimeZone=UTC" }) });
   return {
     prisma, url, embedded,
     async close() {

@@ -13,6 +13,8 @@ export interface AppContext {
   role: Role;
   startedAt: Date;
   queue: QueueSettings;
+  /** Where server-side detail goes (stacks, driver messages); clients get codes and plain messages. */
+  log: (line: string) => void;
 }
 
 export interface Context extends AppContext {

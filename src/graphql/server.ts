@@ -13,6 +13,7 @@ import { servePicture } from "../http/pictures.ts";
 import type { AppContext, Context } from "./context.ts";
 import { EXAMPLE_TABS } from "./examples.ts";
 import { schema } from "./schema.ts";
+import { maskError } from "./errors.ts";
 import { checkHealth } from "./types/health.ts";
 
 export const GRAPHQL_PATH = "/graphql";
@@ -41,6 +42,7 @@ export function createHttpServer(app: AppContext): HttpServer {
     // graphql-ws requests have no fetch Request here; their origin is set in onSubscribe below.
     context: ({ request }: { request?: Request }) => ({ ...app, origin: request ? originOf(Object.fromEntries(request.headers)) : "", signal: request?.signal }),
     logging: "warn",
+    maskedErrors: { maskError: maskError(app.log) },
   });
 
   const server = createServer(async (req, res) => {

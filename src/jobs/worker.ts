@@ -10,6 +10,7 @@ import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { Prisma } from "../db/client.ts";
+import { isDatabaseUnavailable } from "../db/errors.ts";
 import type { Generation } from "../db/generated/client.ts";
 import { DecodeBatch, type Member } from "../engine/batch.ts";
 import { MosaicError } from "../engine/errors.ts";
@@ -204,7 +205,7 @@ export class Worker {
     if (row && (row.cancelRequested || row.workerId !== this.id || row.status !== "RUNNING")) this.jobs.get(id)?.abort.abort();
   }
 
-  /** Runs a database write, retrying with backoff while the database is unreachable. */
+  /** Runs a database write, retrying with backoff while the database is unreachable (other errors are not retried). */
   private async retrying<T>(what: string, id: string, fn: () => Promise<T>): Promise<T> {
     const start = performance.now();
     let wait = 100;
@@ -212,7 +213,7 @@ export class Worker {
       try {
         return await fn();
       } catch (e) {
-        if (performance.now() - start > RETRY_FOR_MS) throw e;
+        if (!isDatabaseUnavailable(e) || this.stopped || performance.now() - start > RETRY_FOR_MS) throw e;
         if (attempt === 1) this.o.log(`mosaic: generation ${id}: ${what} failed (${firstLine(e)}); retrying until the database answers`);
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(wait * 2, 2_000);

@@ -1,0 +1,262 @@
+/**
+ * Jobs that survive what happens to real deployments: a worker killed with SIGKILL, a worker that
+ * stops cleanly, a job that kills every worker, time zones other than UTC, a dropped LISTEN
+ * connection and a database restart. Real processes and a real PostgreSQL.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import pg from "pg";
+import type { App } from "../src/app.ts";
+import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
+import { encodeFrame } from "../src/images/encode.ts";
+import { collect, finalImages, sharedModel } from "./helpers.ts";
+import {
+  create, createTestDatabase, eventsOverSse, gql, spawnMosaic, startTestApp, stopEmbedded, uuidOf, waitFor,
+  type MosaicProcess, type TestDatabase,
+} from "./server-helpers.ts";
+
+const LEASE = { leaseMs: 2_000, maxAttempts: 3 };
+const procs: MosaicProcess[] = [];
+let db: TestDatabase;
+
+before(async () => {
+  db = await createTestDatabase();
+});
+
+after(async () => {
+  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
+  await db?.drop();
+  await stopEmbedded();
+});
+
+async function row(url: string, id: string) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(`SELECT status::text, "tokensDone", "workerId", attempts, "errorCode", "startedAt", "finishedAt" FROM "Generation" WHERE id = $1`, [id])).rows[0];
+  } finally {
+    await c.end();
+  }
+}
+
+async function sql(url: string, text: string, params: unknown[] = []) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(text, params)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+/** The PNG bytes an uninterrupted run of the same request gives. */
+async function uninterrupted(input: { prompt: string; count: number; seed: number }): Promise<Buffer[]> {
+  const images = finalImages(await collect(await sharedModel(), { ...input, previewInterval: 0 }));
+  return Promise.all(images.map((img) => encodeFrame(img, { format: "png" })));
+}
+
+async function storedImages(url: string, id: string): Promise<Buffer[]> {
+  const rows = await sql(url, `SELECT bytes FROM "Image" WHERE "generationId" = $1 ORDER BY index`, [id]);
+  return rows.map((r) => r.bytes as Buffer);
+}
+
+test("a worker killed with SIGKILL half way: another resumes from the saved codes, same bytes, little work lost", async () => {
+  const env = { DATABASE_URL: db.url, MOSAIC_LEASE_SECONDS: "2" };
+  const api = await spawnMosaic(["serve", "--role", "api"], env);
+  procs.push(api);
+  const first = await spawnMosaic(["worker"], env);
+  procs.push(first);
+  const input = { prompt: "a big white circle on the left, red background", count: 9, seed: 77, previewInterval: 32 };
+  const g = await create({ url: api.url } as App, input);
+  const id = uuidOf(g.id);
+  let seen = 0;
+  await waitFor("half the tokens", async () => {
+    seen = (await row(db.url, id)).tokensDone;
+    return seen >= 128;
+  });
+  first.child.kill("SIGKILL");
+  const killedAt = seen;
+  const second = await spawnMosaic(["worker"], env);
+  procs.push(second);
+  const events = await eventsOverSse({ url: api.url } as App, g.id);
+  assert.equal(events[events.length - 1].__typename, "Completed");
+  const resumedAt = Number(/resuming at token (\d+)/.exec(second.log())?.[1]);
+  assert.ok(resumedAt >= killedAt, `resumed at ${resumedAt}, not from zero (the row said ${killedAt} before the kill)`);
+  const progress = events.filter((e) => e.__typename === "Progress").map((e) => e.tokensDone);
+  assert.deepEqual(progress, [...progress].sort((a, b) => a - b), "progress continues, never drops back");
+  const r = await row(db.url, id);
+  assert.equal(r.attempts, 2);
+  assert.ok(r.startedAt <= r.finishedAt);
+  const stored = await storedImages(db.url, id);
+  const expected = await uninterrupted(input);
+  assert.equal(stored.length, 9);
+  stored.forEach((b, i) => assert.ok(b.equals(expected[i]!), `image ${i} is byte-identical to an uninterrupted run`));
+  second.child.kill("SIGTERM");
+  api.child.kill("SIGTERM");
+});
+
+test("a worker that stops cleanly hands its jobs back with their codes; the next one resumes them", async () => {
+  const lines: string[] = [];
+  const api = await startTestApp(db.url, "api");
+  let worker: App | null = await startTestApp(db.url, "worker", { queue: LEASE });
+  try {
+    const input = { prompt: "a small green square at the top, purple background", count: 3, seed: 12, previewInterval: 0 };
+    const g = await create(api, input);
+    const id = uuidOf(g.id);
+    await waitFor("100 tokens", async () => (await row(db.url, id)).tokensDone >= 100);
+    await worker.close();
+    worker = null;
+    const handed = await row(db.url, id);
+    assert.equal(handed.status, "QUEUED");
+    assert.equal(handed.workerId, null);
+    assert.equal(handed.attempts, 0, "a clean hand-back is not counted as an attempt");
+    assert.ok(handed.tokensDone >= 100, `codes saved at ${handed.tokensDone}`);
+    worker = await startTestApp(db.url, "worker", { queue: LEASE, log: (l) => lines.push(l) });
+    assert.equal((await eventsOverSse(api, g.id)).pop().__typename, "Completed");
+    assert.ok(lines.some((l) => l.includes(`resuming at token ${handed.tokensDone}`)), lines.join("\n"));
+    const expected = await uninterrupted(input);
+    (await storedImages(db.url, id)).forEach((b, i) => assert.ok(b.equals(expected[i]!), `image ${i}`));
+  } finally {
+    await worker?.close();
+    await api.close();
+  }
+});
+
+test("a job that kills its worker every time ends FAILED after the set attempts; the jobs behind it complete", async () => {
+  const env = { DATABASE_URL: db.url, MOSAIC_LEASE_SECONDS: "1", MOSAIC_MAX_ATTEMPTS: "2", MOSAIC_WORKER_BATCH: "1" };
+  const api = await startTestApp(db.url, "api");
+  try {
+    const bad = await create(api, { prompt: "the job that crashes its worker", seed: 1, previewInterval: 0 });
+    const behind = [await create(api, { prompt: "a big red circle in the centre, blue background", seed: 2, previewInterval: 0 }),
+      await create(api, { prompt: "a small yellow triangle on the left, purple background", seed: 3, previewInterval: 0 })];
+    const badId = uuidOf(bad.id);
+    // Each worker that takes it dies (as if the job crashed it).
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const w = await spawnMosaic(["worker"], env);
+      procs.push(w);
+      await waitFor(`attempt ${attempt}`, async () => {
+        const r = await row(db.url, badId);
+        return r.status === "RUNNING" && r.attempts === attempt;
+      });
+      w.child.kill("SIGKILL");
+    }
+    const healthy = await spawnMosaic(["worker"], env);
+    procs.push(healthy);
+    const outcome = (await eventsOverSse(api, bad.id)).pop();
+    assert.equal(outcome.__typename, "Failed");
+    assert.equal(outcome.code, "WORKER_LOST");
+    assert.doesNotMatch(outcome.message, /\/|at |Error/, "a plain message for clients");
+    for (const g of behind) assert.equal((await eventsOverSse(api, g.id)).pop().__typename, "Completed");
+    healthy.child.kill("SIGTERM");
+  } finally {
+    await api.close();
+  }
+});
+
+for (const zone of ["Europe/Berlin", "America/New_York"]) {
+  test(`one clock under timezone ${zone}: live jobs keep their lease, dead ones are requeued within it, times in order`, async () => {
+    const tz = await createTestDatabase();
+    const name = new URL(tz.url).pathname.slice(1);
+    await sql(tz.url, `ALTER DATABASE ${name} SET timezone = '${zone}'`);
+    const lines: string[] = [];
+    const app = await startTestApp(tz.url, "all", { queue: LEASE, log: (l) => lines.push(l) });
+    try {
+      // Longer than the lease: heartbeats must keep it.
+      const g = await create(app, { prompt: "a big blue square in the centre, yellow background", count: 9, seed: 5, previewInterval: 8 });
+      const t0 = Date.now();
+      assert.equal((await eventsOverSse(app, g.id)).pop().__typename, "Completed");
+      const took = Date.now() - t0;
+      const r = await row(tz.url, uuidOf(g.id));
+      assert.equal(r.attempts, 1, `never requeued (ran ${took} ms with a ${LEASE.leaseMs} ms lease): ${lines.join("\n")}`);
+      assert.ok(r.startedAt <= r.finishedAt, `startedAt ${r.startedAt.toISOString()} ≤ finishedAt ${r.finishedAt.toISOString()}`);
+      const api = await gql(app, `query($id: ID!) { generation(id: $id) { createdAt startedAt finishedAt } }`, { id: g.id });
+      const t = api.data.generation;
+      assert.ok(Math.abs(Date.parse(t.finishedAt) - Date.now()) < 60_000, `finishedAt ${t.finishedAt} is now, whatever the zone`);
+      assert.ok(Date.parse(t.createdAt) <= Date.parse(t.startedAt) && Date.parse(t.startedAt) <= Date.parse(t.finishedAt));
+
+      // A job whose worker died 3 s ago (past the 2 s lease) and one whose worker is alive.
+      const dead = uuidOf((await create(app, { prompt: "dead", seed: 1 })).id);
+      const live = uuidOf((await create(app, { prompt: "live", seed: 1 })).id);
+      await sql(tz.url, `UPDATE "Generation" SET status = 'RUNNING', "workerId" = 'gone', attempts = 1, "startedAt" = now() - interval '3 seconds', "heartbeatAt" = now() - interval '3 seconds' WHERE id = $1`, [dead]);
+      await sql(tz.url, `UPDATE "Generation" SET status = 'RUNNING', "workerId" = 'alive', attempts = 1, "startedAt" = now(), "heartbeatAt" = now() WHERE id = $1`, [live]);
+      const requeued = Date.now();
+      await waitFor("the dead job requeued", async () => (await row(tz.url, dead)).workerId !== "gone", LEASE.leaseMs * 2);
+      assert.ok(Date.now() - requeued <= LEASE.leaseMs * 1.5, `requeued after ${Date.now() - requeued} ms`);
+      assert.equal((await row(tz.url, live)).workerId, "alive", "a job with a fresh heartbeat stays with its worker");
+    } finally {
+      await app.close();
+      await tz.drop();
+    }
+  });
+}
+
+test("the LISTEN connection, dropped again and again, comes back as exactly one; subscribers still complete", async () => {
+  const app = await startTestApp(db.url, "all");
+  try {
+    const name = new URL(db.url).pathname.slice(1);
+    const listeners = async () => (await sql(db.url, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'`, [name])).map((r) => r.pid);
+    for (let i = 0; i < 4; i++) {
+      const pids = await waitFor("a LISTEN connection", async () => { const p = await listeners(); return p.length ? p : null; });
+      assert.equal(pids.length, 1, `one LISTEN connection per process (round ${i})`);
+      await sql(db.url, `SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid`, [pids]);
+      await waitFor("a new LISTEN connection", async () => { const p = await listeners(); return p.length && !p.includes(pids[0]!) ? p : null; });
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal((await listeners()).length, 1, "still exactly one after the drops");
+    const g = await create(app, { prompt: "a big purple triangle in the centre, green background", count: 2, seed: 4, previewInterval: 64 });
+    const events = await eventsOverSse(app, g.id);
+    assert.equal(events.pop().__typename, "Completed");
+  } finally {
+    await app.close();
+  }
+});
+
+test("a subscriber whose notification never comes still sees the change (periodic re-read)", async () => {
+  const app = await startTestApp(db.url, "api");
+  try {
+    const g = await create(app, { prompt: "nobody will run this", seed: 1 });
+    // Changed behind the bus's back: no NOTIFY.
+    setTimeout(() => void sql(db.url, `UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now() WHERE id = $1`, [uuidOf(g.id)]), 300);
+    const t0 = Date.now();
+    const events = await eventsOverSse(app, g.id);
+    assert.deepEqual(events.map((e) => e.__typename), ["Queued", "Cancelled"]);
+    assert.ok(Date.now() - t0 < 5_000, `noticed after ${Date.now() - t0} ms`);
+  } finally {
+    await app.close();
+  }
+});
+
+test("the database restarts mid-run: the generation completes, the subscriber rides through, requests meanwhile get UNAVAILABLE", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "mosaic-restart-"));
+  const port = 56000 + Math.floor(Math.random() * 900);
+  let pgServer: EmbeddedDatabase | null = await startEmbedded(dir, port, () => {});
+  const lines: string[] = [];
+  const app = await startTestApp(pgServer.url, "all", { log: (l) => lines.push(l) });
+  try {
+    const input = { prompt: "a small black circle in the bottom right corner, orange background", count: 9, seed: 8, previewInterval: 16 };
+    const g = await create(app, input);
+    const id = uuidOf(g.id);
+    const events = eventsOverSse(app, g.id);
+    await waitFor("64 tokens", async () => (await row(pgServer!.url, id)).tokensDone >= 64);
+    await pgServer.stop();
+    const during = await gql(app, `mutation { createGeneration(input: { prompt: "during the outage" }) { id } }`);
+    assert.equal(during.errors?.[0]?.extensions?.code, "UNAVAILABLE", JSON.stringify(during));
+    assert.doesNotMatch(JSON.stringify(during), /127\.0\.0\.1|prisma|\.ts|at /i, "no driver text or paths for clients");
+    await new Promise((r) => setTimeout(r, 3_000));
+    pgServer = await startEmbedded(dir, port, () => {});
+    const seen = await events;
+    assert.equal(seen[seen.length - 1].__typename, "Completed", seen.map((e) => e.__typename).join(","));
+    const r = await row(pgServer.url, id);
+    assert.equal(r.status, "COMPLETED");
+    assert.equal((await sql(pgServer.url, `SELECT count(*)::int AS n FROM "Generation" WHERE status = 'RUNNING'`))[0].n, 0);
+    const expected = await uninterrupted(input);
+    (await storedImages(pgServer.url, id)).forEach((b, i) => assert.ok(b.equals(expected[i]!), `image ${i} after the outage`));
+  } finally {
+    await app.close();
+    await pgServer?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
