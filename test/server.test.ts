@@ -9,7 +9,11 @@ import { PACKAGE_ROOT } from "../src/config.ts";
 import { schema } from "../src/graphql/schema.ts";
 import { printed } from "../scripts/print-schema.ts";
 import type { Json } from "./helpers.ts";
-import { create, createTestDatabase, eventsOverSse, eventsOverWs, gql, startTestApp, stopEmbedded, type TestDatabase } from "./server-helpers.ts";
+import { mosaic } from "../src/engine/previews.ts";
+import { unpackCodes } from "../src/jobs/codes.ts";
+import { MODEL_DIR } from "./helpers.ts";
+import { loadModelInfo } from "../src/engine/model.ts";
+import { create, createTestDatabase, eventsOverSse, eventsOverWs, gql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
 let db: TestDatabase;
 let app: App;
@@ -97,31 +101,23 @@ test("a late subscriber first gets the current state, then the outcome", async (
   assert.equal(late[0].generation.images.length, 1);
 
   // Joining mid-run: Started, then a Progress carrying the newest preview, then live events.
-  const slow = await create(app, { prompt: "a small blue square at the bottom, orange background", count: 9, seed: 1, previewInterval: 16 });
-  const first = await eventsOverSse(app, slow.id);
-  const joinedAt = first.find((e) => e.__typename === "Progress" && e.tokensDone >= 48);
-  assert.ok(joinedAt, "the run is long enough to join in the middle");
   const mid = await create(app, { prompt: "a small blue square at the bottom, orange background", count: 9, seed: 1, previewInterval: 16 });
-  let seen: Json[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const poll = setInterval(async () => {
-      const r = await gql(app, `query($id: ID!) { generation(id: $id) { tokensDone } }`, { id: mid.id });
-      if (r.data.generation.tokensDone >= 48) {
-        clearInterval(poll);
-        eventsOverSse(app, mid.id).then((e) => { seen = e; resolve(); }, reject);
-      }
-    }, 20);
-  });
-  assert.equal(seen[0].__typename, "Started");
+  await waitFor("48 tokens", async () => (await gql(app, `query($id: ID!) { generation(id: $id) { tokensDone } }`, { id: mid.id })).data.generation.tokensDone >= 48, 60_000);
+  const seen = await eventsOverSse(app, mid.id);
+  assert.equal(seen[0].__typename, "Started", "joined while it runs");
   assert.equal(seen[1].__typename, "Progress");
-  assert.ok(seen[1].tokensDone >= 48);
-  assert.ok(seen[1].previews.length === 9, "the latest preview comes with the current state");
+  assert.ok(seen[1].tokensDone >= 48 && seen[1].tokensDone < 256, `joined at ${seen[1].tokensDone}`);
+  assert.equal(seen[1].previews.length, 9, "the latest preview comes with the current state");
+  assert.ok(seen[1].previews[0].tokensDone >= 48 && seen[1].previews[0].tokensDone <= seen[1].tokensDone);
   assert.equal(seen[seen.length - 1].__typename, "Completed");
 });
 
-test("cancellation: a running generation stops within a step, a queued one at once", async () => {
+test("cancellation: a running generation stops within a step, a queued one at once without starting", async () => {
   const g = await create(app, { prompt: "a big purple triangle in the centre, green background", count: 9, seed: 2 });
-  const queued = await create(app, { prompt: "a queued one", seed: 2 });
+  // 9 + 9 images do not fit the worker's batch of 16: this one waits in the queue.
+  const queued = await create(app, { prompt: "a small red square on the left, yellow background", count: 9, seed: 2 });
+  const q = await gql(app, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: queued.id });
+  assert.equal(q.data.cancelGeneration.status, "CANCELLED", "cancelled while still queued");
   let cancelled = false;
   const events = await eventsOverSse(app, g.id, (e) => {
     if (!cancelled && e.__typename === "Progress") {
@@ -133,12 +129,46 @@ test("cancellation: a running generation stops within a step, a queued one at on
   assert.equal(last.__typename, "Cancelled");
   assert.equal(last.generation.status, "CANCELLED");
   assert.ok(last.generation.tokensDone < 256, `stopped at ${last.generation.tokensDone}`);
-  const q = await gql(app, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: queued.id });
-  assert.ok(!q.errors, JSON.stringify(q.errors));
-  const outcome = (await eventsOverSse(app, queued.id)).pop();
-  assert.ok(["Cancelled", "Completed"].includes(outcome.__typename), "it ends either way (it may have finished first)");
+  assert.deepEqual((await eventsOverSse(app, queued.id)).map((e) => e.__typename), ["Cancelled"], "never started");
+  const row = await gql(app, `query($id: ID!) { generation(id: $id) { startedAt tokensDone images { index } } }`, { id: queued.id });
+  assert.deepEqual(row.data.generation, { startedAt: null, tokensDone: 0, images: [] });
   const none = await gql(app, `mutation { cancelGeneration(id: "R2VuZXJhdGlvbjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA=") { status } }`);
   assert.equal(none.errors?.[0]?.extensions?.code, "NOT_FOUND");
+});
+
+test("mosaic fields and latestPreviews show what the stored codes and previews hold", async () => {
+  const g = await create(app, { prompt: "a big red circle in the centre, blue background", count: 2, seed: 1, previewInterval: 64 });
+  const events = await eventsOverSse(app, g.id);
+  assert.equal(events.pop().__typename, "Completed");
+  const r = await gql(app, `query($id: ID!) { generation(id: $id) {
+    m0: mosaic(index: 0, format: PNG) m1: mosaic(index: 1, format: PNG, size: 32) bad: mosaic(index: 2)
+    latestPreviews { index tokensDone width } } }`, { id: g.id });
+  assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT", "index 2 of 2 images");
+  const gen = r.data.generation;
+  assert.deepEqual(gen.latestPreviews.map((p: Json) => [p.index, p.tokensDone]), [[0, 256], [1, 256]]);
+  const info = await loadModelInfo(MODEL_DIR);
+  const a = info.manifest.architecture;
+  const p = info.manifest.previews.codePatches!.patchSize;
+  const row = await app.db.prisma.generation.findUnique({ where: { id: uuidOf(g.id) } });
+  const grids = unpackCodes(row!.codes!, 2);
+  const expected = mosaic(grids[0]!, 256, info.codePatches!, { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p }, a.codebookSize);
+  const png = Buffer.from(gen.m0.replace(/^data:image\/png;base64,/, ""), "base64");
+  const { data, info: meta } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  assert.equal(meta.width, a.grid.width * p);
+  assert.ok(Buffer.from(expected).equals(data), "the GraphQL mosaic is the engine's mosaic of the stored codes");
+  const centre = ((meta.height / 2) * meta.width + meta.width / 2) * 3;
+  assert.ok(data[centre]! > data[centre + 2]! + 60, "a red centre, as asked");
+  assert.equal((await sharp(Buffer.from(gen.m1.split(",")[1], "base64")).metadata()).width, 32);
+  // Progress.mosaic in a live stream: the mosaic of the codes so far.
+  const live = await create(app, { prompt: "a small white square at the top, black background", seed: 3, previewInterval: 0 });
+  const client = await import("graphql-sse").then((m) => m.createClient({ url: app.url! }));
+  const mosaics: string[] = [];
+  for await (const e of client.iterate({ query: `subscription($id: ID!) { generationEvents(id: $id) { __typename ... on Progress { tokensDone mosaic(size: 16) } } }`, variables: { id: live.id } })) {
+    const ev = (e.data as Json).generationEvents;
+    if (ev.__typename === "Progress") mosaics.push(ev.mosaic);
+  }
+  client.dispose();
+  assert.ok(mosaics.length > 0 && mosaics.every((m) => m.startsWith("data:image/png;base64,")), "every progress event carries a mosaic");
 });
 
 test("invalid input gets a coded error and stores nothing", async () => {
@@ -173,7 +203,21 @@ test("queries: generations newest first with filters and cursors, node, models, 
   const next = await gql(app, `query($after: String) { generations(first: 1, after: $after) { edges { node { prompt } } } }`, { after: all.data.generations.pageInfo.endCursor });
   assert.equal(next.data.generations.edges[0].node.prompt, "beta blue square");
   const completed = await gql(app, `{ generations(first: 100, status: [COMPLETED]) { edges { node { status } } } }`);
+  assert.ok(completed.data.generations.edges.length >= 4, "earlier tests completed generations");
   assert.ok(completed.data.generations.edges.every((e: Json) => e.node.status === "COMPLETED"));
+  const queuedOnes = await gql(app, `{ generations(first: 100, status: [QUEUED, CANCELLED]) { edges { node { status } } } }`);
+  assert.ok(queuedOnes.data.generations.edges.every((e: Json) => ["QUEUED", "CANCELLED"].includes(e.node.status)));
+  // Backwards: the last two of the "red" ones, and the page before a cursor.
+  const back = await gql(app, `{ generations(last: 2, promptContains: "red") { edges { node { prompt } } pageInfo { hasPreviousPage startCursor } } }`);
+  const backPrompts = back.data.generations.edges.map((e: Json) => e.node.prompt);
+  assert.equal(backPrompts.length, 2);
+  const reds = (await gql(app, `{ generations(first: 100, promptContains: "red") { edges { cursor node { prompt } } } }`)).data.generations.edges;
+  assert.deepEqual(backPrompts, reds.slice(-2).map((e: Json) => e.node.prompt), "last: n is the end of the same order");
+  assert.equal(back.data.generations.pageInfo.hasPreviousPage, reds.length > 2);
+  const before = await gql(app, `query($c: String) { generations(last: 1, before: $c, promptContains: "red") { edges { node { prompt } } } }`, { c: reds[1].cursor });
+  assert.deepEqual(before.data.generations.edges.map((e: Json) => e.node.prompt), [reds[0].node.prompt]);
+  const badCursor = await gql(app, `{ generations(first: 1, after: "not a cursor") { edges { node { id } } } }`);
+  assert.ok(badCursor.errors?.[0]?.extensions?.code, JSON.stringify(badCursor));
   const id = all.data.generations.edges[0].node.id;
   const node = await gql(app, `query($id: ID!) { node(id: $id) { id ... on Generation { prompt } } }`, { id });
   assert.equal(node.data.node.prompt, "gamma red triangle");
@@ -191,7 +235,13 @@ test("schema.graphql is current, and every type and field has a description", as
     if (t.name.startsWith("__") || ["String", "Int", "Float", "Boolean", "ID"].includes(t.name)) continue;
     if (!t.description) missing.push(t.name);
     if (isObjectType(t) || isInterfaceType(t) || isInputObjectType(t)) {
-      for (const f of Object.values(t.getFields())) if (!f.description) missing.push(`${t.name}.${f.name}`);
+      for (const f of Object.values(t.getFields())) {
+        if (!f.description) missing.push(`${t.name}.${f.name}`);
+        // graphql-schema-linter's descriptions-are-capitalized: the first character does not change when upper-cased.
+        else if (f.description[0] !== f.description[0]!.toUpperCase()) missing.push(`${t.name}.${f.name} (starts in lower case)`);
+        // Arguments are held to the same standard as fields.
+        if ("args" in f) for (const a of f.args) if (!a.description) missing.push(`${t.name}.${f.name}(${a.name})`);
+      }
     }
     if (isEnumType(t)) for (const v of t.getValues()) if (!v.description) missing.push(`${t.name}.${v.name}`);
     if (isUnionType(t) && !t.description) missing.push(t.name);

@@ -81,7 +81,7 @@ export const GenerationRef = builder.node(builder.objectRef<Generation>("Generat
     status: t.field({ type: StatusEnum, description: "Where it is in its life.", resolve: (g) => g.status }),
     tokensDone: t.exposeInt("tokensDone", { description: "Tokens generated so far, per image." }),
     tokensTotal: t.exposeInt("tokensTotal", { description: "Tokens per image (the token grid's size)." }),
-    progress: t.float({ description: "tokensDone / tokensTotal, from 0 to 1.", resolve: (g) => g.tokensDone / g.tokensTotal }),
+    progress: t.float({ description: "The share of tokens done (tokensDone / tokensTotal), from 0 to 1.", resolve: (g) => g.tokensDone / g.tokensTotal }),
     queuePosition: t.int({ nullable: true, description: "1-based place in the queue while queued; null otherwise.", resolve: (g, _, ctx) => queuePosition(ctx.prisma, g) }),
     createdAt: t.expose("createdAt", { type: "DateTime", description: "When it was submitted." }),
     startedAt: t.expose("startedAt", { type: "DateTime", nullable: true, description: "When a worker started it." }),
@@ -131,7 +131,7 @@ builder.mutationField("createGeneration", (t) =>
   t.field({
     type: GenerationRef,
     description: "Queues a generation and returns it at once (status QUEUED). Follow it with the generationEvents subscription.",
-    args: { input: t.arg({ type: CreateInput, required: true }) },
+    args: { input: t.arg({ type: CreateInput, required: true, description: "The prompt and its settings." }) },
     resolve: async (_, { input }, ctx) => {
       const m = ctx.model.manifest;
       try {
