@@ -1,9 +1,13 @@
 """A few steps of every stage on a few images: proves the training code runs, in seconds.
 
-Used by the test suite; the real model is built by `training/build-model.sh`.
+Used by the test suite (training/tests/test_training.py, which then checks the exported folder and
+loads it in the engine); the real model is built by `training/build-model.sh`.
+
+    PYTHONPATH=training python3 -m mosaic_train.smoke [--work DIR]   # the model lands in DIR/model
 """
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -15,7 +19,10 @@ def run(*args: str) -> None:
 
 
 def main() -> None:
-    work = tempfile.mkdtemp(prefix="mosaic-smoke-")
+    p = argparse.ArgumentParser(description="A few steps of every training stage, exported to <work>/model.")
+    p.add_argument("--work", help="an empty or new folder (default: a new temporary one)")
+    work = p.parse_args().work or tempfile.mkdtemp(prefix="mosaic-smoke-")
+    os.makedirs(work, exist_ok=True)
     out = os.path.join(work, "model")
     run("mosaic_train.train_vq", "train", "--out", work, "--steps", "3", "--batch", "4", "--codebook", "32",
         "--embed-dim", "16", "--channels", "8")

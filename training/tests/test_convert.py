@@ -16,6 +16,7 @@ from dataclasses import replace
 from mosaic_convert import convert, flax_checkpoint, parity
 from mosaic_convert.bpe import ByteLevelBPE
 from mosaic_convert.published import MEGA, MINI, Published, text_rows, without_unscaled_norms
+from mosaic_train import model_check
 from mosaic_train.transformer import Config, DalleBart
 
 
@@ -434,8 +435,7 @@ class FlaxCheckpointTest(unittest.TestCase):
         with open(os.path.join(bart, "config.json"), "w") as f:
             json.dump(config, f)
         convert.convert(bart, vq, out, "flax-tiny", patch=None)
-        with open(os.path.join(out, "model.json")) as f:
-            m = json.load(f)
+        m = model_check.check_model_folder(out)
         self.assertEqual(m["architecture"]["heads"], 4, "heads come from config.json")
         self.assertEqual(m["training"]["convertedFrom"]["format"],
                          "BART: dalle-mini Flax checkpoint; VQGAN: dalle-mini Flax checkpoint")

@@ -1,13 +1,18 @@
 """Training-side checks: the data generator, the text pipeline, sampling, and a smoke run."""
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import numpy as np
 
-from mosaic_train import adherence, data
+from mosaic_train import adherence, data, model_check
 from mosaic_train.sampling import Mulberry32, Settings, choose
 from mosaic_train.text import WordTokenizer, normalise
 
@@ -82,11 +87,76 @@ class SamplingTest(unittest.TestCase):
         self.assertEqual(choose(logits, Settings(top_k=1), Mulberry32(1)), 1)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 class SmokeTest(unittest.TestCase):
+    """A few steps of every stage (mosaic_train.smoke), then what they exported: model.json against
+    the format and the ONNX graphs (mosaic_train.model_check), and the folder loaded by the TypeScript
+    engine, which must reproduce the PyTorch fixtures the export wrote (scripts/smoke-engine.ts)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="mosaic-smoke-")
+        cls.model = os.path.join(cls.work, "model")
+        cls.run_ = subprocess.run([sys.executable, "-m", "mosaic_train.smoke", "--work", cls.work],
+                                  capture_output=True, text=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def setUp(self):
+        self.assertEqual(self.run_.returncode, 0, self.run_.stderr[-3000:])
+
     def test_every_stage_runs(self):
-        out = subprocess.run([sys.executable, "-m", "mosaic_train.smoke"], capture_output=True, text=True)
-        self.assertEqual(out.returncode, 0, out.stderr[-3000:])
-        self.assertIn("smoke run ok", out.stdout)
+        self.assertIn("smoke run ok", self.run_.stdout)
+
+    def test_the_export_is_a_valid_model_folder(self):
+        m = model_check.check_model_folder(self.model)
+        a = m["architecture"]
+        # the sizes smoke.py asks for
+        self.assertEqual((a["encoderLayers"], a["decoderLayers"], a["heads"], a["modelWidth"], a["feedForwardWidth"],
+                          a["codebookSize"], a["startTokenId"]), (1, 1, 2, 32, 48, 32, 32))
+        self.assertEqual(a["textVocabSize"], len(WordTokenizer(data.vocabulary()).vocab))
+
+    def test_the_check_catches_a_broken_folder(self):
+        def broken(edit) -> str:
+            folder = tempfile.mkdtemp(dir=self.work)
+            for f in os.listdir(self.model):
+                shutil.copy(os.path.join(self.model, f), folder)
+            with open(os.path.join(folder, "model.json")) as f:
+                m = json.load(f)
+            edit(m, folder)
+            with open(os.path.join(folder, "model.json"), "w") as f:
+                json.dump(m, f)
+            return folder
+
+        cases = {
+            "codebookSize": lambda m, _: m["architecture"].update(codebookSize=33),
+            "textVocabSize": lambda m, _: m["architecture"].update(textVocabSize=39),
+            "maxTextLength": lambda m, _: m["architecture"].update(maxTextLength=31),
+            "decoderLayers": lambda m, _: m["architecture"].update(decoderLayers=2),
+            "feed-forward": lambda m, _: m["architecture"].update(feedForwardWidth=64),
+            "heads × headDim": lambda m, _: m["architecture"].update(heads=4),
+            "architecture.grid is missing": lambda m, _: m["architecture"].pop("grid"),
+            "sampling.topK is missing": lambda m, _: m["sampling"].pop("topK"),
+            "decoder_step.onnx is missing": lambda _, d: os.remove(os.path.join(d, "decoder_step.onnx")),
+            "code-patches.bin: ": lambda _, d: open(os.path.join(d, "code-patches.bin"), "ab").write(b"x"),
+            "outputs": lambda m, _: m["graphs"]["decoderStep"]["outputs"].pop(),
+            "tokenizer": lambda m, _: m["text"].update(tokenizer="missing.json"),
+        }
+        for problem, edit in cases.items():
+            with self.subTest(problem=problem):
+                with self.assertRaisesRegex(model_check.ModelFolderError, re.escape(problem)):
+                    model_check.check_model_folder(broken(edit))
+
+    def test_the_engine_serves_the_export(self):
+        out = subprocess.run(["node", "--import", "tsx", os.path.join("scripts", "smoke-engine.ts"), self.model,
+                              os.path.join(self.work, "fixtures.json")], cwd=ROOT, capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr[-3000:] + out.stdout[-1000:])
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        self.assertEqual((result["ok"], result["generations"], result["tokensEach"]), (True, 4, 256))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+/**
+ * Loads a model folder with the engine (src/engine/model.ts) and checks it against the PyTorch
+ * reference fixtures that training/mosaic_train/export.py writes with it: the prompts' token ids, the
+ * text encoder, three decoder steps (cached and uncached), the VQ decoder, and whole greedy and seeded
+ * generations token for token. training/tests/test_training.py runs it on the smoke run's export, so
+ * `npm test` proves that what the training code exports is a model the engine can serve.
+ *
+ *   node --import tsx scripts/smoke-engine.ts <model folder> <fixtures.json>
+ *
+ * Prints one JSON line with what it checked; exits 1 with the first disagreement.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import ort from "onnxruntime-node";
+import { generate, type GenerationEvent } from "../src/engine/generate.ts";
+import { loadModel } from "../src/engine/model.ts";
+
+const TOL = 1e-4; // as test/engine.test.ts: ONNX Runtime and PyTorch order float sums differently
+
+interface PySettings { guidance_scale: number; top_k: number; top_p: number; temperature: number }
+interface Reference {
+  prompts: string[];
+  normalised: string[];
+  inputIds: number[][];
+  attentionMask: number[][];
+  crossKStride: number;
+  crossKSample: number[];
+  stepTokens: number[][];
+  stepLogits: number[][][];
+  fullForwardLogits: number[][][];
+  greedy: { seeds: number[]; settings: PySettings; codes: number[][] };
+  sampled: { seeds: number[]; settings: PySettings; codes: number[][] };
+  vq: { codes: number[]; pixelStride: number; pixelSample: number[] };
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, "lengths");
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+function int64(rows: number[][]): ort.Tensor {
+  return new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]!.length]);
+}
+
+const [folder, fixtures] = process.argv.slice(2);
+if (!folder || !fixtures) {
+  console.error("usage: node --import tsx scripts/smoke-engine.ts <model folder> <fixtures.json>");
+  process.exit(2);
+}
+const ref = JSON.parse(readFileSync(fixtures, "utf8")) as Reference;
+const model = await loadModel(folder, { log: () => {} });
+try {
+  const a = model.manifest.architecture;
+  const n = a.grid.height * a.grid.width;
+  ref.prompts.forEach((prompt, i) => {
+    const e = model.prompts.encode(prompt);
+    assert.equal(e.normalised, ref.normalised[i], `normalised prompt ${i}`);
+    assert.deepEqual(e.ids, ref.inputIds[i], `token ids of prompt ${i}`);
+    assert.deepEqual(e.mask, ref.attentionMask[i], `mask of prompt ${i}`);
+  });
+
+  const mask = int64(ref.attentionMask);
+  const cross = await model.textEncoder.run({ input_ids: int64(ref.inputIds), attention_mask: mask });
+  const ck = cross.cross_k!.data as Float32Array;
+  const crossDiff = maxAbsDiff(ref.crossKSample.map((_, i) => ck[i * ref.crossKStride]!), ref.crossKSample);
+  assert.ok(crossDiff < TOL, `text encoder: ${crossDiff}`);
+
+  const dims = [a.decoderLayers, 2, a.heads, n, a.headDim];
+  const pastK = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const pastV = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  let stepDiff = 0;
+  for (let pos = 0; pos < ref.stepTokens.length; pos++) {
+    const out = await model.decoderStep.run({
+      token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
+      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
+      past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v!, text_mask: mask,
+    });
+    const logits = out.logits!.data as Float32Array;
+    assert.equal(logits.length, 2 * a.codebookSize, "logits are [batch, codebookSize]");
+    stepDiff = Math.max(stepDiff, maxAbsDiff(logits, ref.stepLogits[pos]!.flat()), maxAbsDiff(logits, ref.fullForwardLogits[pos]!.flat()));
+    assert.ok(stepDiff < TOL, `decoder step ${pos}: ${stepDiff}`);
+    const k = pastK.data as Float32Array, v = pastV.data as Float32Array;
+    const nk = out.new_k!.data as Float32Array, nv = out.new_v!.data as Float32Array;
+    for (let row = 0; row < a.decoderLayers * 2 * a.heads; row++) {
+      k.set(nk.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
+      v.set(nv.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
+    }
+  }
+
+  const vq = await model.vqDecoder.run({
+    codes: new ort.Tensor("int64", BigInt64Array.from(ref.vq.codes.map(BigInt)), [1, a.grid.height, a.grid.width]),
+  });
+  const pixels = vq.pixels!.data as Float32Array;
+  const vqDiff = maxAbsDiff(ref.vq.pixelSample.map((_, i) => pixels[i * ref.vq.pixelStride]!), ref.vq.pixelSample);
+  assert.ok(vqDiff < TOL, `VQ decoder: ${vqDiff}`);
+
+  let generated = 0;
+  for (const [name, r, prompts] of [["greedy", ref.greedy, ref.prompts], ["sampled", ref.sampled, [ref.prompts[0]!, ref.prompts[0]!]]] as const) {
+    for (let i = 0; i < r.seeds.length; i++) {
+      const s = r.settings;
+      const events: GenerationEvent[] = [];
+      for await (const ev of generate(model, {
+        prompt: prompts[i]!, seed: r.seeds[i]!, previewInterval: 64,
+        sampling: { guidanceScale: s.guidance_scale, topK: s.top_k, topP: s.top_p, temperature: s.temperature },
+      })) events.push(ev);
+      const done = events.find((e) => e.type === "completed");
+      assert.ok(done && done.type === "completed", `${name} ${i}: no completed event`);
+      const [img] = done.images;
+      assert.deepEqual(Array.from(img!.codes), r.codes[i], `${name} ${i}: the engine's tokens differ from PyTorch's`);
+      assert.equal(img!.data.length, a.imageSize.height * a.imageSize.width * 3, `${name} ${i}: image size`);
+      assert.equal(events.filter((e) => e.type === "progress").length, n, `${name} ${i}: one progress event per token`);
+      generated++;
+    }
+  }
+  console.log(JSON.stringify({ ok: true, folder, crossDiff, stepDiff, vqDiff, generations: generated, tokensEach: n }));
+} catch (e) {
+  console.error(`smoke-engine: ${(e as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  await model.release();
+}
