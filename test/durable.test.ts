@@ -12,6 +12,7 @@ import pg from "pg";
 import type { App } from "../src/app.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { encodeFrame } from "../src/images/encode.ts";
+import { estimateSeconds } from "../src/jobs/watch.ts";
 import { collect, finalImages, sharedModel } from "./helpers.ts";
 import {
   create, createTestDatabase, eventsOverSse, gql, spawnMosaic, startTestApp, stopEmbedded, uuidOf, waitFor,
@@ -258,5 +259,48 @@ test("the database restarts mid-run: the generation completes, the subscriber ri
     await app.close();
     await pgServer?.stop();
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("back to back: the next job starts within 100 ms of the last one's end; queued ETAs are within 50% for a backlog of 100", async () => {
+  const serial = await createTestDatabase();
+  const app = await startTestApp(serial.url, "all", { batchImages: 1 });
+  try {
+    const jobs = [];
+    for (let i = 0; i < 6; i++) jobs.push(await create(app, { prompt: "a small red circle on the left, white background", seed: i, previewInterval: 0 }));
+    for (const g of jobs) assert.equal((await eventsOverSse(app, g.id)).pop().__typename, "Completed");
+    const rows = await sql(serial.url, `SELECT "startedAt", "finishedAt" FROM "Generation" ORDER BY "startedAt"`);
+    const gaps = rows.slice(1).map((r, i) => r.startedAt.getTime() - rows[i].finishedAt.getTime());
+    assert.ok(gaps.every((g) => g < 100), `gaps between jobs: ${gaps.join(", ")} ms`);
+  } finally {
+    await app.close();
+    await serial.drop();
+  }
+
+  const backlog = await createTestDatabase();
+  const all = await startTestApp(backlog.url, "all");
+  try {
+    // History first: the ETA comes from measured throughput.
+    const warm = [];
+    for (let i = 0; i < 24; i++) warm.push(await create(all, { prompt: "a big blue square in the centre, yellow background", seed: i, previewInterval: 0 }));
+    for (const g of warm) assert.equal((await eventsOverSse(all, g.id)).pop().__typename, "Completed");
+    const ids: string[] = [];
+    for (let i = 0; i < 100; i++) ids.push(uuidOf((await create(all, { prompt: "a big blue square in the centre, yellow background", seed: 100 + i, previewInterval: 0 })).id));
+    const t0 = Date.now();
+    const predicted: [string, number][] = [];
+    for (const id of [ids[49]!, ids[74]!, ids[99]!]) {
+      const g = await all.db.prisma.generation.findUnique({ where: { id } });
+      if (g!.status !== "QUEUED") continue;
+      predicted.push([id, await estimateSeconds(all.db.prisma, g!)]);
+    }
+    assert.ok(predicted.length >= 2, "the backlog is still queued");
+    for (const id of ids) await waitFor("the backlog", async () => (await row(backlog.url, id)).status === "COMPLETED", 120_000);
+    for (const [id, eta] of predicted) {
+      const actual = ((await row(backlog.url, id)).startedAt.getTime() - t0) / 1000;
+      assert.ok(Math.abs(eta - actual) <= 0.5 * actual, `predicted ${eta} s, started after ${actual.toFixed(2)} s`);
+    }
+  } finally {
+    await all.close();
+    await backlog.drop();
   }
 });

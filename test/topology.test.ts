@@ -6,7 +6,9 @@ import type { App } from "../src/app.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import { unpackCodes } from "../src/jobs/codes.ts";
 import { collect, finalImages, MODEL_DIR, sharedModel } from "./helpers.ts";
-import { create, createTestDatabase, eventsOverSse, gql, startTestApp, stopEmbedded, type TestDatabase } from "./server-helpers.ts";
+import { createClient as createSseClient } from "graphql-sse";
+import type { Json } from "./helpers.ts";
+import { create, createTestDatabase, eventsOverSse, gql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
 let db: TestDatabase;
 const children: ChildProcess[] = [];
@@ -70,9 +72,18 @@ test("queued generations survive a restart and complete; a queued one cancels at
   const third = await create(api, { prompt: "to be cancelled", seed: 7 });
   const cancel = await gql(api, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: third.id });
   assert.equal(cancel.data.cancelGeneration.status, "CANCELLED", "no worker runs it: cancelled while queued");
-  const queued = await gql(api, `query($id: ID!) { generation(id: $id) { status queuePosition } }`, { id: second.id });
-  assert.equal(queued.data.generation.status, "QUEUED");
-  assert.ok(queued.data.generation.queuePosition >= 1);
+  const positions = await gql(api, `query($a: ID!, $b: ID!, $c: ID!) { a: generation(id: $a) { status queuePosition } b: generation(id: $b) { status queuePosition } c: generation(id: $c) { queuePosition } }`, { a: first.id, b: second.id, c: third.id });
+  assert.deepEqual(positions.data, { a: { status: "QUEUED", queuePosition: 1 }, b: { status: "QUEUED", queuePosition: 2 }, c: { queuePosition: null } });
+  // The Queued event: its place and a wait that grows with the work ahead (one image each here).
+  const client = createSseClient({ url: api.url! });
+  const firstEvent = async (id: string) => {
+    for await (const e of client.iterate({ query: `subscription($id: ID!) { generationEvents(id: $id) { __typename ... on Queued { position etaSeconds } } }`, variables: { id } })) return (e.data as Json).generationEvents;
+  };
+  const [q1, q2] = [await firstEvent(first.id), await firstEvent(second.id)];
+  client.dispose();
+  assert.equal(q1.position, 1);
+  assert.equal(q2.position, 2);
+  assert.ok(q2.etaSeconds > q1.etaSeconds && q1.etaSeconds >= 0, `ETA ${q1.etaSeconds} s then ${q2.etaSeconds} s`);
   await api.close();
   api = null;
 
@@ -107,6 +118,25 @@ test("a generation left RUNNING by a dead worker is picked up again", async () =
   } finally {
     await worker.close();
     await api.close();
+  }
+});
+
+test("a worker whose job was taken from it (requeued and claimed elsewhere) drops its result and writes nothing", async () => {
+  const lines: string[] = [];
+  const app = await startTestApp(db.url, "all", { log: (l) => lines.push(l) });
+  try {
+    const g = await create(app, { prompt: "a big yellow circle on the right, black background", count: 9, seed: 31, previewInterval: 16 });
+    const id = uuidOf(g.id);
+    await waitFor("32 tokens", async () => ((await app.db.prisma.generation.findUnique({ where: { id } }))?.tokensDone ?? 0) >= 32, 60_000);
+    // What another worker does after presuming this one dead: the row is now its.
+    await app.db.prisma.$executeRaw`UPDATE "Generation" SET "workerId" = 'another-worker' WHERE id = ${id}::uuid`;
+    await waitFor("the worker to notice", async () => lines.some((l) => l.includes(`generation ${id} was taken from this worker`)), 30_000);
+    const row = await app.db.prisma.generation.findUnique({ where: { id }, include: { images: true } });
+    assert.equal(row!.workerId, "another-worker");
+    assert.equal(row!.status, "RUNNING", "the old worker neither completes nor fails it");
+    assert.equal(row!.images.length, 0);
+  } finally {
+    await app.close();
   }
 });
 

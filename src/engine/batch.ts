@@ -107,9 +107,13 @@ export class DecodeBatch {
     this.state = model.deviceOps ? new DeviceState(dims, model.deviceOps) : new HostState(dims);
   }
 
-  /** Images being generated, admitted ones included. */
+  /**
+   * Images being generated, admitted ones included. Members that finished at the last step still sit
+   * in the batch until the next one regroups it, but their room is free: counting them made a worker
+   * with a full batch wait a whole poll interval before claiming the next job.
+   */
   get images(): number {
-    return [...this.members, ...this.pending].reduce((s, m) => s + m.n, 0);
+    return [...this.members, ...this.pending].reduce((s, m) => s + (m.done ? 0 : m.n), 0);
   }
 
   get active(): boolean {

@@ -24,8 +24,8 @@ const RETRY_MS = 1_000;
 
 /**
  * Seconds until a queued generation starts, from measured throughput: the images ahead of it in its
- * model's queue (plus what remains of the running ones), divided by the rate at which recent
- * generations of that model completed. Before any history, a second per image.
+ * model's queue (plus what remains of the running ones), divided by the images per second recent
+ * generations of that model were done at. Before any history, a second per image.
  */
 export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" | "createdAt" | "model">): Promise<number> {
   const [load] = await prisma.$queryRaw<{ ahead: number; running: number }[]>`
@@ -33,16 +33,34 @@ export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" |
       COALESCE(SUM(count) FILTER (WHERE status = 'QUEUED' AND ("createdAt", id) < (${g.createdAt}::timestamptz, ${g.id}::uuid)), 0)::float AS ahead,
       COALESCE(SUM(count * ("tokensTotal" - "tokensDone")::float / "tokensTotal") FILTER (WHERE status = 'RUNNING'), 0)::float AS running
     FROM "Generation" WHERE model = ${g.model} AND status IN ('QUEUED', 'RUNNING')`;
-  const recent = await prisma.$queryRaw<{ images: number; seconds: number | null; oldest: number }[]>`
-    SELECT SUM(count)::float AS images, EXTRACT(EPOCH FROM MAX("finishedAt") - MIN("finishedAt"))::float AS seconds,
-           (ARRAY_AGG(count ORDER BY "finishedAt"))[1]::float AS oldest
-    FROM (SELECT count, "finishedAt" FROM "Generation" WHERE model = ${g.model} AND status = 'COMPLETED'
-          AND "finishedAt" > now() - interval '10 minutes' ORDER BY "finishedAt" DESC LIMIT 20) r`;
-  const r = recent[0];
-  // Completions per second over the window between the oldest and newest of the recent ones.
-  const perSecond = r && r.seconds && r.seconds > 0 ? (r.images - r.oldest) / r.seconds : 1;
+  const recent = await prisma.generation.findMany({
+    where: { model: g.model, status: "COMPLETED", startedAt: { not: null }, finishedAt: { gt: new Date(Date.now() - 10 * 60_000) } },
+    orderBy: { finishedAt: "desc" }, take: 50, select: { count: true, startedAt: true, finishedAt: true },
+  });
+  const perSecond = imagesPerBusySecond(recent.map((r) => ({ images: r.count, start: r.startedAt!.getTime(), end: r.finishedAt!.getTime() })));
   const work = (load?.ahead ?? 0) + (load?.running ?? 0);
-  return Math.round((work / Math.max(perSecond, 1e-3)) * 10) / 10;
+  return Math.round((work / Math.max(perSecond ?? 1, 1e-3)) * 10) / 10;
+}
+
+/**
+ * Throughput while the workers were busy: images completed over the time covered by their runs
+ * (overlapping runs merged). Completion times alone mislead under continuous batching, where a whole
+ * batch finishes at once, and wall-clock spans count idle time between jobs.
+ */
+export function imagesPerBusySecond(runs: { images: number; start: number; end: number }[]): number | null {
+  if (runs.length === 0) return null;
+  const sorted = [...runs].sort((a, b) => a.start - b.start);
+  let busy = 0;
+  let [from, to] = [sorted[0]!.start, sorted[0]!.end];
+  for (const r of sorted.slice(1)) {
+    if (r.start > to) {
+      busy += to - from;
+      [from, to] = [r.start, r.end];
+    } else to = Math.max(to, r.end);
+  }
+  busy += to - from;
+  const images = runs.reduce((s, r) => s + r.images, 0);
+  return busy > 0 ? images / (busy / 1000) : null;
 }
 
 export async function* watchGeneration(prisma: Prisma, bus: EventBus, id: string, signal?: AbortSignal): AsyncGenerator<WatchEvent> {
