@@ -56,7 +56,7 @@ try {
   const n = a.grid.height * a.grid.width;
   ref.prompts.forEach((prompt, i) => {
     const e = model.prompts.encode(prompt);
-    assert.equal(e.normalised, ref.normalised[i], `normalised prompt ${i}`);
+    assert.equal(e.normalized, ref.normalised[i], `normalised prompt ${i}`);
     assert.deepEqual(e.ids, ref.inputIds[i], `token ids of prompt ${i}`);
     assert.deepEqual(e.mask, ref.attentionMask[i], `mask of prompt ${i}`);
   });

@@ -17,6 +17,10 @@ Environment:
   MOSAIC_EMBEDDED_PG_PORT  the embedded database's port on 127.0.0.1 (default 54329)
   MOSAIC_MODEL          model folder (default: models/mosaic-shapes)
   MOSAIC_PROVIDER       cpu, webgpu or cuda (default: cpu; falls back to cpu)
+  MOSAIC_WORKER_BATCH   the most images a worker decodes together (default 16)
+  MOSAIC_LEASE_SECONDS  a running job whose worker is silent this long is requeued and resumed (default 15)
+  MOSAIC_MAX_ATTEMPTS   a job lost this many times ends FAILED with WORKER_LOST (default 3)
+  MOSAIC_HEALTH_FILE    a worker touches this file at every heartbeat (container health checks)
 `;
 
 async function main(argv: string[]): Promise<void> {

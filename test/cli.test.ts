@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -73,5 +73,19 @@ test("mosaic --help documents every sampling flag", async () => {
   const { stdout } = await run(process.execPath, [BIN, "--help"]);
   for (const flag of ["--count", "--seed", "--guidance", "--top-k", "--top-p", "--temperature", "--model", "--format", "--previews", "--size"]) {
     assert.ok(stdout.includes(flag), flag);
+  }
+});
+
+test("every environment variable the server reads is in mosaic --help and the README's configuration table", async () => {
+  const { stdout } = await run(process.execPath, [BIN, "--help"]);
+  const readme = await readFile(path.join(PACKAGE_ROOT, "README.md"), "utf8");
+  const sources = await Promise.all((await readdir(path.join(PACKAGE_ROOT, "src"), { recursive: true }))
+    .filter((f) => f.endsWith(".ts") && !f.startsWith("db/generated")).map((f) => readFile(path.join(PACKAGE_ROOT, "src", f), "utf8")));
+  const names = new Set<string>();
+  for (const src of sources) for (const m of src.matchAll(/process\.env\.([A-Z_]+)|[a-z]+Env\("([A-Z_]+)"/g)) names.add((m[1] ?? m[2])!);
+  assert.ok(names.size >= 10, [...names].join(" "));
+  for (const name of names) {
+    assert.ok(stdout.includes(name), `${name} in mosaic --help`);
+    assert.ok(readme.includes(`| \`${name}\``), `${name} in the README's table`);
   }
 });

@@ -71,7 +71,7 @@ test("the converted model declares dalle-mini's text pipeline and the published 
 
 test("BART's byte-level BPE from vocab.json + merges.txt gives the reference token ids", () => {
   const e = model.prompts.encode(ref.prompt);
-  assert.equal(e.normalised, ref.normalised);
+  assert.equal(e.normalized, ref.normalised);
   const cond = ref.inputIds[1]!;
   assert.deepEqual(e.ids, cond);
   assert.deepEqual(e.mask, cond.map((id) => (id === 1 ? 0 : 1)));
@@ -125,7 +125,7 @@ test("the engine's greedy generation with guidance equals the PyTorch reference 
 
 test("a prompt longer than the text encoder reads is cut as the reference cuts it, keeping </s>", async () => {
   const e = model.prompts.encode(ref.long.prompt);
-  assert.equal(e.normalised, ref.long.normalised);
+  assert.equal(e.normalized, ref.long.normalised);
   assert.equal(e.truncatedTokens, ref.long.tokens - model.manifest.architecture.maxTextLength);
   assert.ok(e.truncatedTokens > 0);
   assert.deepEqual(e.ids, ref.long.inputIds);

@@ -3,8 +3,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { normaliseDalleMini } from "../src/engine/normalize-dalle-mini.ts";
-import { normalise } from "../src/engine/text.ts";
+import { normalizeDalleMini } from "../src/engine/normalize-dalle-mini.ts";
+import { normalize } from "../src/engine/text.ts";
 
 // Inputs and expected strings live in test/fixtures/dalle-mini-normalizer.json: "python" is the output of
 // dalle-mini's own text.py (TextNormalizer) under ftfy 6.1.1, emoji 2.2.0 and unidecode 1.3.6, with its
@@ -33,7 +33,7 @@ function norm(text: string, draws: readonly number[] = []): string {
     assert.ok(draw !== undefined, `unplanned random draw for ${JSON.stringify(text)}`);
     return draw;
   };
-  const out = normaliseDalleMini(text, { random });
+  const out = normalizeDalleMini(text, { random });
   assert.equal(next, draws.length, "every planned draw is used");
   return out;
 }
@@ -57,12 +57,12 @@ test("the fixture holds every case the port was checked on", () => {
 });
 
 test("a <person> drawn from the default random source is one of Python's three words", () => {
-  assert.match(normaliseDalleMini("<person>"), /^ (a person|someone|somebody)$/);
+  assert.match(normalizeDalleMini("<person>"), /^ (a person|someone|somebody)$/);
 });
 
 test("through the engine, a prompt with <person> normalises the same way every time", () => {
   const prompt = "<person> riding a horse, <person> watching";
-  const first = normalise(prompt, "dalle-mini");
-  for (let i = 0; i < 5; i++) assert.equal(normalise(prompt, "dalle-mini"), first);
+  const first = normalize(prompt, "dalle-mini");
+  for (let i = 0; i < 5; i++) assert.equal(normalize(prompt, "dalle-mini"), first);
   assert.ok(!first.includes("person>"), first);
 });

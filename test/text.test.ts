@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { normaliseBasic } from "../src/engine/text.ts";
+import { normalizeBasic } from "../src/engine/text.ts";
 import { reference, sharedModel } from "./helpers.ts";
 
 test("mosaic-basic normalisation matches the Python training code", () => {
   // The same cases as training/tests/test_training.py.
-  assert.equal(normaliseBasic("  A Big RED circle!!  On the LEFT... "), "a big red circle , on the left");
-  assert.equal(normaliseBasic("Crème brûlée, naïve"), "creme brulee , naive");
-  assert.equal(normaliseBasic(",,hello,,"), "hello");
-  assert.equal(normaliseBasic(""), "");
+  assert.equal(normalizeBasic("  A Big RED circle!!  On the LEFT... "), "a big red circle , on the left");
+  assert.equal(normalizeBasic("Crème brûlée, naïve"), "creme brulee , naive");
+  assert.equal(normalizeBasic(",,hello,,"), "hello");
+  assert.equal(normalizeBasic(""), "");
   const ref = reference();
-  ref.prompts.forEach((p, i) => assert.equal(normaliseBasic(p), ref.normalised[i]));
+  ref.prompts.forEach((p, i) => assert.equal(normalizeBasic(p), ref.normalised[i]));
 });
 
 test("token ids equal the ones the model was trained with", async () => {

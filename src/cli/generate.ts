@@ -85,7 +85,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
   try {
     for await (const ev of events) {
       if (ev.type === "started") {
-        process.stderr.write(`prompt: "${ev.normalisedPrompt}"  seed: ${ev.seed}  images: ${ev.count}\n`);
+        process.stderr.write(`prompt: "${ev.normalizedPrompt}"  seed: ${ev.seed}  images: ${ev.count}\n`);
         if (ev.truncatedTokens > 0) process.stderr.write(`warning: the prompt is too long for this model; its last ${ev.truncatedTokens} tokens were dropped\n`);
         if (ev.unknownWords.length > 0) process.stderr.write(`warning: words this model does not know: ${ev.unknownWords.join(", ")}\n`);
       } else if (ev.type === "progress") {

@@ -130,7 +130,7 @@ export class DecodeBatch {
     m.mask = rows.map((e) => e.mask);
     m.ids = rows.map((e) => e.ids);
     m.push({
-      type: "started", prompt: r.prompt, normalisedPrompt: encoded.normalised, truncatedTokens: encoded.truncatedTokens,
+      type: "started", prompt: r.prompt, normalizedPrompt: encoded.normalized, truncatedTokens: encoded.truncatedTokens,
       unknownWords: encoded.unknownWords, seed: r.seed, seeds: m.seeds, count: m.n, settings: r.settings,
       previewInterval: r.previewInterval, tokensTotal: this.total,
     });

@@ -6,7 +6,6 @@ export type ErrorCode =
   | "MODEL_INVALID"
   | "MODEL_NOT_FOUND"
   | "BAD_INPUT"
-  | "CANCELLED"
   | "INFERENCE_FAILED";
 
 export class MosaicError extends Error {

@@ -1,5 +1,5 @@
 /**
- * dalle-mini's prompt normalisation: `TextNormalizer.__call__` from borisdayma/dalle-mini
+ * dalle-mini's prompt normalization: `TextNormalizer.__call__` from borisdayma/dalle-mini
  * (src/dalle_mini/model/text.py), step for step in the same order, with the same regular
  * expressions and constants. A model trained on dalle-mini's data saw every caption through it, so
  * its prompts must go through it too. Each step is tagged with the Python function it ports.
@@ -54,7 +54,7 @@ const TEMP = "xtokx";
 /** Person words and their counts in Wikipedia, as dalle-mini weighs them. */
 const PERSON_TOKENS: readonly (readonly [string, number])[] = [["a person", 282265], ["someone", 121194], ["somebody", 12219]];
 
-export function normaliseDalleMini(text: string, options: DalleMiniOptions = {}): string {
+export function normalizeDalleMini(text: string, options: DalleMiniOptions = {}): string {
   let t = fixText(text);
   t = htmlUnescape(htmlUnescape(t)); // fix_html
   t = demojize(t);

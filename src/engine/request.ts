@@ -45,7 +45,7 @@ export interface FinalImage extends Frame {
 export interface StartedEvent {
   type: "started";
   prompt: string;
-  normalisedPrompt: string;
+  normalizedPrompt: string;
   truncatedTokens: number;
   unknownWords: string[];
   seed: number;

@@ -1,11 +1,11 @@
 /**
- * Prompt text -> token ids, as the model folder declares: a normalisation by name, then the
+ * Prompt text -> token ids, as the model folder declares: a normalization by name, then the
  * tokenizer file (a Hugging Face tokenizer.json read by @huggingface/tokenizers).
  */
 import { readFile } from "node:fs/promises";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { MosaicError } from "./errors.ts";
-import { normaliseDalleMini } from "./normalize-dalle-mini.ts";
+import { normalizeDalleMini } from "./normalize-dalle-mini.ts";
 import { Mulberry32 } from "./random.ts";
 
 export type NormalizationName = "mosaic-basic" | "dalle-mini" | "none";
@@ -16,7 +16,7 @@ export const NORMALIZATIONS: readonly NormalizationName[] = ["mosaic-basic", "da
  * is not a letter, digit or space becomes one comma token, white space collapsed, commas at the
  * ends dropped. Must equal training/mosaic_train/text.py `normalise`.
  */
-export function normaliseBasic(text: string): string {
+export function normalizeBasic(text: string): string {
   const ascii = text.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
   const spaced = ascii.replace(/[^a-z0-9\s]+/g, " , ");
   const out: string[] = [];
@@ -40,15 +40,15 @@ function promptRandom(text: string): () => number {
   return () => rng.uniform();
 }
 
-export function normalise(text: string, name: NormalizationName): string {
-  if (name === "mosaic-basic") return normaliseBasic(text);
-  if (name === "dalle-mini") return normaliseDalleMini(text, { random: promptRandom(text) });
+export function normalize(text: string, name: NormalizationName): string {
+  if (name === "mosaic-basic") return normalizeBasic(text);
+  if (name === "dalle-mini") return normalizeDalleMini(text, { random: promptRandom(text) });
   return text;
 }
 
 export interface EncodedPrompt {
   /** The text the tokenizer saw. */
-  normalised: string;
+  normalized: string;
   /** Padded to the model's max text length. */
   ids: number[];
   mask: number[];
@@ -86,19 +86,19 @@ export class PromptEncoder {
   }
 
   encode(prompt: string): EncodedPrompt {
-    return this.encodeText(normalise(prompt, this.normalization));
+    return this.encodeText(normalize(prompt, this.normalization));
   }
 
   /**
-   * The unconditional row for guidance: the tokenizer on the empty string, not normalised
-   * (dalle-mini's processor does the same; its normaliser would turn "" into " ", a real token).
+   * The unconditional row for guidance: the tokenizer on the empty string, not normalized
+   * (dalle-mini's processor does the same; its normalizer would turn "" into " ", a real token).
    */
   encodeUnconditional(): EncodedPrompt {
     return this.encodeText("");
   }
 
-  private encodeText(normalised: string): EncodedPrompt {
-    const enc = this.tokenizer.encode(normalised);
+  private encodeText(normalized: string): EncodedPrompt {
+    const enc = this.tokenizer.encode(normalized);
     const unknownWords: string[] = [];
     // @huggingface/tokenizers 0.2 reads a WordLevel model but returns undefined for words outside
     // its vocabulary instead of the unknown token; map them here and remember the words.
@@ -121,6 +121,6 @@ export class PromptEncoder {
       ids.push(this.padId);
       mask.push(0);
     }
-    return { normalised, ids, mask, truncatedTokens, unknownWords };
+    return { normalized, ids, mask, truncatedTokens, unknownWords };
   }
 }

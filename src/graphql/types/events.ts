@@ -13,7 +13,7 @@ const Queued = builder.objectRef<Of<"Queued">>("Queued").implement({
   isTypeOf: (e) => (e as WatchEvent).type === "Queued",
   fields: (t) => ({
     position: t.exposeInt("position", { description: "1-based place in the queue." }),
-    etaSeconds: t.exposeFloat("etaSeconds", { description: "Rough wait before it starts, from recent generations' durations." }),
+    etaSeconds: t.exposeFloat("etaSeconds", { description: "Estimated wait before it starts: the images ahead of it over the images per second recent generations were done at." }),
     generation: t.field({ type: GenerationRef, ...generationField, resolve: (e) => e.generation }),
   }),
 });

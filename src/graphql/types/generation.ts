@@ -72,7 +72,7 @@ export const GenerationRef = builder.node(builder.objectRef<Generation>("Generat
   loadMany: (ids, ctx) => ctx.prisma.generation.findMany({ where: { id: { in: ids.filter(isUuid) } } }).then((rows) => ids.map((id) => rows.find((r) => r.id === id) ?? null)),
   fields: (t) => ({
     prompt: t.exposeString("prompt", { description: "The prompt as typed." }),
-    normalizedPrompt: t.exposeString("normalizedPrompt", { description: "The prompt as the model reads it, after the model's text normalisation." }),
+    normalizedPrompt: t.exposeString("normalizedPrompt", { description: "The prompt as the model reads it, after the model's text normalization." }),
     model: t.exposeString("model", { description: "The model's name." }),
     count: t.exposeInt("count", { description: "How many images (1-9)." }),
     seed: t.exposeInt("seed", { description: "The generation's seed (chosen at random when none was given); image i uses seed + i." }),
@@ -141,7 +141,7 @@ builder.mutationField("createGeneration", (t) =>
           sampling: { guidanceScale: undef(input.guidanceScale), topK: undef(input.topK), topP: undef(input.topP), temperature: undef(input.temperature) },
         });
         return await enqueue(ctx.prisma, {
-          prompt: r.prompt, normalizedPrompt: ctx.model.prompts.encode(r.prompt).normalised, model: m.name, count: r.count, seed: r.seed,
+          prompt: r.prompt, normalizedPrompt: ctx.model.prompts.encode(r.prompt).normalized, model: m.name, count: r.count, seed: r.seed,
           ...r.settings, previewInterval: r.previewInterval, tokensTotal: m.architecture.grid.height * m.architecture.grid.width,
         });
       } catch (e) {
