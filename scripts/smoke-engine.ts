@@ -14,31 +14,10 @@ import { readFileSync } from "node:fs";
 import ort from "onnxruntime-node";
 import { generate, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/model.ts";
+// The fixtures' shape and the comparison are the engine tests' own (one definition of each).
+import { maxAbsDiff, type Reference } from "../test/helpers.ts";
 
 const TOL = 1e-4; // as test/engine.test.ts: ONNX Runtime and PyTorch order float sums differently
-
-interface PySettings { guidance_scale: number; top_k: number; top_p: number; temperature: number }
-interface Reference {
-  prompts: string[];
-  normalised: string[];
-  inputIds: number[][];
-  attentionMask: number[][];
-  crossKStride: number;
-  crossKSample: number[];
-  stepTokens: number[][];
-  stepLogits: number[][][];
-  fullForwardLogits: number[][][];
-  greedy: { seeds: number[]; settings: PySettings; codes: number[][] };
-  sampled: { seeds: number[]; settings: PySettings; codes: number[][] };
-  vq: { codes: number[]; pixelStride: number; pixelSample: number[] };
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, "lengths");
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 function int64(rows: number[][]): ort.Tensor {
   return new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]!.length]);
