@@ -12,7 +12,7 @@ import { decodeGrids, int64 } from "./vq.ts";
 import type { Model } from "./model.ts";
 import { filledGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
-import { createSampler, guide } from "./sampling.ts";
+import { createSampler, type Sampler } from "./sampling.ts";
 
 /** One generation inside a batch. Its events queue up until its owner drains them. */
 export class Member {
@@ -25,7 +25,7 @@ export class Member {
   done = false;
   private readonly events: GenerationEvent[] = [];
   readonly rngs: Mulberry32[];
-  readonly sample: (logits: Float64Array, rng: Mulberry32) => number;
+  readonly sample: Sampler;
   readonly due: Set<number>;
   readonly t = { start: performance.now(), text: 0, decodeStart: 0, previewMs: 0, previews: 0, firstPreview: null as number | null };
   lastFrames: Frame[] | null = null;
@@ -54,14 +54,15 @@ export class Member {
     this.draws = !(r.settings.temperature <= 0 || r.settings.topK === 1);
   }
 
-  /** The code of image i at the current position: replayed from the saved prefix, or sampled. */
-  next(i: number, logits: () => Float64Array): number {
+  /** The code of image i at the current position: replayed from the saved prefix, or sampled from its
+   * logits (guided by its unconditional row, when it has one: the sampler guides as it reads). */
+  next(i: number, cond: Float32Array, uncond: Float32Array | null): number {
     if (this.pos < this.replayTo) {
       // The stream moves past the draw the original run made here, so later draws line up.
       if (this.draws) this.rngs[i]!.uniform();
       return this.codes[i]![this.pos]!;
     }
-    return this.sample(logits(), this.rngs[i]!);
+    return this.sample(cond, this.rngs[i]!, uncond);
   }
 
   /** Still re-feeding saved codes: no progress or previews are reported for these positions. */
@@ -232,12 +233,9 @@ export class DecodeBatch {
       const replayed = m.replaying;
       const newest: number[] = [];
       for (let i = 0; i < m.n; i++) {
-        const code = m.next(i, () => {
-          const cond = logits.subarray((base + i) * C, (base + i + 1) * C);
-          return m.guided
-            ? guide(cond, logits.subarray((base + m.n + i) * C, (base + m.n + i + 1) * C), m.r.settings.guidanceScale)
-            : Float64Array.from(cond);
-        });
+        const cond = logits.subarray((base + i) * C, (base + i + 1) * C);
+        const uncond = m.guided ? logits.subarray((base + m.n + i) * C, (base + m.n + i + 1) * C) : null;
+        const code = m.next(i, cond, uncond);
         m.codes[i]![pos] = code;
         newest.push(code);
       }
