@@ -4,7 +4,8 @@
  */
 import type { AddressInfo } from "node:net";
 import { openDatabase, type Database } from "./db/client.ts";
-import { loadModel, loadModelInfo, type Model, type ModelInfo } from "./engine/model.ts";
+import { loadModelInfo, type ModelInfo } from "./engine/model.ts";
+import { RemoteEngine } from "./engine/thread/remote.ts";
 import type { ProviderName } from "./engine/providers.ts";
 import type { Role } from "./graphql/context.ts";
 import { createHttpServer, GRAPHQL_PATH, type HttpServer } from "./graphql/server.ts";
@@ -32,16 +33,27 @@ export interface App {
   url: string | null;
   db: Database;
   worker: Worker | null;
-  /** The loaded model (null for an API process, which only reads its manifest). */
-  engine: Model | null;
+  /** The model's manifest and files (every role reads it). */
+  model: ModelInfo;
+  /** The engine thread running the model (null for an API process). */
+  engine: RemoteEngine | null;
   close(): Promise<void>;
 }
 
 export async function startApp(o: AppOptions): Promise<App> {
   // The model is checked before anything else starts: a bad folder should fail fast and clearly.
-  const engine: Model | null = o.role === "api" ? null : await loadModel(o.modelFolder, { provider: o.provider, log: o.log });
-  const model: ModelInfo = engine ?? (await loadModelInfo(o.modelFolder));
-  const db = await openDatabase({ url: o.databaseUrl, dataDir: o.dataDir, embeddedPort: o.embeddedPort, log: o.log });
+  const model: ModelInfo = await loadModelInfo(o.modelFolder);
+  // A worker's engine runs in its own thread, so inference never blocks this one.
+  const engine = o.role === "api" ? null : await RemoteEngine.start({ modelFolder: o.modelFolder, provider: o.provider }, {
+    events: () => {}, failed: () => {}, step: () => {}, log: o.log,
+  });
+  let db: Database;
+  try {
+    db = await openDatabase({ url: o.databaseUrl, dataDir: o.dataDir, embeddedPort: o.embeddedPort, log: o.log });
+  } catch (e) {
+    await engine?.release();
+    throw e;
+  }
   const bus = new EventBus(db.url, o.log);
   await bus.start();
   let worker: Worker | null = null;
@@ -49,7 +61,7 @@ export async function startApp(o: AppOptions): Promise<App> {
   let url: string | null = null;
   try {
     if (o.role !== "api") {
-      worker = new Worker(db.prisma, bus, engine!, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE, queue: o.queue });
+      worker = new Worker(db.prisma, bus, engine!, model, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE, queue: o.queue });
       await worker.start();
     }
     if (o.role !== "worker") {
@@ -63,12 +75,13 @@ export async function startApp(o: AppOptions): Promise<App> {
   } catch (e) {
     await worker?.stop();
     await bus.close();
+    await engine?.release();
     await db.close();
     throw e;
   }
   let closing: Promise<void> | null = null;
   return {
-    url, db, worker, engine,
+    url, db, worker, engine, model,
     close() {
       closing ??= (async () => {
         await http?.close();

@@ -39,7 +39,7 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
   log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`);
   if (app.engine) {
     const e = app.engine;
-    log(`mosaic: model ${e.manifest.name} ${e.manifest.version} on ${e.provider}${e.deviceOps ? ", batch state kept on the device" : ""}`);
+    log(`mosaic: model ${app.model.manifest.name} ${app.model.manifest.version} on ${e.provider}${e.deviceState ? ", batch state kept on the device" : ""} (engine thread)`);
   }
   if (app.url) log(`mosaic: GraphQL and GraphiQL at ${app.url}`);
   await new Promise<void>((resolve) => {

@@ -117,6 +117,11 @@ export class DecodeBatch {
     return [...this.members, ...this.pending].reduce((s, m) => s + (m.done ? 0 : m.n), 0);
   }
 
+  /** Rows decoded at each step (images, twice with guidance). */
+  get rows(): number {
+    return this.members.reduce((s, m) => s + (m.done ? 0 : m.rows), 0);
+  }
+
   get active(): boolean {
     return this.members.length + this.pending.length > 0;
   }

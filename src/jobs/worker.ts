@@ -1,10 +1,12 @@
 /**
- * A worker: claims queued generations of its model and decodes them together in one continuous
- * batch (joining at step boundaries, up to a limit of images), writing progress, previews and images
- * to the tables and telling subscribers through the event bus. A cancelled generation stops within
- * one decoder step. Leases: the worker's heartbeat (the database's clock) keeps its jobs; a job
- * whose worker died is requeued with its codes and resumed by the next worker. Writes that fail
- * because the database is away are retried; the batch waits, its state kept in memory.
+ * A worker: claims queued generations of its model and hands them to its engine thread, which
+ * decodes them together in one continuous batch (joining at step boundaries, up to a limit of
+ * images). The engine's events come back as messages and are recorded here — progress, previews,
+ * images, notifications — beside decoding, never between steps: the engine does not wait for the
+ * database, and this thread never waits for the engine. A cancelled generation stops within one
+ * decoder step. Leases: the worker's heartbeat (the database's clock) keeps its jobs; a job whose
+ * worker died is requeued with its codes and resumed by the next worker. Writes that fail because
+ * the database is away are retried; the jobs' state stays in memory meanwhile.
  */
 import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
@@ -12,10 +14,10 @@ import { hostname } from "node:os";
 import type { Prisma } from "../db/client.ts";
 import { isDatabaseUnavailable } from "../db/errors.ts";
 import type { Generation } from "../db/generated/client.ts";
-import { DecodeBatch, type Member } from "../engine/batch.ts";
 import { MosaicError } from "../engine/errors.ts";
 import type { Frame, GenerationEvent } from "../engine/generate.ts";
-import type { Model } from "../engine/model.ts";
+import type { ModelInfo } from "../engine/model.ts";
+import type { RemoteEngine } from "../engine/thread/remote.ts";
 import { encodeFrame } from "../images/encode.ts";
 import { packCodes, unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
@@ -40,9 +42,13 @@ export interface WorkerOptions {
 
 interface Job {
   row: Generation;
-  member: Member;
-  abort: AbortController;
   grids: Int32Array[];
+  /** Its terminal event has arrived from the engine: its room in the batch is free. */
+  finished: boolean;
+  /** Dropped (lost, failed): events still in flight for it are ignored. */
+  dropped: boolean;
+  /** Its events are recorded in order, one after another, beside decoding. */
+  chain: Promise<void>;
   /** Tokens per image drawn so far, and how many of them are saved in the row. */
   tokensDone: number;
   tokensSaved: number;
@@ -60,26 +66,30 @@ export class Worker {
   /** Set when the queue may have changed (a notification, or the poll interval): claiming costs a query. */
   private queueChanged = true;
   private lastClaim = 0;
-  private wake: (() => void) | null = null;
+  private claiming: Promise<void> | null = null;
   private readonly jobs = new Map<string, Job>();
-  private loopDone: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
-  private readonly batch: DecodeBatch;
 
-  constructor(private readonly prisma: Prisma, private readonly bus: EventBus, model: Model, private readonly o: WorkerOptions) {
+  constructor(private readonly prisma: Prisma, private readonly bus: EventBus, private readonly engine: RemoteEngine, model: ModelInfo, private readonly o: WorkerOptions) {
     this.id = o.id ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
     this.queue = o.queue ?? DEFAULT_QUEUE;
     this.modelName = model.manifest.name;
-    this.batch = new DecodeBatch(model);
   }
 
   async start(): Promise<void> {
+    this.engine.setHandlers({
+      events: (id, events) => this.onEvents(id, events),
+      failed: (id, e) => this.onFailed(id, e),
+      // A step boundary: the batch may have room now.
+      step: () => this.fill(),
+      log: (line) => this.o.log(line),
+    });
     this.unsubscribe = this.bus.subscribe((e) => {
       if (e.kind === "queue") {
         this.queueChanged = true;
-        this.wake?.();
+        this.fill();
       }
       else if (e.kind === "generation" && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
@@ -88,7 +98,9 @@ export class Worker {
     await this.requeue();
     this.timers.push(setInterval(() => void this.heartbeat(), heartbeatMs(this.queue)));
     this.timers.push(setInterval(() => void this.requeue(), heartbeatMs(this.queue) * 2));
-    this.loopDone = this.loop();
+    // Now and then even without a notification, in case one was missed.
+    this.timers.push(setInterval(() => this.fill(), POLL_MS));
+    this.fill();
   }
 
   /**
@@ -99,9 +111,12 @@ export class Worker {
     this.stopped = true;
     this.timers.forEach(clearInterval);
     this.unsubscribe?.();
-    this.wake?.();
-    await this.loopDone;
+    await this.claiming;
+    // The step in progress finishes and its events arrive; then everything they say is recorded.
+    await this.engine.pause();
+    await Promise.all([...this.jobs.values()].map((j) => j.chain));
     for (const [id, job] of this.jobs) {
+      if (job.dropped || job.finished) continue;
       try {
         if (job.tokensDone > job.tokensSaved) await this.saveProgress(job);
         if (await releaseJob(this.prisma, id, this.id)) {
@@ -117,65 +132,84 @@ export class Worker {
     await workerGone(this.prisma, this.id).catch(() => {});
   }
 
-  private async loop(): Promise<void> {
-    while (!this.stopped) {
-      await this.admit();
-      if (this.stopped) break;
-      if (!this.batch.active) {
-        await this.idle();
-        continue;
-      }
-      await this.batch.step();
-      for (const job of [...this.jobs.values()]) await this.handle(job);
-    }
+  /** Images held by jobs still decoding: what the batch has no room for. */
+  private get held(): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (!j.finished && !j.dropped) n += j.row.count;
+    return n;
   }
 
-  /** Claims queued generations while they fit in the batch (always one when the batch is empty). */
-  private async admit(): Promise<void> {
-    // Between decoder steps, look at the queue only when told it changed (or now and then, in case
-    // a notification was missed), not at every step.
+  /** Claims waiting generations while they fit (one claim round at a time; calls meanwhile are folded in). */
+  private fill(): void {
+    if (this.stopped || this.claiming) return;
+    this.claiming = this.claim().finally(() => { this.claiming = null; });
+  }
+
+  private async claim(): Promise<void> {
+    // Look at the queue only when told it changed (or now and then, in case a notification was
+    // missed), not at every step.
     if (!this.queueChanged && performance.now() - this.lastClaim < POLL_MS) return;
     this.queueChanged = false;
     this.lastClaim = performance.now();
     while (!this.stopped) {
-      const free = this.batch.active ? this.batchImages - this.batch.images : Number.MAX_SAFE_INTEGER;
+      // An empty batch takes any generation, even one larger than the batch (it then runs alone).
+      const free = this.held === 0 ? Number.MAX_SAFE_INTEGER : this.batchImages - this.held;
       if (free <= 0) return;
       let row: Generation | null = null;
       try {
         row = await claimNext(this.prisma, this.id, this.modelName, free);
       } catch (e) {
-        this.o.log(`mosaic: worker could not claim a job: ${(e as Error).message}`);
+        this.o.log(`mosaic: worker could not claim a job: ${firstLine(e)}`);
       }
       if (!row) return;
-      const abort = new AbortController();
-      if (row.cancelRequested) abort.abort();
-      try {
-        // A generation that was interrupted resumes from its saved codes.
-        const resume = row.codes && row.tokensDone > 0 ? { codes: unpackCodes(row.codes, row.count), tokensDone: row.tokensDone } : undefined;
-        const member = this.batch.admit({
-          prompt: row.prompt, count: row.count, seed: row.seed, previewInterval: row.previewInterval, signal: abort.signal, resume,
-          sampling: { guidanceScale: row.guidanceScale, topK: row.topK, topP: row.topP, temperature: row.temperature },
-        });
-        const grids = resume?.codes ?? Array.from({ length: row.count }, () => new Int32Array(row!.tokensTotal));
-        this.jobs.set(row.id, { row, member, abort, grids, tokensDone: row.tokensDone, tokensSaved: row.tokensDone, lastWrite: 0 });
-        this.o.log(resume
-          ? `mosaic: generation ${row.id} claimed by ${this.id}, resuming at token ${row.tokensDone} (attempt ${row.attempts})`
-          : `mosaic: generation ${row.id} claimed by ${this.id}`);
-      } catch (e) {
-        await this.fail(row.id, e);
-      }
+      // A generation that was interrupted resumes from its saved codes.
+      const resume = row.codes && row.tokensDone > 0 ? { codes: unpackCodes(row.codes, row.count), tokensDone: row.tokensDone } : undefined;
+      const grids = resume ? resume.codes.map((c) => c.slice()) : Array.from({ length: row.count }, () => new Int32Array(row!.tokensTotal));
+      this.jobs.set(row.id, { row, grids, finished: false, dropped: false, chain: Promise.resolve(), tokensDone: row.tokensDone, tokensSaved: row.tokensDone, lastWrite: 0 });
+      this.engine.admit(row.id, {
+        prompt: row.prompt, count: row.count, seed: row.seed, previewInterval: row.previewInterval, resume,
+        sampling: { guidanceScale: row.guidanceScale, topK: row.topK, topP: row.topP, temperature: row.temperature },
+      });
+      if (row.cancelRequested) this.engine.cancel(row.id);
+      this.o.log(resume
+        ? `mosaic: generation ${row.id} claimed by ${this.id}, resuming at token ${row.tokensDone} (attempt ${row.attempts})`
+        : `mosaic: generation ${row.id} claimed by ${this.id}`);
     }
   }
 
-  private async idle(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, POLL_MS);
-      this.wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-    this.wake = null;
+  /** Events of one job from the engine: recorded in order, beside decoding. */
+  private onEvents(id: string, events: GenerationEvent[]): void {
+    const job = this.jobs.get(id);
+    if (!job || job.dropped) return;
+    if (events.some((e) => e.type === "completed" || e.type === "cancelled")) {
+      job.finished = true;
+      // Its room is free: a waiting generation that did not fit may fit now.
+      this.queueChanged = true;
+    }
+    job.chain = job.chain.then(async () => {
+      for (const ev of events) if (!job.dropped) await this.record(job, ev);
+      if (job.finished) this.jobs.delete(id);
+    }).catch((e: unknown) => this.drop(job, e));
+  }
+
+  private onFailed(id: string, e: MosaicError): void {
+    const job = this.jobs.get(id);
+    if (!job || job.dropped) return;
+    job.finished = true;
+    this.queueChanged = true;
+    job.chain = job.chain.then(() => this.drop(job, e));
+  }
+
+  /** Ends this worker's part in a job: a lost one is left to its new owner, a broken one fails. */
+  private async drop(job: Job, e: unknown): Promise<void> {
+    const id = job.row.id;
+    job.dropped = true;
+    if (e instanceof LostJob) this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`);
+    else await this.fail(id, e);
+    this.engine.cancel(id);
+    this.jobs.delete(id);
+    this.queueChanged = true;
+    this.fill();
   }
 
   private async requeue(): Promise<void> {
@@ -202,7 +236,7 @@ export class Worker {
   private async checkCancel(id: string): Promise<void> {
     const row = await this.prisma.generation.findUnique({ where: { id }, select: { cancelRequested: true, workerId: true, status: true } }).catch(() => null);
     // Cancelled, or no longer ours (requeued after we were presumed dead): stop either way.
-    if (row && (row.cancelRequested || row.workerId !== this.id || row.status !== "RUNNING")) this.jobs.get(id)?.abort.abort();
+    if (row && this.jobs.has(id) && (row.cancelRequested || row.workerId !== this.id || row.status !== "RUNNING")) this.engine.cancel(id);
   }
 
   /** Runs a database write, retrying with backoff while the database is unreachable (other errors are not retried). */
@@ -230,27 +264,6 @@ export class Worker {
       WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`);
     if (n !== 1) throw new LostJob();
     job.tokensSaved = job.tokensDone;
-  }
-
-  /** Turns the events of one job since the last step into rows and notifications. */
-  private async handle(job: Job): Promise<void> {
-    const id = job.row.id;
-    try {
-      for (const ev of job.member.drain()) await this.record(job, ev);
-      if (job.member.error) throw job.member.error;
-    } catch (e) {
-      if (e instanceof LostJob) this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`);
-      else await this.fail(id, e);
-      job.abort.abort();
-      this.jobs.delete(id);
-      this.queueChanged = true;
-      return;
-    }
-    if (job.member.done) {
-      this.jobs.delete(id);
-      // Room in the batch: a waiting generation that did not fit may fit now.
-      this.queueChanged = true;
-    }
   }
 
   private async record(job: Job, ev: GenerationEvent): Promise<void> {

@@ -1,0 +1,74 @@
+/**
+ * The engine thread: loads the model and runs one continuous batch, stepping while it has work, so
+ * that decoder steps and VQ decodes never block the process's event loop (heartbeats, LISTEN/NOTIFY,
+ * cancellation and, in `serve`, the API keep answering however long a step takes). It knows nothing
+ * of the database: generations come in as requests, their events go out as messages.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { DecodeBatch, type Member } from "../batch.ts";
+import { MosaicError } from "../errors.ts";
+import { loadModel } from "../model.ts";
+import type { FromEngine, ThreadOptions, ToEngine } from "./protocol.ts";
+
+const port = parentPort!;
+const send = (m: FromEngine) => port.postMessage(m);
+const options = workerData as ThreadOptions;
+
+const members = new Map<string, { member: Member; abort: AbortController }>();
+let paused = false;
+let closing = false;
+let wake: (() => void) | null = null;
+
+async function run(): Promise<void> {
+  let batch: DecodeBatch;
+  try {
+    const model = await loadModel(options.modelFolder, { provider: options.provider, log: (line) => send({ type: "log", line }) });
+    batch = new DecodeBatch(model);
+    send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
+  } catch (e) {
+    send({ type: "load-failed", message: (e as Error).message, code: e instanceof MosaicError ? e.code : undefined });
+    return;
+  }
+  port.on("message", (m: ToEngine) => {
+    if (m.type === "admit") {
+      const abort = new AbortController();
+      try {
+        const member = batch.admit({ ...m.request, signal: abort.signal });
+        members.set(m.id, { member, abort });
+      } catch (e) {
+        send({ type: "failed", id: m.id, code: e instanceof MosaicError ? e.code : "INFERENCE_FAILED", message: (e as Error).message, stack: (e as Error).stack });
+      }
+    } else if (m.type === "cancel") members.get(m.id)?.abort.abort();
+    else if (m.type === "pause") paused = true;
+    else if (m.type === "close") closing = true;
+    wake?.();
+  });
+  while (!closing) {
+    if (paused) {
+      send({ type: "paused" });
+      return;
+    }
+    if (!batch.active) {
+      await new Promise<void>((resolve) => { wake = resolve; });
+      wake = null;
+      continue;
+    }
+    const t0 = performance.now();
+    await batch.step();
+    const ms = performance.now() - t0;
+    for (const [id, { member }] of members) {
+      const events = member.drain();
+      if (events.length) send({ type: "events", id, events });
+      if (member.error) {
+        const cause = member.error.cause instanceof Error ? `\n  caused by: ${member.error.cause.stack}` : "";
+        send({ type: "failed", id, code: member.error.code, message: member.error.message, stack: `${member.error.stack}${cause}` });
+      }
+      if (member.done) members.delete(id);
+    }
+    send({ type: "step", images: batch.images, active: batch.active, ms, rows: batch.rows });
+    // Let admissions and cancellations in between steps.
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+await run();
