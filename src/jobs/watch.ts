@@ -1,8 +1,11 @@
 /**
- * What a subscriber sees of one generation: the current state first (with the latest preview),
- * then every change, ending after the terminal event. Events are derived from the rows each time
- * the bus says something changed, so a late subscriber, a missed notification or a reconnect all
- * converge on the same sequence.
+ * What a subscriber sees of one generation: the current state first (with the latest preview), then
+ * every change, ending after the terminal event. One feed per generation per process reads the rows
+ * when the bus says something changed (and every couple of seconds, in case a notification was
+ * missed) and keeps the events in order; every subscriber of that generation follows the same feed,
+ * so 500 subscribers cost one set of reads, a late subscriber starts from memory at once, and each
+ * gets every preview set the generation produced. A database outage pauses the feed; it never
+ * ends a stream.
  */
 import type { Prisma } from "../db/client.ts";
 import type { Generation, Preview } from "../db/generated/client.ts";
@@ -19,7 +22,7 @@ export type WatchEvent =
 
 /** A safety net: re-read the row now and then even if no notification arrives (one may be missed). */
 const RECHECK_MS = 2_000;
-/** While the database is unreachable, a watcher waits this long between tries; it never ends the stream for it. */
+/** While the database is unreachable, a feed waits this long between tries. */
 const RETRY_MS = 1_000;
 
 /**
@@ -63,117 +66,224 @@ export function imagesPerBusySecond(runs: { images: number; start: number; end: 
   return busy > 0 ? images / (busy / 1000) : null;
 }
 
-export async function* watchGeneration(prisma: Prisma, bus: EventBus, id: string, signal?: AbortSignal): AsyncGenerator<WatchEvent> {
-  let dirty = true;
-  let wake: (() => void) | null = null;
-  const poke = () => {
-    dirty = true;
-    wake?.();
-  };
-  const unsubscribe = bus.subscribe((e) => {
-    if (e.kind === "queue" || e.id === id) poke();
-  });
-  signal?.addEventListener("abort", poke);
-  const sent = { queuedAt: null as number | null, started: false, tokensDone: 0, previewTokens: 0, first: true };
-  const sleep = (ms: number) => new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    wake = () => {
-      clearTimeout(t);
-      resolve();
-    };
-  }).finally(() => { wake = null; });
-  try {
-    while (!signal?.aborted) {
-      if (!dirty) {
-        await sleep(RECHECK_MS);
-        // Re-read whether or not a notification came: a missed one must not hang the stream.
-        dirty = true;
+const isTerminalStatus = (g: Generation) => g.status === "COMPLETED" || g.status === "FAILED" || g.status === "CANCELLED";
+
+/** The shared reader of one generation's rows, and the events it has seen so far. */
+class Feed {
+  /** Events since the feed began, in order; subscribers keep their own place in it. */
+  readonly log: WatchEvent[] = [];
+  row: Generation | null = null;
+  /** What the newest state looks like, for a subscriber that arrives now. */
+  private queued: { position: number; etaSeconds: number } | null = null;
+  private latestPreviews: Preview[] = [];
+  private progress = { tokensDone: 0, previewTokens: 0, started: false };
+  private dirty = true;
+  private wake: (() => void) | null = null;
+  private readonly listeners = new Set<() => void>();
+  private readonly unsubscribe: () => void;
+  readonly ready: Promise<void>;
+  subscribers = 0;
+  closed = false;
+
+  constructor(private readonly prisma: Prisma, bus: EventBus, readonly id: string, private readonly onIdle: () => void) {
+    this.unsubscribe = bus.subscribe((e) => {
+      if (e.kind === "queue" || e.id === id) this.poke();
+    });
+    let resolveReady!: () => void;
+    this.ready = new Promise((r) => { resolveReady = r; });
+    void this.run(resolveReady);
+  }
+
+  private poke(): void {
+    this.dirty = true;
+    this.wake?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    }).finally(() => { this.wake = null; });
+  }
+
+  private async run(ready: () => void): Promise<void> {
+    let first = true;
+    while (!this.closed) {
+      if (!this.dirty) {
+        await this.sleep(RECHECK_MS);
+        // Re-read whether or not a notification came: a missed one must not hang the streams.
+        this.dirty = true;
         continue;
       }
-      dirty = false;
-      let g: Generation | null;
+      this.dirty = false;
       try {
-        g = await prisma.generation.findUnique({ where: { id } });
+        const g = await this.prisma.generation.findUnique({ where: { id: this.id } });
+        if (g) await this.advance(g, first);
+        else this.row = null;
+        if (first) {
+          first = false;
+          ready();
+        }
+        this.listeners.forEach((l) => l());
+        if (!g || isTerminalStatus(g)) return this.finish();
       } catch {
-        // The database is away (restart, failover): keep the stream open and catch up from the row.
-        dirty = true;
-        await sleep(RETRY_MS);
-        continue;
+        // The database is away (restart, failover): keep the streams open and catch up from the rows.
+        this.dirty = true;
+        await this.sleep(RETRY_MS);
       }
-      if (!g) return;
-      let events: WatchEvent[];
-      try {
-        events = await eventsFor(prisma, g, sent);
-      } catch {
-        dirty = true;
-        await sleep(RETRY_MS);
-        continue;
-      }
-      for (const e of events) yield e;
-      if (events.length && isTerminal(events[events.length - 1]!)) return;
     }
-  } finally {
-    unsubscribe();
-    signal?.removeEventListener("abort", poke);
+  }
+
+  /**
+   * Appends the events that take the feed from what it has seen to the row's state. Everything a
+   * snapshot reads is committed together with the log, after the reads, so a subscriber that arrives
+   * while this runs starts from a state that the log continues exactly.
+   */
+  private async advance(g: Generation, first: boolean): Promise<void> {
+    const out: WatchEvent[] = [];
+    const progress = { ...this.progress };
+    let queued = this.queued;
+    let latest = this.latestPreviews;
+    if (g.status === "QUEUED") {
+      const position = (await queuePosition(this.prisma, g)) ?? 1;
+      if (queued?.position !== position || progress.started) {
+        // Requeued after its worker was lost: it resumes where its codes were saved, so progress
+        // continues from there; Started comes again when it is claimed.
+        progress.started = false;
+        queued = { position, etaSeconds: await estimateSeconds(this.prisma, g) };
+        out.push({ type: "Queued", generation: g, ...queued });
+      }
+    } else {
+      if (!progress.started && g.startedAt) {
+        progress.started = true;
+        out.push({ type: "Started", generation: g });
+      }
+      if (g.tokensDone > progress.tokensDone && g.status !== "CANCELLED") {
+        // Every preview set since the last read, in order (a fast worker may write several between
+        // reads); on the first read only the newest matters.
+        const sets = await this.prisma.preview.findMany({
+          where: { generationId: g.id, tokensDone: { gt: progress.previewTokens, lte: g.tokensDone } },
+          orderBy: [{ tokensDone: "asc" }, { index: "asc" }],
+        });
+        const groups = new Map<number, Preview[]>();
+        for (const p of sets) groups.set(p.tokensDone, [...(groups.get(p.tokensDone) ?? []), p]);
+        const entries = [...groups.entries()];
+        for (const [tokensDone, previews] of first ? entries.slice(-1) : entries) {
+          if (tokensDone < g.tokensDone) out.push({ type: "Progress", generation: g, tokensDone, tokensTotal: g.tokensTotal, previews });
+          latest = previews;
+          progress.previewTokens = tokensDone;
+        }
+        const withPreview = progress.previewTokens === g.tokensDone ? latest : [];
+        out.push({ type: "Progress", generation: g, tokensDone: g.tokensDone, tokensTotal: g.tokensTotal, previews: withPreview });
+        progress.tokensDone = g.tokensDone;
+      }
+      if (isTerminalStatus(g)) out.push(terminalEvent(g));
+    }
+    // No await from here on: the state and the log change together.
+    this.progress = progress;
+    this.queued = queued;
+    this.latestPreviews = latest;
+    this.row = g;
+    this.log.push(...out);
+  }
+
+  /** What a subscriber arriving now is sent first: the outcome if it is over, else the current state. */
+  snapshot(): WatchEvent[] {
+    const g = this.row!;
+    if (isTerminalStatus(g)) return [terminalEvent(g)];
+    if (g.status === "QUEUED") return this.queued ? [{ type: "Queued", generation: g, ...this.queued }] : [];
+    const out: WatchEvent[] = [];
+    if (g.startedAt) out.push({ type: "Started", generation: g });
+    if (this.progress.tokensDone > 0) {
+      out.push({ type: "Progress", generation: g, tokensDone: this.progress.tokensDone, tokensTotal: g.tokensTotal, previews: this.latestPreviews });
+    }
+    return out;
+  }
+
+  /** Calls `l` after every read (until removed). */
+  listen(l: () => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  private finish(): void {
+    this.closed = true;
+    this.unsubscribe();
+    this.listeners.forEach((l) => l());
+    this.onIdle();
+  }
+
+  release(): void {
+    if (--this.subscribers > 0) return;
+    this.closed = true;
+    this.unsubscribe();
+    this.wake?.();
+    this.onIdle();
   }
 }
 
-interface Sent {
-  queuedAt: number | null;
-  started: boolean;
-  tokensDone: number;
-  previewTokens: number;
-  first: boolean;
+const feeds = new WeakMap<EventBus, Map<string, Feed>>();
+
+function feedFor(prisma: Prisma, bus: EventBus, id: string): Feed {
+  let byId = feeds.get(bus);
+  if (!byId) feeds.set(bus, (byId = new Map()));
+  let feed = byId.get(id);
+  if (!feed || feed.closed) {
+    const f: Feed = new Feed(prisma, bus, id, () => {
+      if (byId!.get(id) === f) byId!.delete(id);
+    });
+    byId.set(id, f);
+    feed = f;
+  }
+  feed.subscribers++;
+  return feed;
+}
+
+/**
+ * Opens a watch on a generation: null when there is no such generation, else its events (the
+ * current state, then every change, up to the terminal event).
+ */
+export async function watchGeneration(prisma: Prisma, bus: EventBus, id: string, signal?: AbortSignal): Promise<AsyncGenerator<WatchEvent> | null> {
+  const feed = feedFor(prisma, bus, id);
+  await feed.ready;
+  if (!feed.row) {
+    feed.release();
+    return null;
+  }
+  return follow(feed, signal);
+}
+
+async function* follow(feed: Feed, signal?: AbortSignal): AsyncGenerator<WatchEvent> {
+  let wake: (() => void) | null = null;
+  const stop = feed.listen(() => wake?.());
+  const onAbort = () => wake?.();
+  signal?.addEventListener("abort", onAbort);
+  try {
+    const first = feed.snapshot();
+    let next = feed.log.length;
+    for (const e of first) yield e;
+    if (first.some(isTerminal)) return;
+    while (!signal?.aborted) {
+      while (next < feed.log.length) {
+        const e = feed.log[next++]!;
+        yield e;
+        if (isTerminal(e)) return;
+      }
+      if (feed.closed) return;
+      await new Promise<void>((resolve) => { wake = resolve; });
+      wake = null;
+    }
+  } finally {
+    stop();
+    signal?.removeEventListener("abort", onAbort);
+    feed.release();
+  }
 }
 
 const isTerminal = (e: WatchEvent) => e.type === "Completed" || e.type === "Failed" || e.type === "Cancelled";
-
-/**
- * The events that take a subscriber from what it was sent to the row's state. Reads only: `sent`
- * is updated only when the reads succeeded, so a failed read is simply tried again.
- */
-async function eventsFor(prisma: Prisma, g: Generation, sent: Sent): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = [];
-  const next = { ...sent };
-  const terminal = g.status === "COMPLETED" || g.status === "FAILED" || g.status === "CANCELLED";
-  if (terminal && sent.first) {
-    // Arriving after the end: the outcome is the current state.
-    Object.assign(sent, next, { first: false });
-    return [terminalEvent(g)];
-  }
-  next.first = false;
-  if (g.status === "QUEUED") {
-    const position = (await queuePosition(prisma, g)) ?? 1;
-    if (next.queuedAt !== position || next.started) {
-      next.queuedAt = position;
-      // Requeued after its worker was lost: it resumes where its codes were saved, so progress
-      // continues from there rather than from zero; Started comes again when it is claimed.
-      next.started = false;
-      out.push({ type: "Queued", generation: g, position, etaSeconds: await estimateSeconds(prisma, g) });
-    }
-    Object.assign(sent, next);
-    return out;
-  }
-  if (!next.started && g.startedAt) {
-    next.started = true;
-    out.push({ type: "Started", generation: g });
-  }
-  if (g.tokensDone > next.tokensDone && g.status !== "CANCELLED") {
-    const latest = await prisma.preview.findFirst({
-      where: { generationId: g.id, tokensDone: { gt: next.previewTokens, lte: g.tokensDone } },
-      orderBy: { tokensDone: "desc" }, select: { tokensDone: true },
-    });
-    const previews = latest
-      ? await prisma.preview.findMany({ where: { generationId: g.id, tokensDone: latest.tokensDone }, orderBy: { index: "asc" } })
-      : [];
-    if (latest) next.previewTokens = latest.tokensDone;
-    next.tokensDone = g.tokensDone;
-    out.push({ type: "Progress", generation: g, tokensDone: g.tokensDone, tokensTotal: g.tokensTotal, previews });
-  }
-  if (terminal) out.push(terminalEvent(g));
-  Object.assign(sent, next);
-  return out;
-}
 
 function terminalEvent(g: Generation): WatchEvent {
   if (g.status === "COMPLETED") return { type: "Completed", generation: g };

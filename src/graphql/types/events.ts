@@ -75,9 +75,9 @@ builder.subscriptionField("generationEvents", (t) =>
     description: "Follows a generation: the current state first (with the latest preview), then Queued / Started / Progress events as they happen, ending after Completed, Failed or Cancelled.",
     args: { id: t.arg.globalID({ required: true, for: [GenerationRef], description: "The generation's id." }) },
     subscribe: async function* (_, { id }, ctx) {
-      const exists = isUuid(id.id) && (await ctx.prisma.generation.count({ where: { id: id.id } })) > 0;
-      if (!exists) throw notFound("generation", id.id);
-      yield* watchGeneration(ctx.prisma, ctx.bus, id.id, ctx.signal);
+      const events = isUuid(id.id) ? await watchGeneration(ctx.prisma, ctx.bus, id.id, ctx.signal) : null;
+      if (!events) throw notFound("generation", id.id);
+      yield* events;
     },
     resolve: (e) => e,
   }),
