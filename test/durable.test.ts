@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import pg from "pg";
+import WebSocket from "ws";
 import type { App } from "../src/app.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { encodeFrame } from "../src/images/encode.ts";
@@ -303,4 +304,44 @@ test("back to back: the next job starts within 100 ms of the last one's end; que
     await all.close();
     await backlog.drop();
   }
+});
+
+test("the API answers health within 100 ms (p99) while the engine runs a 3×3 grid in the same process", async () => {
+  const app = await startTestApp(db.url, "all");
+  try {
+    const g = await create(app, { prompt: "a big green triangle in the centre, white background", count: 9, seed: 6, previewInterval: 16 });
+    const id = uuidOf(g.id);
+    await waitFor("the grid to start", async () => (await row(db.url, id)).tokensDone > 0);
+    const base = new URL(app.url!).origin;
+    const times: number[] = [];
+    while ((await row(db.url, id)).status === "RUNNING") {
+      const t0 = performance.now();
+      const res = await fetch(`${base}/health`);
+      await res.text();
+      times.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(times.length >= 20, `${times.length} health checks during the run`);
+    times.sort((a, b) => a - b);
+    const p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))]!;
+    assert.ok(p99 < 100, `health p99 ${p99.toFixed(1)} ms over ${times.length} requests`);
+  } finally {
+    await app.close();
+  }
+});
+
+test("stopping an API closes graphql-ws sockets with 1001 (going away), so standard clients reconnect", async () => {
+  const api = await spawnMosaic(["serve", "--role", "api"], { DATABASE_URL: db.url });
+  procs.push(api);
+  const g = await create({ url: api.url } as App, { prompt: "waits in the queue, no worker here", seed: 1 });
+  const ws = new WebSocket(api.url!.replace(/^http/, "ws"), "graphql-transport-ws");
+  const closed = new Promise<number>((resolve) => ws.on("close", (code) => resolve(code)));
+  await new Promise((r) => ws.on("open", r));
+  ws.send(JSON.stringify({ type: "connection_init" }));
+  await new Promise((r) => ws.once("message", r));
+  const first = new Promise((r) => ws.once("message", r));
+  ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: `subscription($id: ID!) { generationEvents(id: $id) { __typename } }`, variables: { id: g.id } } }));
+  await first;
+  api.child.kill("SIGTERM");
+  assert.equal(await closed, 1001);
 });
