@@ -13,6 +13,7 @@ import WebSocket from "ws";
 import type { App } from "../src/app.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { encodeFrame } from "../src/images/encode.ts";
+import { enqueue } from "../src/jobs/queue.ts";
 import { estimateSeconds } from "../src/jobs/watch.ts";
 import { collect, finalImages, sharedModel } from "./helpers.ts";
 import {
@@ -344,4 +345,32 @@ test("stopping an API closes graphql-ws sockets with 1001 (going away), so stand
   await first;
   api.child.kill("SIGTERM");
   assert.equal(await closed, 1001);
+});
+
+test("a worker claims only generations of the model it serves; models says who serves what", async () => {
+  const app = await startTestApp(db.url, "all");
+  try {
+    const models = await gql(app, `{ models { name workers } }`);
+    assert.deepEqual(models.data.models, [{ name: "mosaic-shapes", workers: 1 }]);
+    // A generation for a model no worker here serves (as an API of a two-model deployment would queue it).
+    const other = await enqueue(app.db.prisma, {
+      prompt: "a big red circle in the centre, blue background", normalizedPrompt: "a big red circle in the centre , blue background", model: "dalle-mega",
+      count: 1, seed: 1, guidanceScale: 1, topK: 16, topP: 1, temperature: 0.7, previewInterval: 0, tokensTotal: 256,
+    });
+    const mine = await create(app, { prompt: "a small blue square at the top, white background", seed: 2, previewInterval: 0 });
+    assert.equal((await eventsOverSse(app, mine.id)).pop().__typename, "Completed", "behind it, its own model's job runs");
+    await new Promise((r) => setTimeout(r, 500));
+    const r = await row(db.url, other.id);
+    assert.equal(r.status, "QUEUED", "the other model's generation waits for a worker of that model");
+    assert.equal(r.attempts, 0);
+  } finally {
+    await app.close();
+  }
+  const after = await startTestApp(db.url, "api");
+  try {
+    await sql(db.url, `UPDATE "WorkerProcess" SET "heartbeatAt" = now() - interval '1 hour'`);
+    assert.deepEqual((await gql(after, `{ models { workers } }`)).data.models, [{ workers: 0 }], "no live worker once heartbeats stop");
+  } finally {
+    await after.close();
+  }
 });
