@@ -1,7 +1,7 @@
 /**
  * Sampling micro-benchmark (not a test): milliseconds per image per step to choose a token from one
- * guided row of 16,384 codes, the previous sampler (a sort of the whole codebook; a copy below, the
- * same as the reference in test/sampling.test.ts) against the current one, side by side in one run.
+ * guided row of 16,384 codes, the previous sampler (a sort of the whole codebook, kept in
+ * test/reference-sampler.ts as the tests' reference) against the current one, side by side in one run.
  * Both are given what the batch has after a decoder step: a conditional and an unconditional float32
  * row. Every token is checked to be the same.
  *   npm run bench:sampling [-- --runs 7] [--codes 16384] [--guidance 3] [--temperature 1] [--clock cpu|wall]
@@ -10,6 +10,7 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { Mulberry32 } from "../src/engine/random.ts";
 import { Candidates, createSampler, selectTopK, sortTopScores, type SamplingSettings } from "../src/engine/sampling.ts";
+import * as previous from "../test/reference-sampler.ts";
 import { stats } from "./common.ts";
 
 const { values } = parseArgs({
@@ -26,76 +27,6 @@ const n = Number(values.codes);
 const guidanceScale = Number(values.guidance);
 const temperature = Number(values.temperature);
 
-/** The sampler before this benchmark's change (commit 650dc5f), verbatim but for the names. */
-namespace previous {
-  interface Candidates {
-    ids: number[];
-    scores: number[];
-  }
-  type CandidateFilter = (c: Candidates) => Candidates;
-
-  export function guide(cond: Float32Array, uncond: Float32Array, scale: number): Float64Array {
-    const out = new Float64Array(cond.length);
-    for (let i = 0; i < cond.length; i++) {
-      const u = uncond[i]!;
-      out[i] = u + scale * (cond[i]! - u);
-    }
-    return out;
-  }
-  function argmax(logits: ArrayLike<number>): number {
-    let best = 0;
-    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-    return best;
-  }
-  function sortCandidates(logits: ArrayLike<number>): Candidates {
-    const ids = Array.from({ length: logits.length }, (_, i) => i);
-    ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
-    return { ids, scores: ids.map((i) => logits[i]!) };
-  }
-  function topK(k: number): CandidateFilter {
-    return (c) => (k > 0 && k < c.ids.length ? { ids: c.ids.slice(0, k), scores: c.scores.slice(0, k) } : c);
-  }
-  function temperature(t: number): CandidateFilter {
-    return (c) => {
-      const top = c.scores[0]!;
-      return { ids: c.ids, scores: c.scores.map((s) => Math.exp((s - top) / t)) };
-    };
-  }
-  function topP(p: number): CandidateFilter {
-    return (c) => {
-      if (p >= 1) return c;
-      const total = sum(c.scores);
-      let kept = 0;
-      let cum = 0;
-      for (const w of c.scores) {
-        kept++;
-        cum += w;
-        if (cum >= p * total) break;
-      }
-      return { ids: c.ids.slice(0, kept), scores: c.scores.slice(0, kept) };
-    };
-  }
-  function draw(c: Candidates, rng: Mulberry32): number {
-    const total = sum(c.scores);
-    const u = rng.uniform() * total;
-    let cum = 0;
-    for (let i = 0; i < c.ids.length; i++) {
-      cum += c.scores[i]!;
-      if (u < cum) return c.ids[i]!;
-    }
-    return c.ids[c.ids.length - 1]!;
-  }
-  function sum(xs: number[]): number {
-    let s = 0;
-    for (const x of xs) s += x;
-    return s;
-  }
-  export function createSampler(s: SamplingSettings): (logits: Float64Array, rng: Mulberry32) => number {
-    if (s.temperature <= 0 || s.topK === 1) return (logits) => argmax(logits);
-    const filters = [topK(s.topK), temperature(s.temperature), topP(s.topP)];
-    return (logits, rng) => draw(filters.reduce((c, f) => f(c), sortCandidates(logits)), rng);
-  }
-}
 
 /** Logit-like rows: conditional N(0, 3²), unconditional the same plus N(0, 1²) (the two are close). */
 function rows(count: number): { cond: Float32Array; uncond: Float32Array }[] {
