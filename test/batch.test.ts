@@ -43,7 +43,7 @@ async function joinedMatchesAlone(model: Model, reference: Model): Promise<void>
   assert.ok(sizes.has(7), "all four were in the batch together at some point");
   events.forEach((ev, i) => assert.deepEqual(codesOf(ev), alone[i], `request ${i} differs from its run alone`));
   // Previews still arrive on each member's own schedule.
-  const previewSteps = events[2]!.filter((e) => e.type === "progress" && e.previews).map((e) => e.type === "progress" && e.tokensDone);
+  const previewSteps = events[2]!.filter((e) => e.type === "progress" && e.previews).map((e) => e.type === "progress" && (e.previewTokens ?? e.tokensDone));
   assert.deepEqual(previewSteps, [32, 64, 96, 128, 160, 192, 224, 256]);
 }
 

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import ort from "onnxruntime-node";
 import { MosaicError } from "../src/engine/errors.ts";
-import { decodeGrids, generate, type ProgressEvent } from "../src/engine/generate.ts";
+import { DecodeBatch } from "../src/engine/batch.ts";
+import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";
 import { mosaic, mostFrequent } from "../src/engine/previews.ts";
 import { collect, finalImages, maxAbsDiff, reference, settingsOf, sharedModel } from "./helpers.ts";
 
@@ -92,7 +93,7 @@ test("previews arrive in order, every K tokens, and the last equals the final im
     const events = await collect(model, { prompt: "a big blue square in the centre, yellow background", count: 2, seed: 3, previewInterval: interval });
     const withPreviews = events.filter((e): e is ProgressEvent => e.type === "progress" && e.previews !== undefined);
     assert.equal(withPreviews.length, expected, `interval ${interval}`);
-    const done = withPreviews.map((e) => e.tokensDone);
+    const done = withPreviews.map((e) => e.previewTokens ?? e.tokensDone);
     assert.deepEqual(done, [...done].sort((x, y) => x - y));
     if (expected > 0) {
       assert.equal(done[0], Math.min(interval, 256));
@@ -167,10 +168,47 @@ test("a resumed generation replays its saved codes and ends byte-identical to an
       });
       const progress = events.filter((e): e is ProgressEvent => e.type === "progress");
       assert.equal(progress[0]!.tokensDone, at, "progress continues from the saved point, not from zero");
-      const previewsAt = progress.filter((e) => e.previews).map((e) => e.tokensDone);
+      const previewsAt = progress.filter((e) => e.previews).map((e) => e.previewTokens ?? e.tokensDone);
       assert.deepEqual(previewsAt, [64, 128, 192, 256].filter((t) => t > at), "previews already made are not made again");
     }
   }
+});
+
+test("a slow preview decode does not hold the decoder back; the newest grid wins; the last preview and final images arrive", async () => {
+  const model = await sharedModel();
+  const req = { prompt: "a big blue square in the centre, yellow background", count: 2, seed: 3 };
+  const run = async (previewInterval: number, delayMs: number) => {
+    const batch = new DecodeBatch(model, {
+      decodePreviews: async (grids) => {
+        await new Promise((r) => setTimeout(r, delayMs));
+        return decodeGrids(model, grids);
+      },
+    });
+    const member = batch.admit({ ...req, previewInterval });
+    const events: GenerationEvent[] = [];
+    const t0 = performance.now();
+    while (!member.done) {
+      await batch.step();
+      events.push(...member.drain());
+    }
+    return { events, ms: performance.now() - t0 };
+  };
+  await run(0, 0); // warm-up
+  const off = await run(0, 0);
+  // 16 previews at 150 ms each: 2.4 s if decoding waited for them.
+  const slow = await run(16, 150);
+  assert.ok(slow.ms < off.ms + 600, `decoding with slow previews took ${slow.ms.toFixed(0)} ms against ${off.ms.toFixed(0)} ms without previews`);
+  const progress = slow.events.filter((e): e is ProgressEvent => e.type === "progress");
+  assert.deepEqual(progress.map((e) => e.tokensDone), Array.from({ length: 256 }, (_, i) => i + 1), "one progress event per token, in order");
+  const shown = progress.filter((e) => e.previews).map((e) => e.previewTokens!);
+  assert.ok(shown.length < 16, `stale previews were skipped (${shown.length} of 16 shown)`);
+  assert.deepEqual(shown, [...shown].sort((a, b) => a - b), "previews in order");
+  assert.ok(shown.every((t) => t % 16 === 0), "each shows a due point");
+  assert.equal(shown[shown.length - 1], 256, "the last preview always arrives");
+  const last = progress[progress.length - 1]!;
+  const final = finalImages(slow.events);
+  final.forEach((img, i) => assert.deepEqual(Buffer.from(last.previews![i]!.data), Buffer.from(img.data)));
+  assert.deepEqual(final.map((i) => Array.from(i.codes)), finalImages(off.events).map((i) => Array.from(i.codes)), "the same images");
 });
 
 test("cancellation stops within one decoder step", async () => {

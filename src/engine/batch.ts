@@ -29,6 +29,8 @@ export class Member {
   readonly due: Set<number>;
   readonly t = { start: performance.now(), text: 0, decodeStart: 0, previewMs: 0, previews: 0, firstPreview: null as number | null };
   lastFrames: Frame[] | null = null;
+  /** A finished preview waiting for this member's next progress event. */
+  readyPreview: { tokensDone: number; frames: Frame[] } | null = null;
   /** This step only replayed saved codes: nothing to report yet. */
   silent = false;
   /** Token ids and attention mask of each row. */
@@ -100,7 +102,17 @@ export class DecodeBatch {
   private readonly total: number;
   private readonly dims: { L: number; H: number; D: number; T: number; C: number };
 
-  constructor(private readonly model: Model) {
+  /** The VQ decode in flight for previews (one at a time), and the newest grids waiting for it. */
+  private previewRun: Promise<void> | null = null;
+  private readonly wanted = new Map<Member, { tokensDone: number; grids: Int32Array[] }>();
+  private readonly decodePreviews: (grids: Int32Array[]) => Promise<Frame[]>;
+
+  /**
+   * `decodePreviews` decodes preview grids (the model's VQ decoder by default; tests slow it down to
+   * show that decoding does not wait for it).
+   */
+  constructor(private readonly model: Model, o: { decodePreviews?: (grids: Int32Array[]) => Promise<Frame[]> } = {}) {
+    this.decodePreviews = o.decodePreviews ?? ((grids) => decodeGrids(model, grids));
     const a = model.manifest.architecture;
     this.total = a.grid.height * a.grid.width;
     this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize };
@@ -250,32 +262,70 @@ export class DecodeBatch {
       m.newest = newest;
     }
 
-    // Every preview due at this step, for every member, in one VQ run.
-    if (previewing.length) {
-      const tp = performance.now();
-      const frames = await decodeGrids(this.model, previewing.flatMap((m) => m.codes.map((c) => filledGrid(c, m.pos, C))));
-      const spent = performance.now() - tp;
-      let k = 0;
-      for (const m of previewing) {
-        m.lastFrames = frames.slice(k, k + m.n);
-        k += m.n;
-        m.t.previewMs += spent / previewing.length;
-        m.t.previews++;
-        m.t.firstPreview ??= performance.now() - m.t.start;
-      }
-    }
+    // Previews run beside the decoder: a due grid is handed to the preview run and decoding goes on.
+    // The last one is different: it is the final image, so the member waits for it (below).
+    for (const m of previewing) if (m.pos < this.total) this.wanted.set(m, { tokensDone: m.pos, grids: m.codes.map((c) => filledGrid(c, m.pos, C)) });
+    this.pumpPreviews();
 
     for (const m of this.members) {
       if (m.done || m.silent) continue;
-      const newest = m.newest;
+      const last = m.pos === this.total;
+      if (last) {
+        // The final grid supersedes a preview still waiting; one in flight finishes first.
+        this.wanted.delete(m);
+        if (this.previewRun) await this.previewRun;
+      }
       const event: ProgressEvent = {
         type: "progress", tokensDone: m.pos, tokensTotal: this.total,
-        tokensPerSecond: (m.pos * m.n) / ((performance.now() - m.t.decodeStart) / 1000), tokens: newest,
+        tokensPerSecond: (m.pos * m.n) / ((performance.now() - m.t.decodeStart) / 1000), tokens: m.newest,
       };
-      if (previewing.includes(m)) event.previews = m.lastFrames!;
+      const ready = m.readyPreview;
+      m.readyPreview = null;
+      if (last && previewing.includes(m)) {
+        // A preview finished too late to go out before the last step is stale: the final grid wins.
+        const tp = performance.now();
+        m.lastFrames = await this.decodePreviews(m.codes.map((c) => c.slice()));
+        this.notePreview(m, performance.now() - tp);
+        event.previews = m.lastFrames;
+        event.previewTokens = m.pos;
+      } else if (ready) {
+        event.previews = ready.frames;
+        event.previewTokens = ready.tokensDone;
+      }
       m.push(event);
-      if (m.pos === this.total) m.push(await this.complete(m));
+      if (last) m.push(await this.complete(m));
     }
+  }
+
+  /** Starts the next preview run if none is in flight: every waiting grid, for every member, in one VQ run. */
+  private pumpPreviews(): void {
+    if (this.previewRun || this.wanted.size === 0) return;
+    const batch = [...this.wanted.entries()];
+    this.wanted.clear();
+    const t0 = performance.now();
+    this.previewRun = this.decodePreviews(batch.flatMap(([, w]) => w.grids)).then((frames) => {
+      const spent = performance.now() - t0;
+      let k = 0;
+      for (const [m, w] of batch) {
+        const mine = frames.slice(k, k + m.n);
+        k += m.n;
+        if (m.done) continue;
+        m.readyPreview = { tokensDone: w.tokensDone, frames: mine };
+        this.notePreview(m, spent / batch.length);
+      }
+    }, (e: unknown) => {
+      const err = e instanceof MosaicError ? e : new MosaicError("INFERENCE_FAILED", `preview decode failed: ${(e as Error).message}`, { cause: e });
+      for (const [m] of batch) if (!m.done) m.fail(err);
+    }).finally(() => {
+      this.previewRun = null;
+      this.pumpPreviews();
+    });
+  }
+
+  private notePreview(m: Member, ms: number): void {
+    m.t.previewMs += ms;
+    m.t.previews++;
+    m.t.firstPreview ??= performance.now() - m.t.start;
   }
 
   private async complete(m: Member): Promise<CompletedEvent> {

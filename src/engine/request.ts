@@ -65,6 +65,11 @@ export interface ProgressEvent {
   tokens: number[];
   /** VQ-decoded partial images, one per image, when a preview is due. */
   previews?: Frame[];
+  /**
+   * The token count the previews show. VQ previews run beside the decoder, so they may arrive a few
+   * steps after the point they were taken at (always in order, and the last one with the last step).
+   */
+  previewTokens?: number;
 }
 
 export interface Timings {

@@ -274,7 +274,8 @@ export class Worker {
       const now = performance.now();
       if (!ev.previews && now - job.lastWrite < PROGRESS_EVERY_MS && ev.tokensDone < ev.tokensTotal) return;
       job.lastWrite = now;
-      if (ev.previews) await this.savePreviews(id, ev.tokensDone, ev.previews);
+      // A preview may show an earlier point than this step (previews run beside the decoder).
+      if (ev.previews) await this.savePreviews(id, ev.previewTokens ?? ev.tokensDone, ev.previews);
       await this.saveProgress(job);
       await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
     } else if (ev.type === "completed") {
