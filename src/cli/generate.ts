@@ -91,7 +91,8 @@ export async function runGenerate(argv: string[]): Promise<void> {
       } else if (ev.type === "progress") {
         bar.update(ev.tokensDone, ev.tokensTotal, ev.tokensPerSecond);
         if (ev.previews && values.previews) {
-          const file = path.join(values.previews, `preview-${String(ev.tokensDone).padStart(3, "0")}.${format}`);
+          // Named by the point the preview shows (it may arrive a few tokens later).
+          const file = path.join(values.previews, `preview-${String(ev.previewTokens ?? ev.tokensDone).padStart(3, "0")}.${format}`);
           await writeFile(file, await encode(contactSheet(ev.previews)));
         }
       } else if (ev.type === "completed") {
