@@ -38,7 +38,8 @@ export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" |
     FROM "Generation" WHERE model = ${g.model} AND status IN ('QUEUED', 'RUNNING')`;
   const recent = await prisma.generation.findMany({
     where: { model: g.model, status: "COMPLETED", startedAt: { not: null }, finishedAt: { gt: new Date(Date.now() - 10 * 60_000) } },
-    orderBy: { finishedAt: "desc" }, take: 50, select: { count: true, startedAt: true, finishedAt: true },
+    // The most recent few: throughput moves with how full the batch is, and the newest runs say it best.
+    orderBy: { finishedAt: "desc" }, take: 20, select: { count: true, startedAt: true, finishedAt: true },
   });
   const perSecond = imagesPerBusySecond(recent.map((r) => ({ images: r.count, start: r.startedAt!.getTime(), end: r.finishedAt!.getTime() })));
   const work = (load?.ahead ?? 0) + (load?.running ?? 0);

@@ -111,9 +111,10 @@ export class Worker {
     this.stopped = true;
     this.timers.forEach(clearInterval);
     this.unsubscribe?.();
-    await this.claiming;
     // The step in progress finishes and its events arrive; then everything they say is recorded.
-    await this.engine.pause();
+    const paused = this.engine.pause();
+    await this.claiming;
+    await paused;
     await Promise.all([...this.jobs.values()].map((j) => j.chain));
     for (const [id, job] of this.jobs) {
       if (job.dropped || job.finished) continue;
