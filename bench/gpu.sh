@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU-machine run (see ../shared/gpu/README.md and docs/performance.md), prepared and tried on the
-# CPU first. Here, after `npm ci`:
+# The GPU-machine run (see docs/performance.md, GPU), prepared and tried on the CPU first. Here, after
+# `npm ci`:
 #
-#   bash bench/gpu.sh pack          # packs Node, the engine's npm packages and Vulkan into .gpu/
+#   bash bench/gpu.sh pack          # packs Node, the engine's npm packages and Vulkan into .gpu/ (bench/gpu/)
 #
 # Then one device call with carry [".gpu"] and a timeout that leaves room for a rerun:
 #
@@ -19,7 +19,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = pack ]; then
-  exec ../shared/gpu/pack.sh onnxruntime-node sharp @huggingface/tokenizers tsx unidecode unicode-emoji-json entities
+  # The packages the bench scripts import are found from the scripts themselves; named here are tsx
+  # (the loader), those loaded through createRequire (unidecode, unicode-emoji-json) and the rest of
+  # the engine's run-time packages.
+  exec bash bench/gpu/pack.sh tsx onnxruntime-node sharp @huggingface/tokenizers unidecode unicode-emoji-json entities \
+    bench/gpu-check.ts bench/torch.ts bench/batching.ts
 fi
 [ "${1:-}" = run ] || { echo "usage: bench/gpu.sh pack | run [mini|mega|all]" >&2; exit 2; }
 sizes=${2:-mini}
