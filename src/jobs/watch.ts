@@ -26,9 +26,11 @@ const RECHECK_MS = 2_000;
 const RETRY_MS = 1_000;
 
 /**
- * Seconds until a queued generation starts, from measured throughput: the images ahead of it in its
- * model's queue (plus what remains of the running ones), divided by the images per second recent
- * generations of that model were done at. Before any history, a second per image.
+ * Seconds until a queued generation starts, from measured throughput. With a full batch every
+ * completion frees room for the next generation in line, so a generation starts once the images ahead
+ * of it in its model's queue have been worked through: their count over the rate at which recent
+ * generations of that model completed (with nothing ahead, what remains of the running ones). Before
+ * any history, a second per image.
  */
 export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" | "createdAt" | "model">): Promise<number> {
   const [load] = await prisma.$queryRaw<{ ahead: number; running: number }[]>`
@@ -41,9 +43,23 @@ export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" |
     // The most recent few: throughput moves with how full the batch is, and the newest runs say it best.
     orderBy: { finishedAt: "desc" }, take: 20, select: { count: true, startedAt: true, finishedAt: true },
   });
-  const perSecond = imagesPerBusySecond(recent.map((r) => ({ images: r.count, start: r.startedAt!.getTime(), end: r.finishedAt!.getTime() })));
-  const work = (load?.ahead ?? 0) + (load?.running ?? 0);
-  return Math.round((work / Math.max(perSecond ?? 1, 1e-3)) * 10) / 10;
+  const runs = recent.map((r) => ({ images: r.count, start: r.startedAt!.getTime(), end: r.finishedAt!.getTime() }));
+  const perSecond = completionRate(runs) ?? imagesPerBusySecond(runs) ?? 1;
+  const work = load && load.ahead > 0 ? load.ahead : (load?.running ?? 0);
+  return Math.round((work / Math.max(perSecond, 1e-3)) * 10) / 10;
+}
+
+/**
+ * Images completed per second between the oldest and the newest of recent completions (the oldest's
+ * own images are before the span). Null when they are too few or too close together to say.
+ */
+export function completionRate(runs: { images: number; end: number }[]): number | null {
+  if (runs.length < 4) return null;
+  const ends = runs.map((r) => r.end);
+  const span = (Math.max(...ends) - Math.min(...ends)) / 1000;
+  if (span < 0.5) return null;
+  const oldest = runs.reduce((a, b) => (b.end < a.end ? b : a));
+  return (runs.reduce((s, r) => s + r.images, 0) - oldest.images) / span;
 }
 
 /**
