@@ -9,9 +9,13 @@ import { RemoteEngine } from "./engine/thread/remote.ts";
 import type { ProviderName } from "./engine/providers.ts";
 import type { Role } from "./graphql/context.ts";
 import { createHttpServer, GRAPHQL_PATH, type HttpServer } from "./graphql/server.ts";
+import { DEFAULT_METRICS_PORT, startOpsServer, type OpsServer, type OpsTarget } from "./http/ops.ts";
 import { EventBus } from "./jobs/events.ts";
 import { DEFAULT_QUEUE, type QueueSettings } from "./jobs/queue.ts";
-import { Worker } from "./jobs/worker.ts";
+import { activeSubscriptions } from "./jobs/watch.ts";
+import { DEFAULT_BATCH_IMAGES, Worker } from "./jobs/worker.ts";
+import type { LogFn } from "./ops/log.ts";
+import { Metrics } from "./ops/metrics.ts";
 
 export interface AppOptions {
   role: Role;
@@ -25,7 +29,13 @@ export interface AppOptions {
   batchImages?: number;
   /** Leases and attempts (MOSAIC_LEASE_SECONDS, MOSAIC_MAX_ATTEMPTS). */
   queue?: QueueSettings;
-  log: (line: string) => void;
+  /**
+   * Port of a separate server for /metrics, /livez, /readyz and /health (MOSAIC_METRICS_PORT). A
+   * worker-only process always has one (default 9464, or a free port when that one is taken); an API
+   * answers them on its own port, and on this one too when it is given.
+   */
+  metricsPort?: number;
+  log: LogFn;
 }
 
 export interface App {
@@ -37,6 +47,10 @@ export interface App {
   model: ModelInfo;
   /** The engine thread running the model (null for an API process). */
   engine: RemoteEngine | null;
+  /** This process's Prometheus metrics. */
+  metrics: Metrics;
+  /** Base URL of the separate operations server (/metrics, /livez, /readyz, /health), or null when there is none. */
+  opsUrl: string | null;
   close(): Promise<void>;
 }
 
@@ -56,16 +70,30 @@ export async function startApp(o: AppOptions): Promise<App> {
   }
   const bus = new EventBus(db.url, o.log);
   await bus.start();
+  const metrics = new Metrics();
+  metrics.attach({
+    prisma: db.prisma, bus, role: o.role, model: model.manifest, provider: engine?.provider ?? "none",
+    batchImages: engine ? o.batchImages ?? DEFAULT_BATCH_IMAGES : 0, subscriptions: () => activeSubscriptions(bus),
+  });
   let worker: Worker | null = null;
   let http: HttpServer | null = null;
+  let ops: OpsServer | null = null;
   let url: string | null = null;
+  let closing = false;
+  const opsTarget: OpsTarget = {
+    role: o.role, prisma: db.prisma, model, metrics, closing: () => closing,
+    worker: engine ? { get running() { return worker?.running ?? false; }, provider: engine.provider } : null,
+  };
   try {
     if (o.role !== "api") {
-      worker = new Worker(db.prisma, bus, engine!, model, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE, queue: o.queue });
+      worker = new Worker(db.prisma, bus, engine!, model, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE, queue: o.queue, metrics });
       await worker.start();
     }
+    if (o.role === "worker" || o.metricsPort !== undefined) {
+      ops = await startOpsServer(opsTarget, o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort !== undefined, o.log);
+    }
     if (o.role !== "worker") {
-      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log });
+      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log }, opsTarget);
       await new Promise<void>((resolve, reject) => {
         http!.server.once("error", reject);
         http!.server.listen(o.port, resolve);
@@ -73,24 +101,27 @@ export async function startApp(o: AppOptions): Promise<App> {
       url = `http://localhost:${(http.server.address() as AddressInfo).port}${GRAPHQL_PATH}`;
     }
   } catch (e) {
+    await ops?.close();
     await worker?.stop();
     await bus.close();
     await engine?.release();
     await db.close();
     throw e;
   }
-  let closing: Promise<void> | null = null;
+  let shutdown: Promise<void> | null = null;
   return {
-    url, db, worker, engine, model,
+    url, db, worker, engine, model, metrics, opsUrl: ops?.url ?? null,
     close() {
-      closing ??= (async () => {
+      closing = true;
+      shutdown ??= (async () => {
         await http?.close();
         await worker?.stop();
+        await ops?.close();
         await bus.close();
         await engine?.release();
         await db.close();
       })();
-      return closing;
+      return shutdown;
     },
   };
 }

@@ -21,6 +21,10 @@ Environment:
   MOSAIC_LEASE_SECONDS  a running job whose worker is silent this long is requeued and resumed (default 15)
   MOSAIC_MAX_ATTEMPTS   a job lost this many times ends FAILED with WORKER_LOST (default 3)
   MOSAIC_HEALTH_FILE    a worker touches this file at every heartbeat (container health checks)
+  MOSAIC_METRICS_PORT   port of /metrics, /livez, /readyz and /health for mosaic worker (default 9464, or a
+                        free port if that one is taken); serve answers them on PORT, and here too when set
+  LOG_LEVEL             trace, debug, info (default), warn, error, fatal or silent; logs are JSON lines on
+                        stderr, or readable lines when stderr is a terminal
 `;
 
 async function main(argv: string[]): Promise<void> {

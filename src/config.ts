@@ -24,6 +24,8 @@ export interface ServerConfig {
   dataDir: string;
   embeddedPort: number;
   batchImages: number;
+  /** Port of the separate /metrics, /livez, /readyz server (MOSAIC_METRICS_PORT); unset: 9464 for a worker, none for serve. */
+  metricsPort: number | undefined;
   /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
   queue: QueueSettings;
 }
@@ -61,6 +63,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     dataDir: path.resolve(process.env.MOSAIC_DATA_DIR ?? "data"),
     embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 54329),
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
+    metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },
   };
 }

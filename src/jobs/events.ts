@@ -4,6 +4,7 @@
  */
 import pg from "pg";
 import type { Prisma } from "../db/client.ts";
+import type { LogFn } from "../ops/log.ts";
 
 export const CHANNEL = "mosaic_events";
 
@@ -32,7 +33,7 @@ export class EventBus {
   /** Connections made after the first (for tests and metrics). */
   reconnects = 0;
 
-  constructor(private readonly url: string, private readonly log: (line: string) => void) {}
+  constructor(private readonly url: string, private readonly log: LogFn) {}
 
   async start(): Promise<void> {
     this.client = await this.connect();
@@ -59,7 +60,7 @@ export class EventBus {
       void client.end().catch(() => {});
       if (this.closed || this.client !== client) return;
       this.client = null;
-      this.log(`mosaic: event connection lost (${why}); reconnecting`);
+      this.log(`mosaic: event connection lost (${why}); reconnecting`, { event: "bus_lost", level: "warn" });
       void this.reconnect();
     };
     client.on("error", (e) => onLost(e.message));
@@ -91,7 +92,7 @@ export class EventBus {
           }
           this.client = client;
           this.reconnects++;
-          this.log("mosaic: event connection restored");
+          this.log("mosaic: event connection restored", { event: "bus_restored", reconnects: this.reconnects });
           // Anything may have happened while we were away: let every listener re-read its state.
           this.emit({ kind: "queue" });
         } catch {

@@ -243,6 +243,12 @@ class Feed {
 }
 
 const feeds = new WeakMap<EventBus, Map<string, Feed>>();
+/** Subscriptions being followed now, per process (its bus), for the mosaic_active_subscriptions metric. */
+const following = new WeakMap<EventBus, { n: number }>();
+
+export function activeSubscriptions(bus: EventBus): number {
+  return following.get(bus)?.n ?? 0;
+}
 
 function feedFor(prisma: Prisma, bus: EventBus, id: string): Feed {
   let byId = feeds.get(bus);
@@ -270,10 +276,13 @@ export async function watchGeneration(prisma: Prisma, bus: EventBus, id: string,
     feed.release();
     return null;
   }
-  return follow(feed, signal);
+  let open = following.get(bus);
+  if (!open) following.set(bus, (open = { n: 0 }));
+  return follow(feed, open, signal);
 }
 
-async function* follow(feed: Feed, signal?: AbortSignal): AsyncGenerator<WatchEvent> {
+async function* follow(feed: Feed, open: { n: number }, signal?: AbortSignal): AsyncGenerator<WatchEvent> {
+  open.n++;
   let wake: (() => void) | null = null;
   const stop = feed.listen(() => wake?.());
   const onAbort = () => wake?.();
@@ -294,6 +303,7 @@ async function* follow(feed: Feed, signal?: AbortSignal): AsyncGenerator<WatchEv
       wake = null;
     }
   } finally {
+    open.n--;
     stop();
     signal?.removeEventListener("abort", onAbort);
     feed.release();

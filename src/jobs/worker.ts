@@ -19,6 +19,8 @@ import type { Frame, GenerationEvent } from "../engine/generate.ts";
 import type { ModelInfo } from "../engine/model.ts";
 import type { RemoteEngine } from "../engine/thread/remote.ts";
 import { encodeFrame } from "../images/encode.ts";
+import type { LogFn } from "../ops/log.ts";
+import type { Metrics } from "../ops/metrics.ts";
 import { packCodes, unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
 import { claimNext, DEFAULT_QUEUE, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
@@ -31,7 +33,10 @@ export const DEFAULT_BATCH_IMAGES = 16;
 const RETRY_FOR_MS = 10 * 60_000;
 
 export interface WorkerOptions {
-  log: (line: string) => void;
+  /** Lifecycle lines carry `event` and `generationId` fields. */
+  log: LogFn;
+  /** Where generations, durations and decoder steps are counted (none in tests that do not look). */
+  metrics?: Metrics;
   id?: string;
   /** Most images decoded together (MOSAIC_WORKER_BATCH); a larger single generation still runs alone. */
   batchImages?: number;
@@ -53,6 +58,12 @@ interface Job {
   tokensDone: number;
   tokensSaved: number;
   lastWrite: number;
+  /** When this worker claimed it (performance.now()). */
+  claimedAt: number;
+  /** Its wait in the queue (startedAt - createdAt, the database's clock) on its first claim; null when resumed. */
+  queueWaitMs: number | null;
+  /** A preview was stored in this attempt. */
+  previewed: boolean;
 }
 
 class LostJob extends Error {}
@@ -63,6 +74,9 @@ export class Worker {
   private readonly queue: QueueSettings;
   private readonly modelName: string;
   private stopped = false;
+  private started = false;
+  /** Tokens sampled since the last step message (the step's events arrive before it). */
+  private stepTokens = 0;
   /** Set when the queue may have changed (a notification, or the poll interval): claiming costs a query. */
   private queueChanged = true;
   private lastClaim = 0;
@@ -83,7 +97,11 @@ export class Worker {
       events: (id, events) => this.onEvents(id, events),
       failed: (id, e) => this.onFailed(id, e),
       // A step boundary: the batch may have room now.
-      step: () => this.fill(),
+      step: (info) => {
+        this.o.metrics?.step(info.ms, this.stepTokens, info.images, this.batchImages);
+        this.stepTokens = 0;
+        this.fill();
+      },
       log: (line) => this.o.log(line),
     });
     this.unsubscribe = this.bus.subscribe((e) => {
@@ -100,7 +118,13 @@ export class Worker {
     this.timers.push(setInterval(() => void this.requeue(), heartbeatMs(this.queue) * 2));
     // Now and then even without a notification, in case one was missed.
     this.timers.push(setInterval(() => this.fill(), POLL_MS));
+    this.started = true;
     this.fill();
+  }
+
+  /** Started (its engine thread has the model) and not stopping: what a worker's readiness needs. */
+  get running(): boolean {
+    return this.started && !this.stopped;
   }
 
   /**
@@ -121,11 +145,12 @@ export class Worker {
       try {
         if (job.tokensDone > job.tokensSaved) await this.saveProgress(job);
         if (await releaseJob(this.prisma, id, this.id)) {
-          this.o.log(`mosaic: generation ${id} handed back at token ${job.tokensDone} (worker stopping)`);
+          this.o.metrics?.requeued.inc({ reason: "handed_back" });
+          this.o.log(`mosaic: generation ${id} handed back at token ${job.tokensDone} (worker stopping)`, { event: "handed_back", generationId: id, workerId: this.id, tokensDone: job.tokensDone });
           await publish(this.prisma, { kind: "generation", id });
         }
       } catch (e) {
-        this.o.log(`mosaic: generation ${id} could not be handed back (${(e as Error).message}); it is requeued when its lease runs out`);
+        this.o.log(`mosaic: generation ${id} could not be handed back (${(e as Error).message}); it is requeued when its lease runs out`, { event: "hand_back_failed", generationId: id, level: "warn" });
       }
     }
     if (this.jobs.size) await publish(this.prisma, { kind: "queue" }).catch(() => {});
@@ -160,21 +185,29 @@ export class Worker {
       try {
         row = await claimNext(this.prisma, this.id, this.modelName, free);
       } catch (e) {
-        this.o.log(`mosaic: worker could not claim a job: ${firstLine(e)}`);
+        this.o.log(`mosaic: worker could not claim a job: ${firstLine(e)}`, { level: "warn" });
       }
       if (!row) return;
       // A generation that was interrupted resumes from its saved codes.
       const resume = row.codes && row.tokensDone > 0 ? { codes: unpackCodes(row.codes, row.count), tokensDone: row.tokensDone } : undefined;
       const grids = resume ? resume.codes.map((c) => c.slice()) : Array.from({ length: row.count }, () => new Int32Array(row!.tokensTotal));
-      this.jobs.set(row.id, { row, grids, finished: false, dropped: false, chain: Promise.resolve(), tokensDone: row.tokensDone, tokensSaved: row.tokensDone, lastWrite: 0 });
+      // The first claim sets startedAt; a resumed job's wait was counted on its first claim.
+      const queueWaitMs = row.attempts === 1 && row.startedAt ? row.startedAt.getTime() - row.createdAt.getTime() : null;
+      if (queueWaitMs !== null) this.o.metrics?.queueWait.observe(queueWaitMs / 1000);
+      this.jobs.set(row.id, {
+        row, grids, finished: false, dropped: false, chain: Promise.resolve(), tokensDone: row.tokensDone, tokensSaved: row.tokensDone, lastWrite: 0,
+        claimedAt: performance.now(), queueWaitMs: resume ? null : queueWaitMs, previewed: false,
+      });
       this.engine.admit(row.id, {
         prompt: row.prompt, count: row.count, seed: row.seed, previewInterval: row.previewInterval, resume,
         sampling: { guidanceScale: row.guidanceScale, topK: row.topK, topP: row.topP, temperature: row.temperature },
       });
       if (row.cancelRequested) this.engine.cancel(row.id);
+      const fields = { generationId: row.id, workerId: this.id, attempt: row.attempts, images: row.count };
       this.o.log(resume
         ? `mosaic: generation ${row.id} claimed by ${this.id}, resuming at token ${row.tokensDone} (attempt ${row.attempts})`
-        : `mosaic: generation ${row.id} claimed by ${this.id}`);
+        : `mosaic: generation ${row.id} claimed by ${this.id}`,
+      resume ? { event: "resumed", ...fields, tokensDone: row.tokensDone } : { event: "claimed", ...fields, queueWaitSeconds: seconds(queueWaitMs) });
     }
   }
 
@@ -182,6 +215,10 @@ export class Worker {
   private onEvents(id: string, events: GenerationEvent[]): void {
     const job = this.jobs.get(id);
     if (!job || job.dropped) return;
+    // One token per image per progress event (replayed tokens of a resumed job send none).
+    const sampled = events.filter((e) => e.type === "progress").length * job.row.count;
+    this.stepTokens += sampled;
+    if (sampled) this.o.metrics?.tokens.inc(sampled);
     if (events.some((e) => e.type === "completed" || e.type === "cancelled")) {
       job.finished = true;
       // Its room is free: a waiting generation that did not fit may fit now.
@@ -205,7 +242,7 @@ export class Worker {
   private async drop(job: Job, e: unknown): Promise<void> {
     const id = job.row.id;
     job.dropped = true;
-    if (e instanceof LostJob) this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`);
+    if (e instanceof LostJob) this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`, { event: "dropped", generationId: id, workerId: this.id, level: "warn" });
     else await this.fail(id, e);
     this.engine.cancel(id);
     this.jobs.delete(id);
@@ -216,9 +253,14 @@ export class Worker {
   private async requeue(): Promise<void> {
     try {
       for (const r of await requeueStale(this.prisma, this.queue)) {
-        this.o.log(r.status === "FAILED"
-          ? `mosaic: generation ${r.id} failed: its worker was lost ${this.queue.maxAttempts} times [WORKER_LOST]`
-          : `mosaic: generation ${r.id} requeued: its worker stopped answering`);
+        if (r.status === "FAILED") {
+          this.o.metrics?.generations.inc({ outcome: "failed" });
+          this.o.metrics?.failures.inc({ code: "WORKER_LOST" });
+          this.o.log(`mosaic: generation ${r.id} failed: its worker was lost ${this.queue.maxAttempts} times [WORKER_LOST]`, { event: "failed", generationId: r.id, code: "WORKER_LOST", level: "warn" });
+        } else {
+          this.o.metrics?.requeued.inc({ reason: "lost" });
+          this.o.log(`mosaic: generation ${r.id} requeued: its worker stopped answering`, { event: "requeued", generationId: r.id, level: "warn" });
+        }
       }
     } catch {
       // The database is away; the next round tries again.
@@ -249,7 +291,10 @@ export class Worker {
         return await fn();
       } catch (e) {
         if (!isDatabaseUnavailable(e) || this.stopped || performance.now() - start > RETRY_FOR_MS) throw e;
-        if (attempt === 1) this.o.log(`mosaic: generation ${id}: ${what} failed (${firstLine(e)}); retrying until the database answers`);
+        if (attempt === 1) {
+          this.o.metrics?.databaseRetries.inc({ operation: what });
+          this.o.log(`mosaic: generation ${id}: ${what} failed (${firstLine(e)}); retrying until the database answers`, { event: "database_retry", generationId: id, operation: what, level: "warn" });
+        }
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(wait * 2, 2_000);
       }
@@ -278,6 +323,15 @@ export class Worker {
       // A preview may show an earlier point than this step (previews run beside the decoder).
       if (ev.previews) await this.savePreviews(id, ev.previewTokens ?? ev.tokensDone, ev.previews);
       await this.saveProgress(job);
+      if (ev.previews && !job.previewed) {
+        job.previewed = true;
+        // Time to first preview: for a first attempt, its wait plus this worker's time to it.
+        if (job.queueWaitMs !== null) {
+          const s = (job.queueWaitMs + performance.now() - job.claimedAt) / 1000;
+          this.o.metrics?.firstPreview.observe(s);
+          this.o.log(`mosaic: generation ${id} first preview at token ${ev.previewTokens ?? ev.tokensDone}`, { event: "first_preview", generationId: id, tokensDone: ev.previewTokens ?? ev.tokensDone, seconds: round(s) });
+        }
+      }
       await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
     } else if (ev.type === "completed") {
       const images = await Promise.all(ev.images.map(async (img) => ({
@@ -294,14 +348,25 @@ export class Worker {
         return true;
       }));
       if (!ours) throw new LostJob();
-      this.o.log(`mosaic: generation ${id} completed in ${(ev.timings.totalMs / 1000).toFixed(2)} s (this attempt)`);
+      const runMs = performance.now() - job.claimedAt;
+      const totalMs = job.queueWaitMs !== null ? job.queueWaitMs + runMs : Date.now() - job.row.createdAt.getTime();
+      const m = this.o.metrics;
+      m?.generations.inc({ outcome: "completed" });
+      m?.images.inc(images.length);
+      m?.runTime.observe(runMs / 1000);
+      m?.endToEnd.observe(totalMs / 1000);
+      this.o.log(`mosaic: generation ${id} completed in ${(ev.timings.totalMs / 1000).toFixed(2)} s (this attempt)`, {
+        event: "completed", generationId: id, images: images.length, engineSeconds: round(ev.timings.totalMs / 1000), runSeconds: round(runMs / 1000),
+        queueWaitSeconds: seconds(job.queueWaitMs), totalSeconds: round(totalMs / 1000), resumed: job.queueWaitMs === null,
+      });
       await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
     } else if (ev.type === "cancelled") {
       const n = await this.retrying("recording the cancellation", id, () => this.prisma.$executeRaw`
         UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()
         WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING' AND "cancelRequested"`);
       if (n === 1) {
-        this.o.log(`mosaic: generation ${id} cancelled at token ${ev.tokensDone}`);
+        this.o.metrics?.generations.inc({ outcome: "cancelled" });
+        this.o.log(`mosaic: generation ${id} cancelled at token ${ev.tokensDone}`, { event: "cancelled", generationId: id, tokensDone: ev.tokensDone });
         await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
       }
     }
@@ -317,12 +382,16 @@ export class Worker {
     const message = known ? (e as MosaicError).message
       : code === "INFERENCE_FAILED" ? "inference failed; the server log has the details under this generation's id"
         : "internal error; the server log has the details under this generation's id";
-    const cause = e instanceof Error && e.cause instanceof Error ? `\n  caused by: ${e.cause.stack}` : "";
-    this.o.log(`mosaic: generation ${id} failed [${code}]: ${e instanceof Error ? e.stack : String(e)}${cause}`);
+    // Once, with the stack and the cause (pino serializes both from `err`).
+    this.o.log(`mosaic: generation ${id} failed [${code}]: ${e instanceof Error ? e.message : String(e)}`, { event: "failed", generationId: id, code, err: e });
     const n = await this.retrying("recording the failure", id, () => this.prisma.$executeRaw`
       UPDATE "Generation" SET status = 'FAILED', "errorCode" = ${code}, "errorMessage" = ${message}, "finishedAt" = now()
       WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`).catch(() => 0);
-    if (n === 1) await publish(this.prisma, { kind: "generation", id }).catch(() => {});
+    if (n === 1) {
+      this.o.metrics?.generations.inc({ outcome: "failed" });
+      this.o.metrics?.failures.inc({ code });
+      await publish(this.prisma, { kind: "generation", id }).catch(() => {});
+    }
   }
 
   private async savePreviews(id: string, tokensDone: number, frames: Frame[]): Promise<void> {
@@ -333,6 +402,9 @@ export class Worker {
     await this.retrying("saving previews", id, () => this.prisma.preview.createMany({ data, skipDuplicates: true }));
   }
 }
+
+const round = (s: number) => Math.round(s * 1000) / 1000;
+const seconds = (ms: number | null) => (ms === null ? null : round(ms / 1000));
 
 function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).trim().split("\n").pop()!.slice(0, 200);

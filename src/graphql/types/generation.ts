@@ -140,10 +140,12 @@ builder.mutationField("createGeneration", (t) =>
           prompt: input.prompt, count: undef(input.count), seed: undef(input.seed), previewInterval: undef(input.previewInterval),
           sampling: { guidanceScale: undef(input.guidanceScale), topK: undef(input.topK), topP: undef(input.topP), temperature: undef(input.temperature) },
         });
-        return await enqueue(ctx.prisma, {
+        const row = await enqueue(ctx.prisma, {
           prompt: r.prompt, normalizedPrompt: ctx.model.prompts.encode(r.prompt).normalized, model: m.name, count: r.count, seed: r.seed,
           ...r.settings, previewInterval: r.previewInterval, tokensTotal: m.architecture.grid.height * m.architecture.grid.width,
         });
+        ctx.log(`mosaic: generation ${row.id} created`, { event: "created", generationId: row.id, model: row.model, images: row.count });
+        return row;
       } catch (e) {
         throw toGraphQLError(e);
       }
