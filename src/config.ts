@@ -61,7 +61,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     port,
     databaseUrl: process.env.DATABASE_URL || undefined,
     dataDir: path.resolve(process.env.MOSAIC_DATA_DIR ?? "data"),
-    embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 54329),
+    embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 0), // 0: 54329 when free, else any free port
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
     metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },
