@@ -113,6 +113,24 @@ export async function loadModelInfo(folder: string): Promise<ModelInfo> {
 
 const OPS_DIR = fileURLToPath(new URL("./ops/", import.meta.url));
 
+/** The VQ decoder alone, for a thread that only decodes previews (the rest of the model stays out of its memory). */
+export interface VqDecoderOnly {
+  manifest: ModelManifest;
+  vqDecoder: ort.InferenceSession;
+  provider: ProviderName;
+  release(): Promise<void>;
+}
+
+export async function loadVqDecoder(folder: string, options: LoadOptions = {}): Promise<VqDecoderOnly> {
+  const info = await loadModelInfo(folder);
+  const spec = info.manifest.graphs.vqDecoder;
+  const file = path.join(folder, spec.file);
+  await mustExist(file, "a graph");
+  const o = await openSession({ path: file, provider: options.provider ?? "cpu" }, options.log ?? ((line: string) => console.error(line)));
+  checkSession(o.session, spec, requiredGraphs(info.manifest.architecture).vqDecoder, file);
+  return { manifest: info.manifest, vqDecoder: o.session, provider: o.provider, release: () => o.session.release() };
+}
+
 export async function loadModel(folder: string, options: LoadOptions = {}): Promise<Model> {
   const log = options.log ?? ((line: string) => console.error(line));
   const info = await loadModelInfo(folder);

@@ -8,7 +8,7 @@ export function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
 }
 
 /** Decode full or partial grids of n images with the VQ decoder -> RGB frames. */
-export async function decodeGrids(model: Model, grids: Int32Array[]): Promise<Frame[]> {
+export async function decodeGrids(model: Pick<Model, "manifest" | "vqDecoder">, grids: Int32Array[]): Promise<Frame[]> {
   const a = model.manifest.architecture;
   const cells = a.grid.height * a.grid.width;
   const flat = new Int32Array(grids.length * cells);

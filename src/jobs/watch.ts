@@ -189,7 +189,10 @@ class Feed {
         for (const p of sets) groups.set(p.tokensDone, [...(groups.get(p.tokensDone) ?? []), p]);
         const entries = [...groups.entries()];
         for (const [tokensDone, previews] of first ? entries.slice(-1) : entries) {
-          if (tokensDone < g.tokensDone) out.push({ type: "Progress", generation: g, tokensDone, tokensTotal: g.tokensTotal, previews });
+          // Previews are decoded beside the decoder and may be written after progress past their point:
+          // the event's tokensDone never goes back (each preview says which point it shows).
+          const at = Math.max(tokensDone, progress.tokensDone);
+          if (at < g.tokensDone) out.push({ type: "Progress", generation: g, tokensDone: at, tokensTotal: g.tokensTotal, previews });
           latest = previews;
           progress.previewTokens = tokensDone;
         }

@@ -8,6 +8,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { DecodeBatch, type Member } from "../batch.ts";
 import { MosaicError } from "../errors.ts";
 import { loadModel } from "../model.ts";
+import { PreviewClient } from "./preview-client.ts";
 import type { FromEngine, ThreadOptions, ToEngine } from "./protocol.ts";
 
 const port = parentPort!;
@@ -22,8 +23,11 @@ let wake: (() => void) | null = null;
 async function run(): Promise<void> {
   let batch: DecodeBatch;
   try {
-    const model = await loadModel(options.modelFolder, { provider: options.provider, log: (line) => send({ type: "log", line }) });
-    batch = new DecodeBatch(model);
+    const log = (line: string) => send({ type: "log", line });
+    const model = await loadModel(options.modelFolder, { provider: options.provider, log });
+    // Previews decode in a thread of their own, on the provider the model ended up on.
+    const previews = await PreviewClient.start({ modelFolder: options.modelFolder, provider: model.provider }, log);
+    batch = new DecodeBatch(model, { decodePreviews: (grids) => previews.decode(grids) });
     send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
   } catch (e) {
     send({ type: "load-failed", message: (e as Error).message, code: e instanceof MosaicError ? e.code : undefined });
