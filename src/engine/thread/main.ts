@@ -7,7 +7,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { DecodeBatch, type Member } from "../batch.ts";
 import { MosaicError } from "../errors.ts";
-import { loadModel } from "../model.ts";
+import { loadModel, type Model } from "../model.ts";
 import { PreviewClient } from "./preview-client.ts";
 import type { FromEngine, ThreadOptions, ToEngine } from "./protocol.ts";
 
@@ -22,11 +22,13 @@ let wake: (() => void) | null = null;
 
 async function run(): Promise<void> {
   let batch: DecodeBatch;
+  let model: Model;
+  let previews: PreviewClient;
   try {
     const log = (line: string) => send({ type: "log", line });
-    const model = await loadModel(options.modelFolder, { provider: options.provider, log });
+    model = await loadModel(options.modelFolder, { provider: options.provider, log });
     // Previews decode in a thread of their own, on the provider the model ended up on.
-    const previews = await PreviewClient.start({ modelFolder: options.modelFolder, provider: model.provider }, log);
+    previews = await PreviewClient.start({ modelFolder: options.modelFolder, provider: model.provider }, log);
     batch = new DecodeBatch(model, { decodePreviews: (grids) => previews.decode(grids) });
     send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
   } catch (e) {
@@ -47,12 +49,13 @@ async function run(): Promise<void> {
     else if (m.type === "close") closing = true;
     wake?.();
   });
+  let pauseReported = false;
   while (!closing) {
-    if (paused) {
+    if (paused && !pauseReported) {
+      pauseReported = true;
       send({ type: "paused" });
-      return;
     }
-    if (!batch.active) {
+    if (paused || !batch.active) {
       await new Promise<void>((resolve) => { wake = resolve; });
       wake = null;
       continue;
@@ -73,6 +76,11 @@ async function run(): Promise<void> {
     // Let admissions and cancellations in between steps.
     await new Promise((r) => setImmediate(r));
   }
+  // Closing: native sessions are released here, in their own thread, before it ends (terminating a
+  // thread while ONNX Runtime runs in it aborts the whole process).
+  await previews.close();
+  await model.release();
+  port.close();
 }
 
 await run();

@@ -45,7 +45,12 @@ export class PreviewClient {
     });
   }
 
+  /** Lets a decode in progress finish, releases the session in its thread, and waits for the thread to end. */
   async close(): Promise<void> {
-    await this.thread.terminate();
+    const exited = new Promise<void>((resolve) => this.thread.once("exit", () => resolve()));
+    this.thread.postMessage({ close: true } satisfies ToPreviews);
+    const timer = setTimeout(() => void this.thread.terminate(), 30_000);
+    await exited;
+    clearTimeout(timer);
   }
 }

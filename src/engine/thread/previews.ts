@@ -14,7 +14,7 @@ export interface PreviewThreadOptions {
   provider: ProviderName;
 }
 
-export type ToPreviews = { id: number; grids: Int32Array[] };
+export type ToPreviews = { id: number; grids: Int32Array[] } | { close: true };
 export type FromPreviews =
   | { type: "ready" }
   | { type: "load-failed"; message: string }
@@ -28,13 +28,23 @@ const o = workerData as PreviewThreadOptions;
 
 try {
   const vq = await loadVqDecoder(o.modelFolder, { provider: o.provider, log: (line) => send({ type: "log", line }) });
-  port.on("message", async (m: ToPreviews) => {
+  // One message at a time, each to its end: a close never meets a decode still in flight.
+  let chain = Promise.resolve();
+  const handle = async (m: ToPreviews): Promise<void> => {
+    if ("close" in m) {
+      await vq.release();
+      port.close();
+      return;
+    }
     try {
       const frames = await decodeGrids(vq, m.grids);
       send({ type: "frames", id: m.id, frames }, frames.map((f) => f.data.buffer as ArrayBuffer));
     } catch (e) {
       send({ type: "failed", id: m.id, message: (e as Error).message });
     }
+  };
+  port.on("message", (m: ToPreviews) => {
+    chain = chain.then(() => handle(m));
   });
   send({ type: "ready" });
 } catch (e) {

@@ -86,8 +86,11 @@ export class RemoteEngine {
     return Promise.race([paused, this.exited]);
   }
 
+  /** Asks the thread to finish its step, release its sessions and end; terminates it only if it does not within 30 s. */
   async release(): Promise<void> {
     this.post({ type: "close" });
-    await this.thread.terminate();
+    const timer = setTimeout(() => void this.thread.terminate(), 30_000);
+    await this.exited;
+    clearTimeout(timer);
   }
 }
