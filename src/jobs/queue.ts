@@ -124,10 +124,20 @@ export async function requestCancel(prisma: Prisma, id: string): Promise<Generat
 }
 
 /** Marks this worker process alive for its model (the `models` query reads it). */
-export async function workerHeartbeat(prisma: Prisma, workerId: string, model: string): Promise<void> {
+export async function workerHeartbeat(prisma: Prisma, workerId: string, model: string, imagesPerSecond: number | null = null): Promise<void> {
   await prisma.$executeRaw`
-    INSERT INTO "WorkerProcess" (id, model) VALUES (${workerId}, ${model})
-    ON CONFLICT (id) DO UPDATE SET "heartbeatAt" = now(), model = EXCLUDED.model`;
+    INSERT INTO "WorkerProcess" (id, model, "imagesPerSecond") VALUES (${workerId}, ${model}, ${imagesPerSecond})
+    ON CONFLICT (id) DO UPDATE SET "heartbeatAt" = now(), model = EXCLUDED.model,
+      "imagesPerSecond" = COALESCE(EXCLUDED."imagesPerSecond", "WorkerProcess"."imagesPerSecond")`;
+}
+
+/** What the live workers of a model decode together, in images per second (null before any has measured). */
+export async function workerThroughput(prisma: Prisma, model: string, q: QueueSettings = DEFAULT_QUEUE): Promise<number | null> {
+  const rows = await prisma.$queryRaw<{ rate: number | null }[]>`
+    SELECT SUM("imagesPerSecond")::float AS rate FROM "WorkerProcess"
+    WHERE model = ${model} AND "heartbeatAt" > now() - make_interval(secs => ${q.leaseMs / 1000})`;
+  const rate = rows[0]?.rate ?? null;
+  return rate && rate > 0 ? rate : null;
 }
 
 export async function workerGone(prisma: Prisma, workerId: string): Promise<void> {

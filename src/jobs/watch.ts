@@ -10,7 +10,7 @@
 import type { Prisma } from "../db/client.ts";
 import type { Generation, Preview } from "../db/generated/client.ts";
 import type { EventBus } from "./events.ts";
-import { queuePosition } from "./queue.ts";
+import { queuePosition, workerThroughput } from "./queue.ts";
 
 export type WatchEvent =
   | { type: "Queued"; generation: Generation; position: number; etaSeconds: number }
@@ -28,9 +28,10 @@ const RETRY_MS = 1_000;
 /**
  * Seconds until a queued generation starts, from measured throughput. With a full batch every
  * completion frees room for the next generation in line, so a generation starts once the images ahead
- * of it in its model's queue have been worked through: their count over the rate at which recent
- * generations of that model completed (with nothing ahead, what remains of the running ones). Before
- * any history, a second per image.
+ * of it in its model's queue have been worked through: their count (with nothing ahead, what remains of
+ * the running ones) over the rate the model's live workers measure and report with their heartbeats
+ * (or, before they have, the rate at which recent generations completed). Before any history, a second
+ * per image.
  */
 export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" | "createdAt" | "model">): Promise<number> {
   const [load] = await prisma.$queryRaw<{ ahead: number; running: number }[]>`
@@ -44,7 +45,8 @@ export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" |
     orderBy: { finishedAt: "desc" }, take: 20, select: { count: true, startedAt: true, finishedAt: true },
   });
   const runs = recent.map((r) => ({ images: r.count, start: r.startedAt!.getTime(), end: r.finishedAt!.getTime() }));
-  const perSecond = completionRate(runs) ?? imagesPerBusySecond(runs) ?? 1;
+  // The workers' own measured rate first; before they have one, the recent completions'.
+  const perSecond = (await workerThroughput(prisma, g.model)) ?? completionRate(runs) ?? imagesPerBusySecond(runs) ?? 1;
   const work = load && load.ahead > 0 ? load.ahead : (load?.running ?? 0);
   return Math.round((work / Math.max(perSecond, 1e-3)) * 10) / 10;
 }

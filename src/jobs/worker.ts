@@ -82,6 +82,9 @@ export class Worker {
   private lastClaim = 0;
   private claiming: Promise<void> | null = null;
   private readonly jobs = new Map<string, Job>();
+  private readonly tokensPerImage: number;
+  private imagesPerSecond: number | null = null;
+  private rateReportedAt = 0;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
 
@@ -90,6 +93,7 @@ export class Worker {
     this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
     this.queue = o.queue ?? DEFAULT_QUEUE;
     this.modelName = model.manifest.name;
+    this.tokensPerImage = model.manifest.architecture.grid.width * model.manifest.architecture.grid.height;
   }
 
   async start(): Promise<void> {
@@ -100,6 +104,7 @@ export class Worker {
       step: (info) => {
         this.o.metrics?.step(info.ms, this.stepTokens, info.images, this.batchImages);
         this.stepTokens = 0;
+        this.measure(info.images, info.wallMs);
         this.fill();
       },
       log: (line) => this.o.log(line),
@@ -120,6 +125,25 @@ export class Worker {
     this.timers.push(setInterval(() => this.fill(), POLL_MS));
     this.started = true;
     this.fill();
+  }
+
+  /**
+   * The decoding rate, from the engine thread's wall time between step boundaries (everything the
+   * engine does, not only the decoder): an exponential average over about the last second of work, in
+   * images per second.
+   * Written with each heartbeat; queued ETAs divide the work ahead by it.
+   */
+  private measure(images: number, wallMs: number): void {
+    if (images === 0 || wallMs <= 0) return;
+    const rate = images / this.tokensPerImage / (wallMs / 1000);
+    const w = Math.min(1, wallMs / 1_000);
+    this.imagesPerSecond = this.imagesPerSecond === null ? rate : this.imagesPerSecond * (1 - w) + rate * w;
+    // Queued ETAs read it: report it twice a second while busy, not only with the heartbeat.
+    const now = performance.now();
+    if (now - this.rateReportedAt >= 500) {
+      this.rateReportedAt = now;
+      void workerHeartbeat(this.prisma, this.id, this.modelName, this.imagesPerSecond).catch(() => {});
+    }
   }
 
   /** Started (its engine thread has the model) and not stopping: what a worker's readiness needs. */
@@ -269,7 +293,7 @@ export class Worker {
 
   private async heartbeat(): Promise<void> {
     if (this.o.healthFile) await writeFile(this.o.healthFile, String(Date.now())).catch(() => {});
-    await workerHeartbeat(this.prisma, this.id, this.modelName).catch(() => {});
+    await workerHeartbeat(this.prisma, this.id, this.modelName, this.imagesPerSecond).catch(() => {});
     const ids = [...this.jobs.keys()];
     if (!ids.length) return;
     await this.prisma.$executeRaw`UPDATE "Generation" SET "heartbeatAt" = now() WHERE id = ANY(${ids}::uuid[]) AND "workerId" = ${this.id}`.catch(() => {});

@@ -23,13 +23,16 @@ let wake: (() => void) | null = null;
 async function run(): Promise<void> {
   let batch: DecodeBatch;
   let model: Model;
-  let previews: PreviewClient;
+  let previews: PreviewClient | null;
   try {
     const log = (line: string) => send({ type: "log", line });
     model = await loadModel(options.modelFolder, { provider: options.provider, log });
-    // Previews decode in a thread of their own, on the provider the model ended up on.
-    previews = await PreviewClient.start({ modelFolder: options.modelFolder, provider: model.provider }, log);
-    batch = new DecodeBatch(model, { decodePreviews: (grids) => previews.decode(grids) });
+    // On the CPU, previews decode in a thread of their own: ONNX Runtime's run blocks the thread that
+    // calls it, so they would otherwise hold the decoder back. A GPU provider stays in this thread:
+    // ONNX Runtime's WebGPU provider in a second thread of the same process corrupted the heap
+    // (measured with SwiftShader: "malloc(): mismatching next->prev_size"), and the GPU decodes fast.
+    previews = model.provider === "cpu" ? await PreviewClient.start({ modelFolder: options.modelFolder, provider: "cpu" }, log) : null;
+    batch = new DecodeBatch(model, previews ? { decodePreviews: (grids) => previews!.decode(grids) } : {});
     send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
   } catch (e) {
     send({ type: "load-failed", message: (e as Error).message, code: e instanceof MosaicError ? e.code : undefined });
@@ -50,6 +53,8 @@ async function run(): Promise<void> {
     wake?.();
   });
   let pauseReported = false;
+  /** When the previous step ended, while the batch stays busy (null after it empties). */
+  let lastStepEnd: number | null = null;
   while (!closing) {
     if (paused && !pauseReported) {
       pauseReported = true;
@@ -72,13 +77,15 @@ async function run(): Promise<void> {
       }
       if (member.done) members.delete(id);
     }
-    send({ type: "step", images: batch.images, active: batch.active, ms, rows: batch.rows });
+    const end = performance.now();
+    send({ type: "step", images: batch.images, active: batch.active, ms, rows: batch.rows, wallMs: lastStepEnd === null ? ms : end - lastStepEnd });
+    lastStepEnd = batch.active ? end : null;
     // Let admissions and cancellations in between steps.
     await new Promise((r) => setImmediate(r));
   }
   // Closing: native sessions are released here, in their own thread, before it ends (terminating a
   // thread while ONNX Runtime runs in it aborts the whole process).
-  await previews.close();
+  await previews?.close();
   await model.release();
   port.close();
 }
