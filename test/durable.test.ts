@@ -235,8 +235,9 @@ test("a subscriber whose notification never comes still sees the change (periodi
 
 test("the database restarts mid-run: the generation completes, the subscriber rides through, requests meanwhile get UNAVAILABLE", async () => {
   const dir = await mkdtemp(path.join(tmpdir(), "mosaic-restart-"));
-  const port = 56000 + Math.floor(Math.random() * 900);
-  let pgServer: EmbeddedDatabase | null = await startEmbedded(dir, port, () => {});
+  let pgServer: EmbeddedDatabase | null = await startEmbedded(dir, 0, () => {});
+  // It comes back on the same port, as a restarted server would.
+  const port = Number(new URL(pgServer.url).port);
   const lines: string[] = [];
   const app = await startTestApp(pgServer.url, "all", { log: (l) => lines.push(l) });
   try {

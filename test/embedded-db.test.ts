@@ -62,8 +62,7 @@ async function until<T>(what: string, check: () => Promise<T | null | undefined 
 
 test("with no DATABASE_URL the embedded PostgreSQL keeps history in MOSAIC_DATA_DIR across restarts", async () => {
   const dataDir = await tempDir();
-  const port = 50000 + Math.floor(Math.random() * 5000);
-  const start = () => startApp({ role: "all", port: 0, dataDir, embeddedPort: port, modelFolder: MODEL_DIR, provider: "cpu", log: () => {} });
+  const start = () => startApp({ role: "all", port: 0, dataDir, embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: () => {} });
   let app = await start();
   assert.ok(app.db.embedded, "embedded database in use");
   assert.ok(existsSync(path.join(dataDir, "postgres", "PG_VERSION")));

@@ -263,8 +263,8 @@ test("an error is logged once, with its stack and its cause; LOG_LEVEL is checke
 
 test("/readyz fails while the database is down or a migration is missing, and recovers", async () => {
   const dir = await tempDir("mosaic-ready-");
-  const port = 57000 + Math.floor(Math.random() * 900);
-  let server: EmbeddedDatabase | null = await startEmbedded(dir, port, () => {});
+  let server: EmbeddedDatabase | null = await startEmbedded(dir, 0, () => {});
+  const port = Number(new URL(server.url).port);
   const app = await startTestApp(server.url, "worker");
   const readyz = async () => {
     const res = await fetch(`${app.opsUrl}/readyz`);
@@ -529,4 +529,22 @@ test("npm: exact versions; npm install leaves the lockfile as committed", async 
   const before = await readFile(path.join(PACKAGE_ROOT, "package-lock.json"), "utf8");
   const afterInstall = await readFile(path.join(dir, "package-lock.json"), "utf8");
   assert.ok(before === afterInstall, "npm install changed package-lock.json: commit the lockfile npm writes");
+});
+
+test("the alerting rules load in Prometheus's compose setup and name only metrics Mosaic exports", async () => {
+  const rules = YAML.parse(await readFile(path.join(PACKAGE_ROOT, "deploy", "alerts.yml"), "utf8")) as Json;
+  const prometheus = YAML.parse(await readFile(path.join(PACKAGE_ROOT, "deploy", "prometheus.yml"), "utf8")) as Json;
+  const compose = YAML.parse(await readFile(path.join(PACKAGE_ROOT, "docker-compose.yml"), "utf8")) as Json;
+  assert.deepEqual(prometheus.rule_files, ["/etc/prometheus/alerts.yml"]);
+  assert.ok(compose.services.prometheus.volumes.includes("./deploy/alerts.yml:/etc/prometheus/alerts.yml:ro"));
+  const docs = await readFile(path.join(PACKAGE_ROOT, "docs", "operations.md"), "utf8");
+  const alerts = rules.groups.flatMap((g: Json) => g.rules);
+  assert.ok(alerts.length >= 5);
+  for (const r of alerts) {
+    assert.ok(r.alert && r.expr && r.annotations?.summary, JSON.stringify(r));
+    for (const [name] of String(r.expr).matchAll(/mosaic_[a-z_]+/g)) {
+      const base = name.replace(/_(bucket|sum|count)$/, "");
+      assert.ok(docs.includes(`\`${base}\``), `${r.alert}: ${name} is a documented metric`);
+    }
+  }
 });

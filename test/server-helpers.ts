@@ -28,8 +28,8 @@ async function serverUrl(): Promise<string> {
   if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
   if (!embedded) {
     const dir = await mkdtemp(path.join(tmpdir(), "mosaic-pg-"));
-    const port = 55000 + Math.floor(Math.random() * 5000);
-    embedded = { db: await startEmbedded(dir, port, () => {}), dir };
+    // Port 0: a free one (a random fixed port collided with other test runs on the same machine).
+    embedded = { db: await startEmbedded(dir, 0, () => {}), dir };
   }
   return embedded.db.url;
 }
