@@ -121,12 +121,12 @@ export interface VqDecoderOnly {
   release(): Promise<void>;
 }
 
-export async function loadVqDecoder(folder: string, options: LoadOptions = {}): Promise<VqDecoderOnly> {
+export async function loadVqDecoder(folder: string, options: LoadOptions & { threads?: number } = {}): Promise<VqDecoderOnly> {
   const info = await loadModelInfo(folder);
   const spec = info.manifest.graphs.vqDecoder;
   const file = path.join(folder, spec.file);
   await mustExist(file, "a graph");
-  const o = await openSession({ path: file, provider: options.provider ?? "cpu" }, options.log ?? ((line: string) => console.error(line)));
+  const o = await openSession({ path: file, provider: options.provider ?? "cpu", threads: options.threads }, options.log ?? ((line: string) => console.error(line)));
   checkSession(o.session, spec, requiredGraphs(info.manifest.architecture).vqDecoder, file);
   return { manifest: info.manifest, vqDecoder: o.session, provider: o.provider, release: () => o.session.release() };
 }

@@ -13,6 +13,8 @@ export interface SessionRequest {
   provider: ProviderName;
   /** Outputs to leave in GPU memory (WebGPU) for the next run to read; ignored on the CPU. */
   deviceOutputs?: string[];
+  /** ONNX Runtime's intra-op threads for this session (default: one per core). */
+  threads?: number;
 }
 
 export interface OpenedSession {
@@ -25,7 +27,10 @@ export type Logger = (line: string) => void;
 export async function openSession(req: SessionRequest, log: Logger): Promise<OpenedSession> {
   // Three sessions take turns at every step; threads that spin waiting for work would steal the
   // cores from the session that has some.
-  const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } } };
+  const base: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } },
+    ...(req.threads ? { intraOpNumThreads: req.threads } : {}),
+  };
   if (req.provider !== "cpu") {
     const options: ort.InferenceSession.SessionOptions = { ...base, executionProviders: [req.provider] };
     if (req.provider === "webgpu" && req.deviceOutputs?.length) {

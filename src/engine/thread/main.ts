@@ -4,6 +4,7 @@
  * cancellation and, in `serve`, the API keep answering however long a step takes). It knows nothing
  * of the database: generations come in as requests, their events go out as messages.
  */
+import os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { DecodeBatch, type Member } from "../batch.ts";
 import { MosaicError } from "../errors.ts";
@@ -20,6 +21,15 @@ let paused = false;
 let closing = false;
 let wake: (() => void) | null = null;
 
+/**
+ * Threads for the preview decoder: it runs while the decoder steps use every core, so it takes a
+ * share rather than all of them (MOSAIC_PREVIEW_THREADS overrides; measured in docs/performance.md).
+ */
+function previewThreads(): number {
+  const v = Number(process.env.MOSAIC_PREVIEW_THREADS);
+  return Number.isInteger(v) && v > 0 ? v : Math.max(1, Math.floor(os.availableParallelism() / 2));
+}
+
 async function run(): Promise<void> {
   let batch: DecodeBatch;
   let model: Model;
@@ -31,7 +41,7 @@ async function run(): Promise<void> {
     // calls it, so they would otherwise hold the decoder back. A GPU provider stays in this thread:
     // ONNX Runtime's WebGPU provider in a second thread of the same process corrupted the heap
     // (measured with SwiftShader: "malloc(): mismatching next->prev_size"), and the GPU decodes fast.
-    previews = model.provider === "cpu" ? await PreviewClient.start({ modelFolder: options.modelFolder, provider: "cpu" }, log) : null;
+    previews = model.provider === "cpu" ? await PreviewClient.start({ modelFolder: options.modelFolder, provider: "cpu", threads: previewThreads() }, log) : null;
     batch = new DecodeBatch(model, previews ? { decodePreviews: (grids) => previews!.decode(grids) } : {});
     send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
   } catch (e) {

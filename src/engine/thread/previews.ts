@@ -12,6 +12,8 @@ import { decodeGrids } from "../vq.ts";
 export interface PreviewThreadOptions {
   modelFolder: string;
   provider: ProviderName;
+  /** ONNX Runtime threads for the VQ decoder (it runs at the same time as the decoder steps). */
+  threads?: number;
 }
 
 export type ToPreviews = { id: number; grids: Int32Array[] } | { close: true };
@@ -27,7 +29,7 @@ const send = (m: FromPreviews, transfer: ArrayBuffer[] = []) => port.postMessage
 const o = workerData as PreviewThreadOptions;
 
 try {
-  const vq = await loadVqDecoder(o.modelFolder, { provider: o.provider, log: (line) => send({ type: "log", line }) });
+  const vq = await loadVqDecoder(o.modelFolder, { provider: o.provider, threads: o.threads, log: (line) => send({ type: "log", line }) });
   // One message at a time, each to its end: a close never meets a decode still in flight.
   let chain = Promise.resolve();
   const handle = async (m: ToPreviews): Promise<void> => {
