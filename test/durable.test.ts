@@ -8,7 +8,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import pg from "pg";
 import WebSocket from "ws";
 import type { App } from "../src/app.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
@@ -17,7 +16,7 @@ import { enqueue } from "../src/jobs/queue.ts";
 import { estimateSeconds } from "../src/jobs/watch.ts";
 import { collect, finalImages, sharedModel } from "./helpers.ts";
 import {
-  create, createTestDatabase, eventsOverSse, gql, spawnMosaic, startTestApp, stopEmbedded, uuidOf, waitFor,
+  create, createTestDatabase, eventsOverSse, gql, spawnMosaic, sql, startTestApp, stopEmbedded, uuidOf, waitFor,
   type MosaicProcess, type TestDatabase,
 } from "./server-helpers.ts";
 
@@ -36,24 +35,9 @@ after(async () => {
 });
 
 async function row(url: string, id: string) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(`SELECT status::text, "tokensDone", "workerId", attempts, "errorCode", "startedAt", "finishedAt" FROM "Generation" WHERE id = $1`, [id])).rows[0];
-  } finally {
-    await c.end();
-  }
+  return (await sql(url, `SELECT status::text, "tokensDone", "workerId", attempts, "errorCode", "startedAt", "finishedAt" FROM "Generation" WHERE id = $1`, [id]))[0];
 }
 
-async function sql(url: string, text: string, params: unknown[] = []) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(text, params)).rows;
-  } finally {
-    await c.end();
-  }
-}
 
 /** The PNG bytes an uninterrupted run of the same request gives. */
 async function uninterrupted(input: { prompt: string; count: number; seed: number }): Promise<Buffer[]> {

@@ -14,7 +14,6 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
-import pg from "pg";
 import pino from "pino";
 import YAML from "yaml";
 import type { App } from "../src/app.ts";
@@ -23,7 +22,7 @@ import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { logLevel, logTo } from "../src/ops/log.ts";
 import type { Json } from "./helpers.ts";
 import {
-  create, createTestDatabase, eventsOverSse, gql, spawnMosaic, startTestApp, stopEmbedded, uuidOf, waitFor,
+  create, createTestDatabase, eventsOverSse, gql, spawnMosaic, sql, startTestApp, stopEmbedded, uuidOf, waitFor,
   type MosaicProcess, type TestDatabase,
 } from "./server-helpers.ts";
 
@@ -77,15 +76,6 @@ async function scrape(base: string): Promise<string> {
 
 const originOf = (app: App) => new URL(app.url!).origin;
 
-async function sql(url: string, text: string, params: unknown[] = []) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(text, params)).rows;
-  } finally {
-    await c.end();
-  }
-}
 
 test("metrics: queue depth, outcomes, durations, decoder steps, images and subscriptions after real generations", async () => {
   const mdb = await createTestDatabase();

@@ -172,3 +172,14 @@ export async function create(app: App, input: Record<string, unknown>): Promise<
   if (r.errors) throw new Error(JSON.stringify(r.errors));
   return r.data.createGeneration;
 }
+
+/** One SQL statement on its own connection: the rows. */
+export async function sql(url: string, text: string, params: unknown[] = []): Promise<Json[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(text, params)).rows;
+  } finally {
+    await c.end();
+  }
+}
