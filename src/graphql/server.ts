@@ -4,7 +4,7 @@
  * Every request gets an id (x-request-id, a proxy's when sane) and one log line.
  */
 import { readFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { execute, subscribe } from "graphql";
 import { createYoga } from "graphql-yoga";
@@ -18,6 +18,7 @@ import type { AppContext, Context } from "./context.ts";
 import { EXAMPLE_TABS } from "./examples.ts";
 import { schema } from "./schema.ts";
 import { maskError } from "./errors.ts";
+import { limitPlugins, MAX_BODY_BYTES } from "./limits.ts";
 
 export const GRAPHQL_PATH = "/graphql";
 /** A page that shows the grid filling in: a prompt box and the live images (no libraries). */
@@ -28,6 +29,44 @@ function originOf(headers: Record<string, string | string[] | undefined>, secure
   if (typeof host !== "string") return "";
   const proto = typeof headers["x-forwarded-proto"] === "string" ? headers["x-forwarded-proto"] : secure ? "https" : "http";
   return `${proto}://${host}`;
+}
+
+/**
+ * POST bodies are at most MAX_BODY_BYTES (yoga's own default is 25 MB): larger is 413 before a byte is
+ * read, and a body without a Content-Length (chunked) is 411, since its size cannot be known up front.
+ * Returns true when it answered.
+ */
+function refuseBody(req: IncomingMessage, res: ServerResponse): boolean {
+  const length = req.headers["content-length"];
+  const refuse = (status: number, message: string) => {
+    res.writeHead(status, { "content-type": "application/json", connection: "close" });
+    res.end(JSON.stringify({ errors: [{ message, extensions: { code: status === 413 ? "PAYLOAD_TOO_LARGE" : "LENGTH_REQUIRED" } }] }));
+    req.resume();
+    return true;
+  };
+  if (length === undefined) return refuse(411, "send the request body with a Content-Length header");
+  const n = Number(length);
+  if (!Number.isInteger(n) || n < 0) return refuse(411, "Content-Length must be a whole number of bytes");
+  if (n > MAX_BODY_BYTES) return refuse(413, `the request body is ${n} bytes; at most ${MAX_BODY_BYTES} are accepted`);
+  return false;
+}
+
+/** GET parameters that must be JSON (`variables`, `extensions`) and are not: 400 with a code (yoga answered 200). */
+function refuseParams(req: IncomingMessage, res: ServerResponse): boolean {
+  const params = new URL(req.url ?? "/", "http://localhost").searchParams;
+  for (const name of ["variables", "extensions"]) {
+    const v = params.get(name);
+    if (v === null || v === "") continue;
+    try {
+      const parsed: unknown = JSON.parse(v);
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
+    } catch {
+      res.writeHead(400, { "content-type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ message: `the ${name} parameter must be a JSON object`, extensions: { code: "BAD_REQUEST" } }] }));
+      return true;
+    }
+  }
+  return false;
 }
 
 export interface HttpServer {
@@ -55,6 +94,8 @@ export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
     },
     maskedErrors: { maskError: maskError(app.log) },
     plugins: [
+      // Depth, aliases, tokens, directives and cost: refused before anything runs (docs/security.md).
+      ...limitPlugins(),
       // GraphQL operations in this process's registry, served by /metrics below (not by the plugin).
       usePrometheus({
         registry: ops.metrics.registry,
@@ -86,6 +127,8 @@ export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
         res.end(req.method === "HEAD" ? undefined : PAGE);
         return;
       }
+      if (path === GRAPHQL_PATH && req.method === "POST" && refuseBody(req, res)) return;
+      if (path === GRAPHQL_PATH && req.method === "GET" && refuseParams(req, res)) return;
       // The instance itself as the listener: handleNodeRequestAndResponse never answered on Node 20 here.
       await yoga(req, res);
     } catch (e) {
@@ -96,7 +139,8 @@ export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
   });
 
   type Enveloped = ReturnType<typeof yoga.getEnveloped>;
-  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  // A graphql-ws message over the body limit closes the socket (1009, message too big).
+  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES });
   const wsServer = useServer(
     {
       // onSubscribe below puts yoga's enveloped execute/subscribe in rootValue (yoga's documented recipe).

@@ -6,7 +6,8 @@ import type { Frame } from "../engine/generate.ts";
 export type ImageFormat = "png" | "webp" | "jpeg";
 export const IMAGE_FORMATS: readonly ImageFormat[] = ["png", "webp", "jpeg"];
 export type Upscale = "nearest" | "smooth";
-export const MAX_SIZE = 2048;
+/** Widest transcode served (pixels): 4× a 256-pixel DALL·E image; larger is refused, not computed. */
+export const MAX_SIZE = 1024;
 
 export interface EncodeOptions {
   format?: ImageFormat;

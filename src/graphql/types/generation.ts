@@ -62,7 +62,7 @@ export async function mosaicDataUrl(g: Generation, ctx: Context, index: number, 
 export const mosaicArgs = builder.args((t) => ({
   index: t.int({ required: true, defaultValue: 0, description: "Which image (0-based)." }),
   format: t.field({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
-  size: t.int({ description: "Width in pixels (1-2048)." }),
+  size: t.int({ description: "Width in pixels (1-1024)." }),
 }));
 
 export const GenerationRef = builder.node(builder.objectRef<Generation>("Generation"), {

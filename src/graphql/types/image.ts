@@ -34,7 +34,7 @@ function checkSize(size: number | null | undefined): number | undefined {
 /** How a picture is asked for: encoding, width and enlargement. */
 const pictureArgs = builder.args((t) => ({
   format: t.field({ type: ImageFormatEnum, required: true, defaultValue: "png", description: "Encoding." }),
-  size: t.int({ description: "Width in pixels (1-2048); default: as generated." }),
+  size: t.int({ description: "Width in pixels (1-1024); default: as generated." }),
   upscale: t.field({ type: UpscaleEnum, required: true, defaultValue: "nearest", description: "How to enlarge." }),
 }));
 
