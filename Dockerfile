@@ -32,7 +32,8 @@ FROM node:20-bookworm-slim
 # libvulkan1: the loader for onnxruntime-node's WebGPU provider on NVIDIA GPUs (Vulkan).
 RUN apt-get update && apt-get install -y --no-install-recommends libvulkan1 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-ENV NODE_ENV=production PORT=4000
+# HOST: inside a container the servers must accept connections from outside it (Mosaic defaults to 127.0.0.1).
+ENV NODE_ENV=production PORT=4000 HOST=0.0.0.0
 COPY --from=deps /app/node_modules node_modules
 COPY package.json tsconfig.json ./
 COPY bin bin

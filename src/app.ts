@@ -17,6 +17,9 @@ import { DEFAULT_BATCH_IMAGES, Worker } from "./jobs/worker.ts";
 import type { LogFn } from "./ops/log.ts";
 import { Metrics } from "./ops/metrics.ts";
 
+/** The default listening address: this machine only. */
+export const LOOPBACK = "127.0.0.1";
+
 export interface AppOptions {
   role: Role;
   port: number;
@@ -35,6 +38,8 @@ export interface AppOptions {
    * answers them on its own port, and on this one too when it is given.
    */
   metricsPort?: number;
+  /** Where the HTTP servers listen (HOST); default 127.0.0.1: nothing checks who calls yet (docs/security.md). */
+  host?: string;
   log: LogFn;
 }
 
@@ -90,13 +95,13 @@ export async function startApp(o: AppOptions): Promise<App> {
       await worker.start();
     }
     if (o.role === "worker" || o.metricsPort !== undefined) {
-      ops = await startOpsServer(opsTarget, o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort !== undefined, o.log);
+      ops = await startOpsServer(opsTarget, o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort !== undefined, o.log, o.host ?? LOOPBACK);
     }
     if (o.role !== "worker") {
       http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log }, opsTarget);
       await new Promise<void>((resolve, reject) => {
         http!.server.once("error", reject);
-        http!.server.listen(o.port, resolve);
+        http!.server.listen(o.port, o.host ?? LOOPBACK, resolve);
       });
       url = `http://localhost:${(http.server.address() as AddressInfo).port}${GRAPHQL_PATH}`;
     }

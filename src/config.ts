@@ -26,6 +26,8 @@ export interface ServerConfig {
   batchImages: number;
   /** Port of the separate /metrics, /livez, /readyz server (MOSAIC_METRICS_PORT); unset: 9464 for a worker, none for serve. */
   metricsPort: number | undefined;
+  /** Address the HTTP servers listen on (HOST); unset: 127.0.0.1 only, since there is no authentication yet. */
+  host: string | undefined;
   /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
   queue: QueueSettings;
 }
@@ -64,6 +66,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 0), // 0: 54329 when free, else any free port
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
     metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
+    host: process.env.HOST || undefined,
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },
   };
 }

@@ -360,3 +360,16 @@ test("a worker claims only generations of the model it serves; models says who s
     await after.close();
   }
 });
+
+test("with no HOST the API listens on 127.0.0.1 only and says so; HOST=0.0.0.0 warns that there is no authentication", async () => {
+  const local = await spawnMosaic(["serve", "--role", "api"], { DATABASE_URL: db.url });
+  procs.push(local);
+  await waitFor("the listening line", async () => /listening on 127\.0\.0\.1 only/.test(local.log()), 10_000);
+  assert.doesNotMatch(local.log(), /no authentication: anyone/);
+  assert.equal((await fetch(`http://127.0.0.1:${new URL(local.url!).port}/livez`)).status, 200);
+  local.child.kill("SIGTERM");
+  const open = await spawnMosaic(["serve", "--role", "api"], { DATABASE_URL: db.url, HOST: "0.0.0.0" });
+  procs.push(open);
+  await waitFor("the warning", async () => /listening on 0\.0\.0\.0 with no authentication/.test(open.log()), 10_000);
+  open.child.kill("SIGTERM");
+});

@@ -179,7 +179,7 @@ export interface OpsServer {
  * Starts the operations server on `port`. When the port is the default one and taken (several workers
  * on one host), it falls back to a free port and says so; a port given explicitly must be free.
  */
-export async function startOpsServer(t: OpsTarget, port: number, explicit: boolean, log: LogFn): Promise<OpsServer> {
+export async function startOpsServer(t: OpsTarget, port: number, explicit: boolean, log: LogFn, host = "127.0.0.1"): Promise<OpsServer> {
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     trackRequest(req, res, path, log, t.metrics);
@@ -193,7 +193,7 @@ export async function startOpsServer(t: OpsTarget, port: number, explicit: boole
   });
   const listen = (p: number) => new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(p, () => {
+    server.listen(p, host, () => {
       server.off("error", reject);
       resolve();
     });
