@@ -40,6 +40,8 @@ export interface AppOptions {
   metricsPort?: number;
   /** Where the HTTP servers listen (HOST); default 127.0.0.1: nothing checks who calls yet (docs/security.md). */
   host?: string;
+  /** Origins besides the server's own whose pages may call it (MOSAIC_CORS_ORIGINS). */
+  corsOrigins?: string[];
   log: LogFn;
 }
 
@@ -98,7 +100,7 @@ export async function startApp(o: AppOptions): Promise<App> {
       ops = await startOpsServer(opsTarget, o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort !== undefined, o.log, o.host ?? LOOPBACK);
     }
     if (o.role !== "worker") {
-      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log }, opsTarget);
+      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log }, opsTarget, o.corsOrigins ?? []);
       await new Promise<void>((resolve, reject) => {
         http!.server.once("error", reject);
         http!.server.listen(o.port, o.host ?? LOOPBACK, resolve);

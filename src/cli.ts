@@ -13,6 +13,7 @@ Commands:
 Environment:
   PORT                  HTTP port of serve (default 4000)
   HOST                  address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for all)
+  MOSAIC_CORS_ORIGINS   other origins whose pages may call the API, comma-separated (default: none)
   DATABASE_URL          PostgreSQL to use; unset: an embedded PostgreSQL in MOSAIC_DATA_DIR
   MOSAIC_DATA_DIR       where the embedded database keeps its data (default ./data)
   MOSAIC_EMBEDDED_PG_PORT  the embedded database's port on 127.0.0.1 (default: 54329 if free, else any free port)

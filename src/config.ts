@@ -28,6 +28,8 @@ export interface ServerConfig {
   metricsPort: number | undefined;
   /** Address the HTTP servers listen on (HOST); unset: 127.0.0.1 only, since there is no authentication yet. */
   host: string | undefined;
+  /** Other origins whose pages may call the API from a browser (MOSAIC_CORS_ORIGINS, comma-separated); none by default. */
+  corsOrigins: string[];
   /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
   queue: QueueSettings;
 }
@@ -67,6 +69,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
     metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
     host: process.env.HOST || undefined,
+    corsOrigins: (process.env.MOSAIC_CORS_ORIGINS ?? "").split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean),
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },
   };
 }

@@ -133,3 +133,39 @@ test("bad variables JSON on GET and a wrong content type are 4xx with a code", a
   const garbage = await post("{not json");
   assert.ok(garbage.status >= 400 && garbage.status < 500, `status ${garbage.status}`);
 });
+
+test("CORS: a foreign origin is not reflected and cannot open a socket; a listed one works; form posts cannot run operations", async () => {
+  const evil = "https://evil.example";
+  const preflight = await fetch(app.url!, { method: "OPTIONS", headers: { origin: evil, "access-control-request-method": "POST", "access-control-request-headers": "content-type" } });
+  assert.notEqual(preflight.headers.get("access-control-allow-origin"), evil);
+  assert.equal(preflight.headers.get("access-control-allow-credentials"), null);
+  for (const [type, body] of [["application/x-www-form-urlencoded", "query=mutation%20%7B%20createGeneration(input%3A%20%7Bprompt%3A%20%22x%22%7D)%20%7B%20id%20%7D%20%7D"], ["text/plain", '{"query":"mutation { createGeneration(input: {prompt: \\"x\\"}) { id } }"}']]) {
+    const r = await fetch(app.url!, { method: "POST", headers: { "content-type": type!, origin: evil }, body });
+    assert.equal(r.status, 415, type);
+    assert.equal(((await r.json()) as Json).errors[0].extensions.code, "UNSUPPORTED_MEDIA_TYPE");
+  }
+  const refused = await new Promise<number | string>((resolve) => {
+    const ws = new WebSocket(app.url!.replace(/^http/, "ws"), "graphql-transport-ws", { origin: evil });
+    ws.on("open", () => { ws.close(); resolve("open"); });
+    ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on("error", () => resolve("error"));
+  });
+  assert.notEqual(refused, "open", "a socket from a foreign origin is refused");
+  const own = new WebSocket(app.url!.replace(/^http/, "ws"), "graphql-transport-ws", { origin: new URL(app.url!).origin });
+  await new Promise((resolve, reject) => { own.on("open", resolve); own.on("error", reject); });
+  own.close();
+
+  const friendly = "https://app.example.com";
+  const listed = await startTestApp(db.url, "api", { corsOrigins: [friendly] });
+  try {
+    const ok = await fetch(listed.url!, { method: "OPTIONS", headers: { origin: friendly, "access-control-request-method": "POST", "access-control-request-headers": "content-type" } });
+    assert.equal(ok.headers.get("access-control-allow-origin"), friendly);
+    const other = await fetch(listed.url!, { method: "OPTIONS", headers: { origin: evil, "access-control-request-method": "POST" } });
+    assert.notEqual(other.headers.get("access-control-allow-origin"), evil);
+    const ws = new WebSocket(listed.url!.replace(/^http/, "ws"), "graphql-transport-ws", { origin: friendly });
+    await new Promise((resolve, reject) => { ws.on("open", resolve); ws.on("error", reject); });
+    ws.close();
+  } finally {
+    await listed.close();
+  }
+});

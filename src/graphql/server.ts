@@ -51,6 +51,29 @@ function refuseBody(req: IncomingMessage, res: ServerResponse): boolean {
   return false;
 }
 
+/**
+ * Cross-site form posts cannot run operations: a browser sends `application/x-www-form-urlencoded`,
+ * `multipart/form-data` or `text/plain` from any page without asking, so POST takes only the GraphQL
+ * content types (JSON ones need a CORS preflight from another origin). Returns true when it answered.
+ */
+function refuseContentType(req: IncomingMessage, res: ServerResponse): boolean {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (["application/json", "application/graphql-response+json", "application/graphql"].includes(type)) return false;
+  res.writeHead(415, { "content-type": "application/json", connection: "close" });
+  res.end(JSON.stringify({ errors: [{ message: "POST a GraphQL request as application/json", extensions: { code: "UNSUPPORTED_MEDIA_TYPE" } }] }));
+  req.resume();
+  return true;
+}
+
+/** An Origin is allowed when absent (not a browser), the server's own, or listed. */
+export function originAllowed(origin: string | undefined, req: IncomingMessage, allowed: string[]): boolean {
+  if (!origin) return true;
+  const o = origin.replace(/\/+$/, "");
+  if (allowed.includes(o)) return true;
+  const host = req.headers.host;
+  return !!host && (o === `http://${host}` || o === `https://${host}`);
+}
+
 /** GET parameters that must be JSON (`variables`, `extensions`) and are not: 400 with a code (yoga answered 200). */
 function refuseParams(req: IncomingMessage, res: ServerResponse): boolean {
   const params = new URL(req.url ?? "/", "http://localhost").searchParams;
@@ -74,7 +97,7 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
+export function createHttpServer(app: AppContext, ops: OpsTarget, corsOrigins: string[] = []): HttpServer {
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -93,6 +116,8 @@ export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
       error: (...args: unknown[]) => app.log(`graphql-yoga: ${args.map(String).join(" ")}`, { level: "error" }),
     },
     maskedErrors: { maskError: maskError(app.log) },
+    // Same origin (the page, GraphiQL) needs no CORS; other origins only when listed, never reflected.
+    cors: corsOrigins.length ? { origin: corsOrigins, credentials: true, methods: ["GET", "POST"] } : false,
     plugins: [
       // Depth, aliases, tokens, directives and cost: refused before anything runs (docs/security.md).
       ...limitPlugins(),
@@ -127,7 +152,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
         res.end(req.method === "HEAD" ? undefined : PAGE);
         return;
       }
-      if (path === GRAPHQL_PATH && req.method === "POST" && refuseBody(req, res)) return;
+      if (path === GRAPHQL_PATH && req.method === "POST" && (refuseContentType(req, res) || refuseBody(req, res))) return;
       if (path === GRAPHQL_PATH && req.method === "GET" && refuseParams(req, res)) return;
       // The instance itself as the listener: handleNodeRequestAndResponse never answered on Node 20 here.
       await yoga(req, res);
@@ -140,7 +165,11 @@ export function createHttpServer(app: AppContext, ops: OpsTarget): HttpServer {
 
   type Enveloped = ReturnType<typeof yoga.getEnveloped>;
   // A graphql-ws message over the body limit closes the socket (1009, message too big).
-  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES });
+  // A browser page from another origin cannot open a socket either (browsers send Origin; other clients need not).
+  const wss = new WebSocketServer({
+    server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES,
+    verifyClient: ({ origin, req }: { origin?: string; req: IncomingMessage }) => originAllowed(origin, req, corsOrigins),
+  });
   const wsServer = useServer(
     {
       // onSubscribe below puts yoga's enveloped execute/subscribe in rootValue (yoga's documented recipe).
