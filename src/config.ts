@@ -30,6 +30,8 @@ export interface ServerConfig {
   host: string | undefined;
   /** Other origins whose pages may call the API from a browser (MOSAIC_CORS_ORIGINS, comma-separated); none by default. */
   corsOrigins: string[];
+  /** Believe X-Forwarded-* headers (MOSAIC_TRUST_PROXY=1): only behind a reverse proxy that sets them. */
+  trustProxy: boolean;
   /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
   queue: QueueSettings;
 }
@@ -69,6 +71,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
     metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
     host: process.env.HOST || undefined,
+    trustProxy: ["1", "true", "yes"].includes((process.env.MOSAIC_TRUST_PROXY ?? "").toLowerCase()),
     corsOrigins: (process.env.MOSAIC_CORS_ORIGINS ?? "").split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean),
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },
   };

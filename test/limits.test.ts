@@ -169,3 +169,22 @@ test("CORS: a foreign origin is not reflected and cannot open a socket; a listed
     await listed.close();
   }
 });
+
+test("X-Forwarded-* headers are ignored unless the proxy is trusted, and checked when it is", async () => {
+  const query = `{ generations(first: 1, status: [COMPLETED]) { edges { node { images { url } } } } }`;
+  const urlWith = async (a: App, headers: Record<string, string>) => {
+    const res = await fetch(a.url!, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ query }) });
+    return ((await res.json()) as Json).data.generations.edges[0].node.images[0].url as string;
+  };
+  const own = new URL(app.url!).host;
+  assert.ok((await urlWith(app, { "x-forwarded-host": "evil.example", "x-forwarded-proto": "https" })).startsWith(`http://${own}/images/`), "not trusted by default");
+  const behind = await startTestApp(db.url, "api", { trustProxy: true });
+  try {
+    assert.ok((await urlWith(behind, { "x-forwarded-host": "mosaic.example.com", "x-forwarded-proto": "https" })).startsWith("https://mosaic.example.com/images/"));
+    for (const [h, p] of [["evil.example/x?", "https"], ["mosaic.example.com", "javascript"], ["a b", "http"]]) {
+      assert.ok((await urlWith(behind, { "x-forwarded-host": h!, "x-forwarded-proto": p! })).startsWith("/images/"), `${h} ${p}: URLs stay relative`);
+    }
+  } finally {
+    await behind.close();
+  }
+});

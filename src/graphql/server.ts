@@ -24,10 +24,19 @@ export const GRAPHQL_PATH = "/graphql";
 /** A page that shows the grid filling in: a prompt box and the live images (no libraries). */
 const PAGE = readFileSync(new URL("../http/page.html", import.meta.url), "utf8");
 
-function originOf(headers: Record<string, string | string[] | undefined>, secure = false): string {
-  const host = headers["x-forwarded-host"] ?? headers.host;
-  if (typeof host !== "string") return "";
-  const proto = typeof headers["x-forwarded-proto"] === "string" ? headers["x-forwarded-proto"] : secure ? "https" : "http";
+/** A host name or address with an optional port: nothing that could turn a URL into something else. */
+const HOST = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/i;
+
+/**
+ * The origin image URLs are built on. `X-Forwarded-Host`/`-Proto` count only behind a proxy the
+ * operator vouches for (MOSAIC_TRUST_PROXY), since any client can send them; every value is checked
+ * (a host name and port, http or https), and anything else leaves URLs relative.
+ */
+function originOf(headers: Record<string, string | string[] | undefined>, trustProxy: boolean): string {
+  const first = (v: string | string[] | undefined) => (typeof v === "string" ? v.split(",")[0]!.trim() : undefined);
+  const host = (trustProxy ? first(headers["x-forwarded-host"]) : undefined) ?? first(headers.host);
+  const proto = (trustProxy ? first(headers["x-forwarded-proto"]) : undefined) ?? "http";
+  if (!host || !HOST.test(host) || (proto !== "http" && proto !== "https")) return "";
   return `${proto}://${host}`;
 }
 
@@ -97,7 +106,7 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export function createHttpServer(app: AppContext, ops: OpsTarget, corsOrigins: string[] = []): HttpServer {
+export function createHttpServer(app: AppContext, ops: OpsTarget, corsOrigins: string[] = [], trustProxy = false): HttpServer {
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -106,7 +115,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, corsOrigins: s
     graphiql: { title: "Mosaic", defaultTabs: EXAMPLE_TABS, subscriptionsProtocol: "SSE" },
     // graphql-ws requests have no fetch Request here; their origin is set in onSubscribe below.
     context: ({ request }: { request?: Request }) => ({
-      ...app, origin: request ? originOf(Object.fromEntries(request.headers)) : "", signal: request?.signal,
+      ...app, origin: request ? originOf(Object.fromEntries(request.headers), trustProxy) : "", signal: request?.signal,
       log: request ? withFields(app.log, { requestId: request.headers.get("x-request-id") }) : app.log,
     }),
     // yoga's own warnings and errors go to the same log.
@@ -185,7 +194,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, corsOrigins: s
           document: parse(payload.query),
           variableValues: payload.variables,
           contextValue: {
-            ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers),
+            ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers, trustProxy),
             log: withFields(app.log, { requestId: requestIdOf(ctx.extra.request) }),
           },
           rootValue: { execute, subscribe },
