@@ -44,6 +44,8 @@ export interface AppOptions {
   corsOrigins?: string[];
   /** Believe X-Forwarded-Host/-Proto (MOSAIC_TRUST_PROXY): only behind a proxy that sets them. */
   trustProxy?: boolean;
+  /** Serve GraphiQL and answer introspection (MOSAIC_GRAPHIQL). */
+  graphiql?: boolean;
   log: LogFn;
 }
 
@@ -102,7 +104,7 @@ export async function startApp(o: AppOptions): Promise<App> {
       ops = await startOpsServer(opsTarget, o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort !== undefined, o.log, o.host ?? LOOPBACK);
     }
     if (o.role !== "worker") {
-      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log }, opsTarget, o.corsOrigins ?? [], o.trustProxy ?? false);
+      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log }, opsTarget, { corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql });
       await new Promise<void>((resolve, reject) => {
         http!.server.once("error", reject);
         http!.server.listen(o.port, o.host ?? LOOPBACK, resolve);

@@ -32,6 +32,8 @@ export interface ServerConfig {
   corsOrigins: string[];
   /** Believe X-Forwarded-* headers (MOSAIC_TRUST_PROXY=1): only behind a reverse proxy that sets them. */
   trustProxy: boolean;
+  /** GraphiQL and introspection (MOSAIC_GRAPHIQL=0 turns both off); default on. */
+  graphiql: boolean;
   /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
   queue: QueueSettings;
 }
@@ -71,6 +73,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
     metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
     host: process.env.HOST || undefined,
+    graphiql: !["0", "false", "no", "off"].includes((process.env.MOSAIC_GRAPHIQL ?? "").toLowerCase()),
     trustProxy: ["1", "true", "yes"].includes((process.env.MOSAIC_TRUST_PROXY ?? "").toLowerCase()),
     corsOrigins: (process.env.MOSAIC_CORS_ORIGINS ?? "").split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean),
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },

@@ -188,3 +188,18 @@ test("X-Forwarded-* headers are ignored unless the proxy is trusted, and checked
     await behind.close();
   }
 });
+
+test("MOSAIC_GRAPHIQL off: no GraphiQL page and no introspection; the API still works", async () => {
+  const closed = await startTestApp(db.url, "api", { graphiql: false });
+  try {
+    const page = await fetch(closed.url!, { headers: { accept: "text/html" } });
+    assert.doesNotMatch(await page.text(), /graphiql/i);
+    const intro = await gql(closed, `{ __schema { types { name } } }`);
+    assert.ok(intro.errors?.length, "introspection is refused");
+    assert.equal(intro.data ?? null, null);
+    assert.equal((await gql(closed, `{ health { ok } }`)).data.health.ok, true);
+    assert.ok(!(await gql(app, `{ __schema { queryType { name } } }`)).errors, "on by default");
+  } finally {
+    await closed.close();
+  }
+});

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
-import { execute, subscribe } from "graphql";
+import { execute, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
 import { createYoga } from "graphql-yoga";
 import { usePrometheus } from "@graphql-yoga/plugin-prometheus";
 import { useServer } from "graphql-ws/use/ws";
@@ -106,13 +106,25 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export function createHttpServer(app: AppContext, ops: OpsTarget, corsOrigins: string[] = [], trustProxy = false): HttpServer {
+export interface HttpOptions {
+  /** Origins besides the server's own whose pages may call it (MOSAIC_CORS_ORIGINS). */
+  corsOrigins?: string[];
+  /** Believe X-Forwarded-Host/-Proto (MOSAIC_TRUST_PROXY). */
+  trustProxy?: boolean;
+  /** Serve GraphiQL and answer introspection (MOSAIC_GRAPHIQL; default on). */
+  graphiql?: boolean;
+}
+
+export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOptions = {}): HttpServer {
+  const corsOrigins = http.corsOrigins ?? [];
+  const trustProxy = http.trustProxy ?? false;
+  const graphiql = http.graphiql ?? true;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
     renderGraphiQL,
-    graphiql: { title: "Mosaic", defaultTabs: EXAMPLE_TABS, subscriptionsProtocol: "SSE" },
+    graphiql: graphiql ? { title: "Mosaic", defaultTabs: EXAMPLE_TABS, subscriptionsProtocol: "SSE" } : false,
     // graphql-ws requests have no fetch Request here; their origin is set in onSubscribe below.
     context: ({ request }: { request?: Request }) => ({
       ...app, origin: request ? originOf(Object.fromEntries(request.headers), trustProxy) : "", signal: request?.signal,
@@ -130,6 +142,8 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, corsOrigins: s
     plugins: [
       // Depth, aliases, tokens, directives and cost: refused before anything runs (docs/security.md).
       ...limitPlugins(),
+      // With GraphiQL off, the schema is not served either (graphql-js's own rule).
+      ...(graphiql ? [] : [{ onValidate: ({ addValidationRule }: { addValidationRule: (r: typeof NoSchemaIntrospectionCustomRule) => void }) => addValidationRule(NoSchemaIntrospectionCustomRule) }]),
       // GraphQL operations in this process's registry, served by /metrics below (not by the plugin).
       usePrometheus({
         registry: ops.metrics.registry,
