@@ -46,6 +46,8 @@ export interface AppOptions {
   trustProxy?: boolean;
   /** Serve GraphiQL and answer introspection (MOSAIC_GRAPHIQL). */
   graphiql?: boolean;
+  /** Delete generations that ended this many days ago (MOSAIC_RETENTION_DAYS); unset: keep all. */
+  retentionDays?: number;
   log: LogFn;
 }
 
@@ -97,7 +99,7 @@ export async function startApp(o: AppOptions): Promise<App> {
   };
   try {
     if (o.role !== "api") {
-      worker = new Worker(db.prisma, bus, engine!, model, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE, queue: o.queue, metrics });
+      worker = new Worker(db.prisma, bus, engine!, model, { log: o.log, batchImages: o.batchImages, healthFile: process.env.MOSAIC_HEALTH_FILE, queue: o.queue, metrics, retentionDays: o.retentionDays });
       await worker.start();
     }
     if (o.role === "worker" || o.metricsPort !== undefined) {

@@ -13,6 +13,7 @@ Commands:
 Environment:
   PORT                  HTTP port of serve (default 4000)
   HOST                  address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for all)
+  MOSAIC_RETENTION_DAYS  delete generations (images, previews) that ended this many days ago (default: keep)
   MOSAIC_GRAPHIQL       0: no GraphiQL page and no introspection (default: on)
   MOSAIC_TRUST_PROXY    1: believe X-Forwarded-Host/-Proto (only behind a reverse proxy that sets them)
   MOSAIC_CORS_ORIGINS   other origins whose pages may call the API, comma-separated (default: none)

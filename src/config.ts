@@ -34,6 +34,8 @@ export interface ServerConfig {
   trustProxy: boolean;
   /** GraphiQL and introspection (MOSAIC_GRAPHIQL=0 turns both off); default on. */
   graphiql: boolean;
+  /** Days a finished generation is kept (MOSAIC_RETENTION_DAYS); undefined: for ever. */
+  retentionDays: number | undefined;
   /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
   queue: QueueSettings;
 }
@@ -73,6 +75,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),
     metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
     host: process.env.HOST || undefined,
+    retentionDays: process.env.MOSAIC_RETENTION_DAYS ? positiveEnv("MOSAIC_RETENTION_DAYS", 1) : undefined,
     graphiql: !["0", "false", "no", "off"].includes((process.env.MOSAIC_GRAPHIQL ?? "").toLowerCase()),
     trustProxy: ["1", "true", "yes"].includes((process.env.MOSAIC_TRUST_PROXY ?? "").toLowerCase()),
     corsOrigins: (process.env.MOSAIC_CORS_ORIGINS ?? "").split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean),

@@ -373,3 +373,29 @@ test("with no HOST the API listens on 127.0.0.1 only and says so; HOST=0.0.0.0 w
   await waitFor("the warning", async () => /listening on 0\.0\.0\.0 with no authentication/.test(open.log()), 10_000);
   open.child.kill("SIGTERM");
 });
+
+test("retention: a worker deletes generations that ended over MOSAIC_RETENTION_DAYS ago, with their images; recent ones stay", async () => {
+  const keep = await startTestApp(db.url, "all");
+  let oldId: string;
+  let recentId: string;
+  try {
+    const old = await create(keep, { prompt: "an old red circle", seed: 1, previewInterval: 64 });
+    const recent = await create(keep, { prompt: "a recent blue square", seed: 2, previewInterval: 0 });
+    for (const g of [old, recent]) assert.equal((await eventsOverSse(keep, g.id)).pop().__typename, "Completed");
+    [oldId, recentId] = [uuidOf(old.id), uuidOf(recent.id)];
+  } finally {
+    await keep.close();
+  }
+  await sql(db.url, `UPDATE "Generation" SET "finishedAt" = now() - interval '40 days' WHERE id = $1`, [oldId]);
+  const lines: string[] = [];
+  const worker = await startTestApp(db.url, "worker", { retentionDays: 30, log: (l) => lines.push(l) });
+  try {
+    await waitFor("the old one deleted", async () => (await sql(db.url, `SELECT 1 FROM "Generation" WHERE id = $1`, [oldId])).length === 0, 10_000);
+    assert.equal((await sql(db.url, `SELECT count(*)::int AS n FROM "Image" WHERE "generationId" = $1`, [oldId]))[0].n, 0, "its images went with it");
+    assert.equal((await sql(db.url, `SELECT count(*)::int AS n FROM "Preview" WHERE "generationId" = $1`, [oldId]))[0].n, 0, "and its previews");
+    assert.equal((await row(db.url, recentId)).status, "COMPLETED", "a recent one stays");
+    assert.ok(lines.some((l) => /deleted \d+ generation\(s\) that ended over 30 days ago/.test(l)), lines.join("\n"));
+  } finally {
+    await worker.close();
+  }
+});

@@ -68,12 +68,13 @@ export interface TestAppOptions {
   corsOrigins?: string[];
   trustProxy?: boolean;
   graphiql?: boolean;
+  retentionDays?: number;
   /** Receives the process's log lines (silent by default). */
   log?: (line: string) => void;
 }
 
 export function startTestApp(url: string, role: Role, o: TestAppOptions = {}): Promise<App> {
-  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql });
+  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql, retentionDays: o.retentionDays });
 }
 
 /** The row id inside a Relay global id. */

@@ -151,3 +151,14 @@ export async function liveWorkers(prisma: Prisma, model: string, q: QueueSetting
     WHERE model = ${model} AND "heartbeatAt" > now() - make_interval(secs => ${q.leaseMs / 1000})`;
   return rows[0]?.n ?? 0;
 }
+
+/**
+ * Retention (MOSAIC_RETENTION_DAYS): deletes generations that ended more than `days` ago, with their
+ * images and previews (the foreign keys cascade). Returns how many went. Safe to run from every
+ * worker at once: each row is deleted once.
+ */
+export async function deleteExpired(prisma: Prisma, days: number): Promise<number> {
+  return prisma.$executeRaw`
+    DELETE FROM "Generation"
+    WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND "finishedAt" < now() - make_interval(days => ${days})`;
+}

@@ -23,7 +23,7 @@ import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { packCodes, unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
-import { claimNext, DEFAULT_QUEUE, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
+import { claimNext, DEFAULT_QUEUE, deleteExpired, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
 
 /** Progress (with the codes a resume needs) is written at most this often per generation, plus at every preview. */
 const PROGRESS_EVERY_MS = 100;
@@ -43,6 +43,8 @@ export interface WorkerOptions {
   /** Touched at every heartbeat, for container health checks (MOSAIC_HEALTH_FILE). */
   healthFile?: string;
   queue?: QueueSettings;
+  /** Delete generations that ended this many days ago, checked at start and hourly (MOSAIC_RETENTION_DAYS); unset: keep all. */
+  retentionDays?: number;
 }
 
 interface Job {
@@ -121,6 +123,10 @@ export class Worker {
     await this.requeue();
     this.timers.push(setInterval(() => void this.heartbeat(), heartbeatMs(this.queue)));
     this.timers.push(setInterval(() => void this.requeue(), heartbeatMs(this.queue) * 2));
+    if (this.o.retentionDays) {
+      void this.expire();
+      this.timers.push(setInterval(() => void this.expire(), 60 * 60_000));
+    }
     // Now and then even without a notification, in case one was missed.
     this.timers.push(setInterval(() => this.fill(), POLL_MS));
     this.started = true;
@@ -272,6 +278,15 @@ export class Worker {
     this.jobs.delete(id);
     this.queueChanged = true;
     this.fill();
+  }
+
+  private async expire(): Promise<void> {
+    try {
+      const n = await deleteExpired(this.prisma, this.o.retentionDays!);
+      if (n) this.o.log(`mosaic: deleted ${n} generation(s) that ended over ${this.o.retentionDays} days ago`, { event: "retention", deleted: n });
+    } catch {
+      // The database is away; the next hour tries again.
+    }
   }
 
   private async requeue(): Promise<void> {
