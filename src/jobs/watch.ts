@@ -39,12 +39,13 @@ export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" |
       COALESCE(SUM(count) FILTER (WHERE status = 'QUEUED' AND ("createdAt", id) < (${g.createdAt}::timestamptz, ${g.id}::uuid)), 0)::float AS ahead,
       COALESCE(SUM(count * ("tokensTotal" - "tokensDone")::float / "tokensTotal") FILTER (WHERE status = 'RUNNING'), 0)::float AS running
     FROM "Generation" WHERE model = ${g.model} AND status IN ('QUEUED', 'RUNNING')`;
-  const recent = await prisma.generation.findMany({
-    where: { model: g.model, status: "COMPLETED", startedAt: { not: null }, finishedAt: { gt: new Date(Date.now() - 10 * 60_000) } },
-    // The most recent few: throughput moves with how full the batch is, and the newest runs say it best.
-    orderBy: { finishedAt: "desc" }, take: 20, select: { count: true, startedAt: true, finishedAt: true },
-  });
-  const runs = recent.map((r) => ({ images: r.count, start: r.startedAt!.getTime(), end: r.finishedAt!.getTime() }));
+  // The most recent few, within the last 10 minutes of the database's clock: throughput moves with how
+  // full the batch is, and the newest runs say it best.
+  const runs = await prisma.$queryRaw<{ images: number; start: number; end: number }[]>`
+    SELECT count AS images, (EXTRACT(EPOCH FROM "startedAt") * 1000)::float AS start, (EXTRACT(EPOCH FROM "finishedAt") * 1000)::float AS "end"
+    FROM "Generation"
+    WHERE model = ${g.model} AND status = 'COMPLETED' AND "startedAt" IS NOT NULL AND "finishedAt" > now() - interval '10 minutes'
+    ORDER BY "finishedAt" DESC LIMIT 20`;
   // The workers' own measured rate first; before they have one, the recent completions'.
   const perSecond = (await workerThroughput(prisma, g.model)) ?? completionRate(runs) ?? imagesPerBusySecond(runs) ?? 1;
   const work = load && load.ahead > 0 ? load.ahead : (load?.running ?? 0);

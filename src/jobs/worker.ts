@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { Prisma } from "../db/client.ts";
-import { isDatabaseUnavailable } from "../db/errors.ts";
+import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
 import type { Generation } from "../db/generated/client.ts";
 import { MosaicError } from "../engine/errors.ts";
 import type { Frame, GenerationEvent } from "../engine/generate.ts";
@@ -215,7 +215,7 @@ export class Worker {
       try {
         row = await claimNext(this.prisma, this.id, this.modelName, free);
       } catch (e) {
-        this.o.log(`mosaic: worker could not claim a job: ${firstLine(e)}`, { level: "warn" });
+        this.o.log(`mosaic: worker could not claim a job: ${errorSummary(e)}`, { level: "warn" });
       }
       if (!row) return;
       // A generation that was interrupted resumes from its saved codes.
@@ -332,7 +332,7 @@ export class Worker {
         if (!isDatabaseUnavailable(e) || this.stopped || performance.now() - start > RETRY_FOR_MS) throw e;
         if (attempt === 1) {
           this.o.metrics?.databaseRetries.inc({ operation: what });
-          this.o.log(`mosaic: generation ${id}: ${what} failed (${firstLine(e)}); retrying until the database answers`, { event: "database_retry", generationId: id, operation: what, level: "warn" });
+          this.o.log(`mosaic: generation ${id}: ${what} failed (${errorSummary(e)}); retrying until the database answers`, { event: "database_retry", generationId: id, operation: what, level: "warn" });
         }
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(wait * 2, 2_000);
@@ -378,17 +378,18 @@ export class Worker {
         width: img.width, height: img.height, bytes: toBytes(await encodeFrame(img, { format: "png" })),
       })));
       const codes = packCodes(ev.images.map((i) => i.codes));
-      const ours = await this.retrying("storing the images", id, () => this.prisma.$transaction(async (tx) => {
-        const n = await tx.$executeRaw`
+      // Creation to finish, both stamped by the database (now()), whichever worker started it.
+      const totalMs = await this.retrying("storing the images", id, () => this.prisma.$transaction(async (tx) => {
+        const done = await tx.$queryRaw<{ totalMs: number }[]>`
           UPDATE "Generation" SET status = 'COMPLETED', "tokensDone" = ${job.row.tokensTotal}, "finishedAt" = now(), codes = ${codes}
-          WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`;
-        if (n !== 1) return false;
+          WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'
+          RETURNING (EXTRACT(EPOCH FROM "finishedAt" - "createdAt") * 1000)::float AS "totalMs"`;
+        if (done.length !== 1) return null;
         await tx.image.createMany({ data: images });
-        return true;
+        return done[0]!.totalMs;
       }));
-      if (!ours) throw new LostJob();
+      if (totalMs === null) throw new LostJob();
       const runMs = performance.now() - job.claimedAt;
-      const totalMs = job.queueWaitMs !== null ? job.queueWaitMs + runMs : Date.now() - job.row.createdAt.getTime();
       const m = this.o.metrics;
       m?.generations.inc({ outcome: "completed" });
       m?.images.inc(images.length);
@@ -444,10 +445,6 @@ export class Worker {
 
 const round = (s: number) => Math.round(s * 1000) / 1000;
 const seconds = (ms: number | null) => (ms === null ? null : round(ms / 1000));
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).trim().split("\n").pop()!.slice(0, 200);
-}
 
 /** Prisma's Bytes wants a Uint8Array over a plain ArrayBuffer. */
 function toBytes(b: Buffer): Uint8Array<ArrayBuffer> {
