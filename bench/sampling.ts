@@ -9,7 +9,7 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { Mulberry32 } from "../src/engine/random.ts";
-import { Candidates, createSampler, selectTopK, sortTopScores, type SamplingSettings } from "../src/engine/sampling.ts";
+import { Candidates, createSampler, selectTopK, sortTopScores } from "../src/engine/sampling.ts";
 import * as previous from "../test/reference-sampler.ts";
 import { stats } from "./common.ts";
 

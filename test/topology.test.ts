@@ -1,14 +1,15 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { after, before, test } from "node:test";
 import type { App } from "../src/app.ts";
-import { PACKAGE_ROOT } from "../src/config.ts";
 import { unpackCodes } from "../src/jobs/codes.ts";
-import { collect, finalImages, MODEL_DIR, sharedModel } from "./helpers.ts";
+import { collect, finalImages, sharedModel } from "./helpers.ts";
 import { createClient as createSseClient } from "graphql-sse";
 import type { Json } from "./helpers.ts";
-import { create, createTestDatabase, eventsOverSse, gql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
+import {
+  create, createTestDatabase, eventsOverSse, gql, spawnMosaic as spawnShared, startTestApp, stopEmbedded, uuidOf, waitFor,
+  type MosaicProcess, type TestDatabase,
+} from "./server-helpers.ts";
 
 let db: TestDatabase;
 const children: ChildProcess[] = [];
@@ -29,23 +30,11 @@ after(async () => {
   await stopEmbedded();
 });
 
-/** A real `mosaic` process; resolves with its GraphQL URL (or null for a worker) once it is up. */
-function spawnMosaic(args: string[]): Promise<{ child: ChildProcess; url: string | null }> {
-  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mosaic.js"), ...args, "--port", "0"].filter((a, i, all) => !(args[0] === "worker" && (a === "--port" || all[i - 1] === "--port"))), {
-    env: { ...process.env, DATABASE_URL: db.url, MOSAIC_MODEL: MODEL_DIR },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let err = "";
-    child.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      const url = /GraphQL and GraphiQL at (\S+)/.exec(err)?.[1];
-      if (url) resolve({ child, url });
-      else if (args[0] === "worker" && err.includes("worker started")) resolve({ child, url: null });
-    });
-    child.once("exit", (code) => reject(new Error(`mosaic ${args.join(" ")} exited ${code}: ${err}`)));
-  });
+/** A real `mosaic` process on this file's database, stopped after the file's tests. */
+async function spawnMosaic(args: string[]): Promise<MosaicProcess> {
+  const p = await spawnShared(args, { DATABASE_URL: db.url });
+  children.push(p.child);
+  return p;
 }
 
 test("two API processes and one worker: a client of one API sees a generation created through the other", async () => {

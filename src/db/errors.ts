@@ -26,3 +26,11 @@ export function isDatabaseUnavailable(e: unknown, depth = 0): boolean {
   if (typeof err.message === "string" && /Connection terminated|connection is closed|Client has encountered a connection error/i.test(err.message)) return true;
   return isDatabaseUnavailable(err.cause, depth + 1);
 }
+
+/**
+ * One line for the log from a database error: the last line of its message (Prisma's messages open
+ * with a code frame and end with the cause), at most 200 characters.
+ */
+export function errorSummary(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).trim().split("\n").pop()!.slice(0, 200);
+}

@@ -12,7 +12,7 @@ import { decodeGrids, int64 } from "./vq.ts";
 import type { Model } from "./model.ts";
 import { filledGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
-import { createSampler, type Sampler } from "./sampling.ts";
+import { createSampler, isGreedy, type Sampler } from "./sampling.ts";
 
 /** One generation inside a batch. Its events queue up until its owner drains them. */
 export class Member {
@@ -40,7 +40,7 @@ export class Member {
   newest: number[] = [];
   /** Positions below this are replayed from saved codes (a resumed generation), not sampled. */
   readonly replayTo: number;
-  /** Whether sampling a token takes one draw from the image's stream (everything but greedy, as in createSampler). */
+  /** Whether sampling a token takes one draw from the image's stream (everything but greedy). */
   private readonly draws: boolean;
 
   constructor(readonly r: ResolvedRequest, readonly signal: AbortSignal | undefined, total: number) {
@@ -53,7 +53,7 @@ export class Member {
     this.due = previewSchedule(total, r.previewInterval);
     this.replayTo = r.resume?.tokensDone ?? 0;
     if (r.resume) r.resume.codes.forEach((c, i) => this.codes[i]!.set(c.subarray(0, this.replayTo)));
-    this.draws = !(r.settings.temperature <= 0 || r.settings.topK === 1);
+    this.draws = !isGreedy(r.settings);
   }
 
   /** The code of image i at the current position: replayed from the saved prefix, or sampled from its
@@ -65,11 +65,6 @@ export class Member {
       return this.codes[i]![this.pos]!;
     }
     return this.sample(cond, this.rngs[i]!, uncond);
-  }
-
-  /** Still re-feeding saved codes: no progress or previews are reported for these positions. */
-  get replaying(): boolean {
-    return this.pos < this.replayTo;
   }
 
   get guided(): boolean {
@@ -247,7 +242,6 @@ export class DecodeBatch {
       offset += m.rows;
       if (m.done) continue;
       const pos = m.pos;
-      const replayed = m.replaying;
       const newest: number[] = [];
       for (let i = 0; i < m.n; i++) {
         const cond = logits.subarray((base + i) * C, (base + i + 1) * C);
@@ -257,8 +251,10 @@ export class DecodeBatch {
         newest.push(code);
       }
       m.pos = pos + 1;
-      m.silent = replayed && m.pos < m.replayTo;
-      if (m.due.has(m.pos) && !m.silent && !(replayed && m.pos === m.replayTo && m.pos < this.total)) previewing.push(m);
+      m.silent = m.pos < m.replayTo;
+      // Previews up to the saved point were made by the run that saved it; the last one is the final
+      // image, always made.
+      if (m.due.has(m.pos) && (m.pos > m.replayTo || m.pos === this.total)) previewing.push(m);
       m.newest = newest;
     }
 

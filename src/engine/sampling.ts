@@ -405,9 +405,14 @@ export type Sampler = (cond: Float32Array | Float64Array, rng: Mulberry32, uncon
 const SELECT_FRACTION = 1 / 2;
 const SELECT_BUFFER = 4;
 
+/** Greedy settings take the most likely token and no draw from the image's random stream. */
+export function isGreedy(s: SamplingSettings): boolean {
+  return s.temperature <= 0 || s.topK === 1;
+}
+
 /** A sampler for one set of settings. Its buffers are sized by the first row it sees. */
 export function createSampler(s: SamplingSettings): Sampler {
-  const greedy = s.temperature <= 0 || s.topK === 1;
+  const greedy = isGreedy(s);
   const applyTemperature = temperature(s.temperature);
   const applyTopP = topP(s.topP);
   let row = new Float64Array(0);

@@ -1,6 +1,6 @@
 /** GraphQL errors with a machine-readable `extensions.code`, and the mapping from engine errors. */
 import { GraphQLError } from "graphql";
-import { isDatabaseUnavailable } from "../db/errors.ts";
+import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
 import { MosaicError } from "../engine/errors.ts";
 
 export function codedError(code: string, message: string): GraphQLError {
@@ -33,7 +33,7 @@ export function maskError(log: (line: string) => void) {
     if (error instanceof GraphQLError && original instanceof GraphQLError && original.extensions?.code) return error;
     if (original instanceof MosaicError) return codedError(original.code, original.message);
     if (isDatabaseUnavailable(original)) {
-      log(`mosaic: request failed, database unavailable: ${firstLine(original)}`);
+      log(`mosaic: request failed, database unavailable: ${errorSummary(original)}`);
       return withPath(unavailable(), error);
     }
     if (error instanceof GraphQLError && !original) return error;
@@ -46,6 +46,3 @@ function withPath(e: GraphQLError, from: unknown): GraphQLError {
   return from instanceof GraphQLError && from.path ? new GraphQLError(e.message, { path: from.path, extensions: e.extensions }) : e;
 }
 
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).trim().split("\n").pop()!.slice(0, 200);
-}
