@@ -3,6 +3,7 @@
  * "worker". Every role talks to the others only through PostgreSQL.
  */
 import type { AddressInfo } from "node:net";
+import { DEFAULT_ACCESS, openAccess, type AccessSettings } from "./auth/access.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import { loadModelInfo, type ModelInfo } from "./engine/model.ts";
 import { RemoteEngine } from "./engine/thread/remote.ts";
@@ -38,7 +39,7 @@ export interface AppOptions {
    * answers them on its own port, and on this one too when it is given.
    */
   metricsPort?: number;
-  /** Where the HTTP servers listen (HOST); default 127.0.0.1: nothing checks who calls yet (docs/security.md). */
+  /** Where the HTTP servers listen (HOST); default 127.0.0.1 (with MOSAIC_AUTH=off, anyone who can reach it can use it). */
   host?: string;
   /** Origins besides the server's own whose pages may call it (MOSAIC_CORS_ORIGINS). */
   corsOrigins?: string[];
@@ -48,6 +49,8 @@ export interface AppOptions {
   graphiql?: boolean;
   /** Delete generations that ended this many days ago (MOSAIC_RETENTION_DAYS); unset: keep all. */
   retentionDays?: number;
+  /** MOSAIC_AUTH, quotas, signed-URL lifetime, subscriptions per connection (default: auth off, default quotas). */
+  access?: AccessSettings;
   log: LogFn;
 }
 
@@ -106,7 +109,8 @@ export async function startApp(o: AppOptions): Promise<App> {
       ops = await startOpsServer(opsTarget, o.metricsPort ?? DEFAULT_METRICS_PORT, o.metricsPort !== undefined, o.log, o.host ?? LOOPBACK);
     }
     if (o.role !== "worker") {
-      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log }, opsTarget, { corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql });
+      const access = await openAccess(db.prisma, o.access ?? DEFAULT_ACCESS);
+      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log, access }, opsTarget, { corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql });
       await new Promise<void>((resolve, reject) => {
         http!.server.once("error", reject);
         http!.server.listen(o.port, o.host ?? LOOPBACK, resolve);

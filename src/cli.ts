@@ -9,10 +9,17 @@ Commands:
   serve                 the GraphQL server, with a worker in the same process (mosaic serve --help)
   worker                a worker only
   migrate               apply database migrations and exit
+  keys                  create, list and revoke API keys (mosaic keys --help)
 
 Environment:
   PORT                  HTTP port of serve (default 4000)
   HOST                  address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for all)
+  MOSAIC_AUTH           off (default: keys optional) or required (every operation needs an API key)
+  MOSAIC_QUOTA_ACTIVE   generations one key (or address, without keys) may have queued or running (default 4)
+  MOSAIC_QUOTA_IMAGES_PER_HOUR  images one key (or address) may create per hour (default 360)
+  MOSAIC_QUEUE_LIMIT    queued generations the server accepts before QUEUE_FULL (default 1000)
+  MOSAIC_URL_TTL_SECONDS  signed image links live between this and twice this (default 3600)
+  MOSAIC_WS_MAX_SUBSCRIPTIONS  operations one graphql-ws connection may run at once (default 20)
   MOSAIC_RETENTION_DAYS  delete generations (images, previews) that ended this many days ago (default: keep)
   MOSAIC_GRAPHIQL       0: no GraphiQL page and no introspection (default: on)
   MOSAIC_TRUST_PROXY    1: believe X-Forwarded-Host/-Proto (only behind a reverse proxy that sets them)
@@ -45,6 +52,8 @@ async function main(argv: string[]): Promise<void> {
       return (await import("./cli/serve.ts")).runWorker(rest);
     case "migrate":
       return (await import("./cli/serve.ts")).runMigrate();
+    case "keys":
+      return (await import("./cli/keys.ts")).runKeys(rest);
     case undefined:
     case "-h":
     case "--help":

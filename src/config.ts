@@ -2,7 +2,10 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { badInput } from "./engine/errors.ts";
+import { DEFAULT_ACCESS, type AccessSettings } from "./auth/access.ts";
+import { parseAuthMode } from "./auth/viewer.ts";
 import { PROVIDERS, type ProviderName } from "./engine/providers.ts";
+import { DEFAULT_QUOTAS } from "./jobs/admission.ts";
 import { DEFAULT_QUEUE, type QueueSettings } from "./jobs/queue.ts";
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -38,6 +41,8 @@ export interface ServerConfig {
   retentionDays: number | undefined;
   /** Lease of a running job, in ms (MOSAIC_LEASE_SECONDS), and how many claims a job may have (MOSAIC_MAX_ATTEMPTS). */
   queue: QueueSettings;
+  /** MOSAIC_AUTH, the quotas, signed-URL lifetime and the per-connection subscription cap. */
+  access: AccessSettings;
 }
 
 function intEnv(name: string, fallback: number): number {
@@ -64,6 +69,14 @@ function secondsEnv(name: string, fallback: number): number {
   return n;
 }
 
+function authMode() {
+  try {
+    return parseAuthMode(process.env.MOSAIC_AUTH);
+  } catch (e) {
+    throw badInput((e as Error).message);
+  }
+}
+
 export function serverConfig(flags: { port?: string } = {}): ServerConfig {
   const port = flags.port !== undefined ? Number(flags.port) : intEnv("PORT", 4000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw badInput(`--port must be a port number (got "${flags.port}")`);
@@ -79,6 +92,16 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     graphiql: !["0", "false", "no", "off"].includes((process.env.MOSAIC_GRAPHIQL ?? "").toLowerCase()),
     trustProxy: ["1", "true", "yes"].includes((process.env.MOSAIC_TRUST_PROXY ?? "").toLowerCase()),
     corsOrigins: (process.env.MOSAIC_CORS_ORIGINS ?? "").split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean),
+    access: {
+      auth: authMode(),
+      quotas: {
+        active: positiveEnv("MOSAIC_QUOTA_ACTIVE", DEFAULT_QUOTAS.active),
+        imagesPerHour: positiveEnv("MOSAIC_QUOTA_IMAGES_PER_HOUR", DEFAULT_QUOTAS.imagesPerHour),
+        queueLimit: positiveEnv("MOSAIC_QUEUE_LIMIT", DEFAULT_QUOTAS.queueLimit),
+      },
+      urlTtlSeconds: positiveEnv("MOSAIC_URL_TTL_SECONDS", DEFAULT_ACCESS.urlTtlSeconds),
+      maxSubscriptionsPerSocket: positiveEnv("MOSAIC_WS_MAX_SUBSCRIPTIONS", DEFAULT_ACCESS.maxSubscriptionsPerSocket),
+    },
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },
   };
 }

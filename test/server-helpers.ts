@@ -11,6 +11,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import pg from "pg";
 import WebSocket from "ws";
 import { startApp, type App } from "../src/app.ts";
+import type { AccessSettings } from "../src/auth/access.ts";
 import type { Role } from "../src/graphql/context.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
@@ -69,12 +70,13 @@ export interface TestAppOptions {
   trustProxy?: boolean;
   graphiql?: boolean;
   retentionDays?: number;
+  access?: AccessSettings;
   /** Receives the process's log lines (silent by default). */
   log?: (line: string) => void;
 }
 
 export function startTestApp(url: string, role: Role, o: TestAppOptions = {}): Promise<App> {
-  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql, retentionDays: o.retentionDays });
+  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql, retentionDays: o.retentionDays, access: o.access });
 }
 
 /** The row id inside a Relay global id. */
@@ -123,8 +125,8 @@ export interface GqlResult {
   errors?: { message: string; extensions?: { code?: string } }[];
 }
 
-export async function gql(app: App, query: string, variables: Record<string, unknown> = {}): Promise<GqlResult> {
-  const res = await fetch(app.url!, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query, variables }) });
+export async function gql(app: App, query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<GqlResult> {
+  const res = await fetch(app.url!, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ query, variables }) });
   return (await res.json()) as GqlResult;
 }
 

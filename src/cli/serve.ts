@@ -39,7 +39,7 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
   log = logTo(createLogger({ base: { role } }));
   const app = await startApp({
     role, port: config.port, databaseUrl: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort, batchImages: config.batchImages, queue: config.queue,
-    metricsPort: config.metricsPort, host: config.host, corsOrigins: config.corsOrigins, trustProxy: config.trustProxy, graphiql: config.graphiql, retentionDays: config.retentionDays, modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
+    metricsPort: config.metricsPort, host: config.host, corsOrigins: config.corsOrigins, trustProxy: config.trustProxy, graphiql: config.graphiql, retentionDays: config.retentionDays, access: config.access, modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
   });
   log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`, { event: "started" });
   if (app.engine) {
@@ -48,11 +48,15 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
   }
   // The URL is followed by a space: scripts read it with /at (\S+)/, from plain or JSON lines alike.
   if (app.url) log(`mosaic: GraphQL and GraphiQL at ${app.url} (metrics and probes on the same port: /metrics, /livez, /readyz)`, { event: "listening", url: app.url });
-  if (config.host && !/^(127\.|localhost$|::1$)/.test(config.host)) {
-    // Nothing checks who calls yet (issue #10): say so where the operator sees it.
-    log(`mosaic: listening on ${config.host} with no authentication: anyone who can reach this address can create, read and cancel generations (docs/security.md)`, { level: "warn", event: "no_auth" });
-  } else if (!config.host) {
-    log("mosaic: listening on 127.0.0.1 only; set HOST=0.0.0.0 to accept other machines (there is no authentication yet: docs/security.md)");
+  if (role !== "worker" && config.access.auth === "off") {
+    if (config.host && !/^(127\.|localhost$|::1$)/.test(config.host)) {
+      // The operator chose to listen beyond this machine without keys: say so where they see it.
+      log(`mosaic: listening on ${config.host} with MOSAIC_AUTH=off: anyone who can reach this address can create, read and cancel public generations; set MOSAIC_AUTH=required and create keys with mosaic keys create (docs/security.md)`, { level: "warn", event: "no_auth" });
+    } else if (!config.host) {
+      log("mosaic: listening on 127.0.0.1 only (MOSAIC_AUTH=off); set HOST=0.0.0.0 to accept other machines, and MOSAIC_AUTH=required to ask them for API keys (docs/security.md)");
+    }
+  } else if (role !== "worker") {
+    log("mosaic: API keys required (MOSAIC_AUTH=required); create one with mosaic keys create <name>");
   }
   if (app.opsUrl) log(`mosaic: metrics and probes at ${app.opsUrl} (/metrics, /livez, /readyz, /health)`, { event: "ops_listening", url: app.opsUrl });
   await new Promise<void>((resolve) => {

@@ -353,6 +353,18 @@ function unwatchProcess(s?: Live): void {
 // ---------------------------------------------------------------------------------------------------
 
 /**
+ * The URL of the embedded PostgreSQL another live Mosaic process runs in `dataDir`, or null when
+ * none does: commands such as `mosaic keys` use it instead of failing on the lock.
+ */
+export async function runningEmbeddedUrl(dataDir: string): Promise<string | null> {
+  const root = path.resolve(dataDir);
+  const held = await readLock(path.join(root, "postgres.lock"));
+  if (!held || !held.port || !alive(held.pid, held.procStart) || !held.postgresPid) return null;
+  const password = (await readFile(path.join(root, "postgres.password"), "utf8").catch(() => "")).trim();
+  return password ? `postgresql://${USER}:${encodeURIComponent(password)}@127.0.0.1:${held.port}/${DATABASE}` : null;
+}
+
+/**
  * Starts (creating it if needed) the cluster in `<dataDir>/postgres` on 127.0.0.1:`port`; port 0
  * means 54329 when free, else any free port.
  */

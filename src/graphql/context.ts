@@ -1,4 +1,6 @@
 /** What every resolver can reach: the database, the event bus and the model's description. */
+import type { Access } from "../auth/access.ts";
+import type { Viewer } from "../auth/viewer.ts";
 import type { Prisma } from "../db/client.ts";
 import type { ModelInfo } from "../engine/model.ts";
 import type { EventBus } from "../jobs/events.ts";
@@ -16,6 +18,8 @@ export interface AppContext {
   queue: QueueSettings;
   /** Where server-side detail goes (stacks, driver messages); clients get codes and plain messages. */
   log: LogFn;
+  /** Authentication mode, key lookup, quotas and URL signing. */
+  access: Access;
 }
 
 export interface Context extends AppContext {
@@ -23,4 +27,6 @@ export interface Context extends AppContext {
   origin: string;
   /** Aborts when the client goes away (HTTP/SSE), so subscriptions stop watching at once. */
   signal?: AbortSignal;
+  /** Who is asking: their key (if any) and address. */
+  viewer: Viewer;
 }

@@ -2,6 +2,7 @@
 import { builder } from "./builder.ts";
 import "./types/image.ts";
 import "./types/generation.ts";
+import "./types/mutations.ts";
 import "./types/generations.ts";
 import "./types/model.ts";
 import "./types/health.ts";

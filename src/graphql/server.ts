@@ -10,7 +10,9 @@ import { execute, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
 import { createYoga } from "graphql-yoga";
 import { usePrometheus } from "@graphql-yoga/plugin-prometheus";
 import { useServer } from "graphql-ws/use/ws";
+import { GraphQLError } from "graphql";
 import { WebSocketServer } from "ws";
+import { viewerOf, type Viewer } from "../auth/viewer.ts";
 import { requestIdOf, serveOps, trackRequest, type OpsTarget } from "../http/ops.ts";
 import { servePicture } from "../http/pictures.ts";
 import { withFields } from "../ops/log.ts";
@@ -21,6 +23,7 @@ import { maskError } from "./errors.ts";
 import { limitPlugins, MAX_BODY_BYTES } from "./limits.ts";
 
 export const GRAPHQL_PATH = "/graphql";
+const ANONYMOUS: Viewer = { key: null, address: "unknown" };
 /** A page that shows the grid filling in: a prompt box and the live images (no libraries). */
 const PAGE = readFileSync(new URL("../http/page.html", import.meta.url), "utf8");
 
@@ -74,6 +77,17 @@ function refuseContentType(req: IncomingMessage, res: ServerResponse): boolean {
   return true;
 }
 
+/**
+ * The client's address: the socket's peer, or the first X-Forwarded-For hop behind a proxy the
+ * operator vouches for (MOSAIC_TRUST_PROXY). Per-address quotas count by it when no key is used.
+ */
+export function clientAddress(req: IncomingMessage | undefined, trustProxy: boolean): string {
+  const forwarded = req?.headers["x-forwarded-for"];
+  const first = typeof forwarded === "string" ? forwarded.split(",")[0]!.trim() : undefined;
+  if (trustProxy && first && first.length <= 64) return first;
+  return req?.socket.remoteAddress ?? "unknown";
+}
+
 /** An Origin is allowed when absent (not a browser), the server's own, or listed. */
 export function originAllowed(origin: string | undefined, req: IncomingMessage, allowed: string[]): boolean {
   if (!origin) return true;
@@ -125,10 +139,12 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
     landingPage: false,
     renderGraphiQL,
     graphiql: graphiql ? { title: "Mosaic", defaultTabs: EXAMPLE_TABS, subscriptionsProtocol: "SSE" } : false,
-    // graphql-ws requests have no fetch Request here; their origin is set in onSubscribe below.
-    context: ({ request }: { request?: Request }) => ({
+    // graphql-ws requests have no fetch Request here; their context is completed in onSubscribe below.
+    // A key that is sent must be valid, and MOSAIC_AUTH=required needs one: UNAUTHENTICATED (401) otherwise.
+    context: async ({ request, req }: { request?: Request; req?: IncomingMessage }) => ({
       ...app, origin: request ? originOf(Object.fromEntries(request.headers), trustProxy) : "", signal: request?.signal,
       log: request ? withFields(app.log, { requestId: request.headers.get("x-request-id") }) : app.log,
+      viewer: request ? await viewerOf(app.access.keys, app.access.auth, request.headers.get("authorization") ?? undefined, clientAddress(req, trustProxy)) : ANONYMOUS,
     }),
     // yoga's own warnings and errors go to the same log.
     logging: {
@@ -168,7 +184,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const requestId = trackRequest(req, res, path, app.log, ops.metrics);
     try {
-      if (await servePicture(app.prisma, req, res)) return;
+      if (await servePicture(app.prisma, app.access, req, res)) return;
       if (await serveOps(req, res, path, ops)) return;
       if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
@@ -193,12 +209,27 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
     server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES,
     verifyClient: ({ origin, req }: { origin?: string; req: IncomingMessage }) => originAllowed(origin, req, corsOrigins),
   });
-  const wsServer = useServer(
+  // Per connection: who it is (from connectionParams.authorization at connect).
+  type Extra = { request: IncomingMessage; viewer?: Viewer };
+  const wsServer = useServer<Record<string, unknown> | undefined, Extra>(
     {
+      onConnect: async (ctx) => {
+        try {
+          ctx.extra.viewer = await viewerOf(app.access.keys, app.access.auth, ctx.connectionParams?.authorization, clientAddress(ctx.extra.request, trustProxy));
+          return true;
+        } catch (e) {
+          if (!(e instanceof GraphQLError)) app.log(`mosaic: websocket authentication failed: ${(e as Error).message}`, { level: "error", err: e });
+          return false; // closes with 4403 Forbidden
+        }
+      },
       // onSubscribe below puts yoga's enveloped execute/subscribe in rootValue (yoga's documented recipe).
       execute: (args) => (args.rootValue as Enveloped).execute(args) as ReturnType<typeof execute>,
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args) as ReturnType<typeof subscribe>,
       onSubscribe: async (ctx, _id, payload) => {
+        // graphql-ws lists the connection's operations in ctx.subscriptions, this one included.
+        if (Object.keys(ctx.subscriptions).length > app.access.maxSubscriptionsPerSocket) {
+          return [new GraphQLError(`at most ${app.access.maxSubscriptionsPerSocket} operations at once on one connection`, { extensions: { code: "TOO_MANY_SUBSCRIPTIONS" } })];
+        }
         const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload,
         });
@@ -209,7 +240,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
           variableValues: payload.variables,
           contextValue: {
             ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers, trustProxy),
-            log: withFields(app.log, { requestId: requestIdOf(ctx.extra.request) }),
+            log: withFields(app.log, { requestId: requestIdOf(ctx.extra.request) }), viewer: ctx.extra.viewer!,
           },
           rootValue: { execute, subscribe },
         };

@@ -1,23 +1,33 @@
 /**
  * GET /images/<id>.<format>[?size=&upscale=] and GET /previews/<id>.<format>: stored PNGs served in
- * the asked format and size. Images never change once written, so responses carry a strong ETag
- * and a year-long immutable cache lifetime.
+ * the asked format and size. Images never change once written, so responses carry a strong ETag.
+ *
+ * A picture of a private generation, or any picture when MOSAIC_AUTH=required, needs the signed
+ * link the API hands out (`expires` and `sig`, src/auth/signing.ts): an `<img>` tag works without
+ * headers, and a leaked link stops working when it expires. Public pictures with auth off are
+ * cached for a year; signed ones privately, until their link expires.
  */
 import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Access } from "../auth/access.ts";
 import type { Prisma } from "../db/client.ts";
 import { MosaicError } from "../engine/errors.ts";
 import { CONTENT_TYPES, parseFormat, transcode, validateSize, type Upscale } from "../images/encode.ts";
 
 const ROUTE = /^\/(images|previews)\/([0-9a-f-]{36})\.([a-z]+)$/i;
 
+const CODES: Record<number, string> = { 400: "BAD_INPUT", 403: "FORBIDDEN", 404: "NOT_FOUND" };
+
 function send(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { "content-type": "application/json" });
-  res.end(JSON.stringify({ error: { code: status === 404 ? "NOT_FOUND" : "BAD_INPUT", message: body } }));
+  res.end(JSON.stringify({ error: { code: CODES[status], message: body } }));
 }
 
+/** The path a signature covers: one picture in every format and size. */
+export const signedPath = (kind: "images" | "previews", id: string) => `/${kind}/${id}`;
+
 /** Returns false when the request is not for a picture route. */
-export async function servePicture(prisma: Prisma, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+export async function servePicture(prisma: Prisma, access: Pick<Access, "auth" | "signer">, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   const url = new URL(req.url ?? "/", "http://localhost");
   const m = ROUTE.exec(url.pathname);
   if (!m || (req.method !== "GET" && req.method !== "HEAD")) return false;
@@ -38,15 +48,25 @@ export async function servePicture(prisma: Prisma, req: IncomingMessage, res: Se
     send(res, 400, (e as Error).message);
     return true;
   }
+  const select = { bytes: true, width: true, generation: { select: { visibility: true } } } as const;
   const row = kind === "images"
-    ? await prisma.image.findUnique({ where: { id }, select: { bytes: true, width: true } }).catch(() => null)
-    : await prisma.preview.findUnique({ where: { id }, select: { bytes: true, width: true } }).catch(() => null);
+    ? await prisma.image.findUnique({ where: { id }, select }).catch(() => null)
+    : await prisma.preview.findUnique({ where: { id }, select }).catch(() => null);
   if (!row) {
     send(res, 404, `no ${kind === "images" ? "image" : "preview"} with id ${id}`);
     return true;
   }
+  let cache = "public, max-age=31536000, immutable";
+  if (access.auth === "required" || row.generation.visibility === "PRIVATE") {
+    const left = access.signer.check(signedPath(kind, id), url.searchParams.get("expires"), url.searchParams.get("sig"));
+    if (left === null) {
+      send(res, 403, "this picture needs a valid signed link (its url from the API); this one is missing, wrong or expired");
+      return true;
+    }
+    cache = `private, max-age=${left}`;
+  }
   const etag = `"${createHash("sha1").update(`${id}:${format}:${width ?? ""}:${upscale}`).digest("hex")}"`;
-  const headers = { etag, "cache-control": "public, max-age=31536000, immutable", "content-type": CONTENT_TYPES[format] };
+  const headers = { etag, "cache-control": cache, "content-type": CONTENT_TYPES[format] };
   if (req.headers["if-none-match"] === etag) {
     res.writeHead(304, headers);
     res.end();

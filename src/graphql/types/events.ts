@@ -1,8 +1,8 @@
 import { watchGeneration, type WatchEvent } from "../../jobs/watch.ts";
 import { builder } from "../builder.ts";
 import { notFound } from "../errors.ts";
-import { GenerationRef, mosaicArgs, mosaicDataUrl } from "./generation.ts";
-import { isUuid, PreviewRef } from "./image.ts";
+import { findVisible, GenerationRef, mosaicArgs, mosaicDataUrl } from "./generation.ts";
+import { PreviewRef } from "./image.ts";
 
 type Of<T extends WatchEvent["type"]> = Extract<WatchEvent, { type: T }>;
 
@@ -75,7 +75,8 @@ builder.subscriptionField("generationEvents", (t) =>
     description: "Follows a generation: the current state first (with the latest preview), then Queued / Started / Progress events as they happen, ending after Completed, Failed or Cancelled.",
     args: { id: t.arg.globalID({ required: true, for: [GenerationRef], description: "The generation's id." }) },
     subscribe: async function* (_, { id }, ctx) {
-      const events = isUuid(id.id) ? await watchGeneration(ctx.prisma, ctx.bus, id.id, ctx.signal) : null;
+      // Someone else's private generation is not there, as in every other field.
+      const events = (await findVisible(ctx, id.id)) ? await watchGeneration(ctx.prisma, ctx.bus, id.id, ctx.signal) : null;
       if (!events) throw notFound("generation", id.id);
       yield* events;
     },

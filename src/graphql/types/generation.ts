@@ -1,14 +1,27 @@
 import type { Generation } from "../../db/generated/client.ts";
-import { badInput } from "../../engine/errors.ts";
-import { resolveRequest } from "../../engine/generate.ts";
+import { visibleTo } from "../../auth/viewer.ts";
 import { mosaic } from "../../engine/previews.ts";
 import { encodeFrame, validateSize } from "../../images/encode.ts";
 import { unpackCodes } from "../../jobs/codes.ts";
-import { enqueue, queuePosition, requestCancel } from "../../jobs/queue.ts";
+import { queuePosition } from "../../jobs/queue.ts";
 import { builder } from "../builder.ts";
 import type { Context } from "../context.ts";
-import { codedError, notFound, toGraphQLError } from "../errors.ts";
+import { codedError, toGraphQLError } from "../errors.ts";
 import { ImageFormatEnum, ImageRef, isUuid, PreviewRef } from "./image.ts";
+
+export const VisibilityEnum = builder.enumType("Visibility", {
+  description: "Who can see a generation.",
+  values: {
+    PRIVATE: { description: "Its owner (the API key that created it) and admins only." },
+    PUBLIC: { description: "Everyone who can use the server." },
+  },
+});
+
+/** A generation by id if the viewer may see it (someone else's private one reads as not there). */
+export async function findVisible(ctx: Context, id: string): Promise<Generation | null> {
+  if (!isUuid(id)) return null;
+  return ctx.prisma.generation.findFirst({ where: { id, ...visibleTo(ctx.viewer) } });
+}
 
 export const StatusEnum = builder.enumType("GenerationStatus", {
   description: "Where a generation is in its life.",
@@ -69,11 +82,13 @@ export const GenerationRef = builder.node(builder.objectRef<Generation>("Generat
   description: "One prompt's generation of 1-9 images, with its settings, progress and results.",
   isTypeOf: (v) => typeof v === "object" && v !== null && "normalizedPrompt" in v,
   id: { resolve: (g) => g.id },
-  loadMany: (ids, ctx) => ctx.prisma.generation.findMany({ where: { id: { in: ids.filter(isUuid) } } }).then((rows) => ids.map((id) => rows.find((r) => r.id === id) ?? null)),
+  loadMany: (ids, ctx) => ctx.prisma.generation.findMany({ where: { id: { in: ids.filter(isUuid) }, ...visibleTo(ctx.viewer) } }).then((rows) => ids.map((id) => rows.find((r) => r.id === id) ?? null)),
   fields: (t) => ({
     prompt: t.exposeString("prompt", { description: "The prompt as typed." }),
     normalizedPrompt: t.exposeString("normalizedPrompt", { description: "The prompt as the model reads it, after the model's text normalization." }),
     model: t.exposeString("model", { description: "The model's name." }),
+    visibility: t.field({ type: VisibilityEnum, description: "Who can see it.", resolve: (g) => g.visibility }),
+    mine: t.boolean({ description: "Whether the API key of this request created it (false without a key).", resolve: (g, _, ctx) => !!ctx.viewer.key && g.ownerKeyId === ctx.viewer.key.id }),
     count: t.exposeInt("count", { description: "How many images (1-9)." }),
     seed: t.exposeInt("seed", { description: "The generation's seed (chosen at random when none was given); image i uses seed + i." }),
     settings: t.field({ type: SettingsRef, description: "Sampling settings in effect.", resolve: (g) => g }),
@@ -110,66 +125,10 @@ export const GenerationRef = builder.node(builder.objectRef<Generation>("Generat
   }),
 });
 
-const CreateInput = builder.inputType("CreateGenerationInput", {
-  description: "A prompt and its sampling settings. Settings left out take the model's defaults.",
-  fields: (t) => ({
-    prompt: t.string({ required: true, description: "What to draw (up to 2000 characters)." }),
-    count: t.int({ description: "How many images, 1-9 (default 1)." }),
-    seed: t.int({ description: "0-2147483647; random when absent (always reported). Image i uses seed + i." }),
-    guidanceScale: t.float({ description: "Classifier-free guidance scale, 0-100 (1 = off)." }),
-    topK: t.int({ description: "Sample among the k most likely tokens (0 = all, 1 = greedy)." }),
-    topP: t.float({ description: "Nucleus sampling mass in (0, 1]." }),
-    temperature: t.float({ description: "Softmax temperature, 0-100 (0 = greedy)." }),
-    previewInterval: t.int({ description: "A VQ preview every this many tokens (0 = none; default one per token row)." }),
-    model: t.string({ description: "Model name (default: the server's model)." }),
-  }),
-});
-
-const undef = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
-
-builder.mutationField("createGeneration", (t) =>
-  t.field({
-    type: GenerationRef,
-    description: "Queues a generation and returns it at once (status QUEUED). Follow it with the generationEvents subscription.",
-    args: { input: t.arg({ type: CreateInput, required: true, description: "The prompt and its settings." }) },
-    resolve: async (_, { input }, ctx) => {
-      const m = ctx.model.manifest;
-      try {
-        if (input.model != null && input.model !== m.name) throw badInput(`unknown model "${input.model}" (this server has "${m.name}")`);
-        const r = resolveRequest(ctx.model, {
-          prompt: input.prompt, count: undef(input.count), seed: undef(input.seed), previewInterval: undef(input.previewInterval),
-          sampling: { guidanceScale: undef(input.guidanceScale), topK: undef(input.topK), topP: undef(input.topP), temperature: undef(input.temperature) },
-        });
-        const row = await enqueue(ctx.prisma, {
-          prompt: r.prompt, normalizedPrompt: ctx.model.prompts.encode(r.prompt).normalized, model: m.name, count: r.count, seed: r.seed,
-          ...r.settings, previewInterval: r.previewInterval, tokensTotal: m.architecture.grid.height * m.architecture.grid.width,
-        });
-        ctx.log(`mosaic: generation ${row.id} created`, { event: "created", generationId: row.id, model: row.model, images: row.count });
-        return row;
-      } catch (e) {
-        throw toGraphQLError(e);
-      }
-    },
-  }),
-);
-
-builder.mutationField("cancelGeneration", (t) =>
-  t.field({
-    type: GenerationRef,
-    description: "Cancels a generation: a queued one at once, a running one within one decoder step. Finished generations are returned unchanged.",
-    args: { id: t.arg.globalID({ required: true, for: [GenerationRef], description: "The generation's id." }) },
-    resolve: async (_, { id }, ctx) => {
-      const row = isUuid(id.id) ? await requestCancel(ctx.prisma, id.id) : null;
-      if (!row) throw notFound("generation", id.id);
-      return row;
-    },
-  }),
-);
-
 builder.queryField("generation", (t) =>
   t.field({
     type: GenerationRef, nullable: true, description: "One generation by id (null if there is none).",
     args: { id: t.arg.globalID({ required: true, for: [GenerationRef], description: "The generation's id." }) },
-    resolve: (_, { id }, ctx) => (isUuid(id.id) ? ctx.prisma.generation.findUnique({ where: { id: id.id } }) : null),
+    resolve: (_, { id }, ctx) => findVisible(ctx, id.id),
   }),
 );

@@ -1,5 +1,6 @@
 import { resolveCursorConnection, type ResolveCursorConnectionArgs } from "@pothos/plugin-relay";
 import type { Generation } from "../../db/generated/client.ts";
+import { visibleTo } from "../../auth/viewer.ts";
 import { builder } from "../builder.ts";
 import { codedError } from "../errors.ts";
 import { GenerationRef, StatusEnum } from "./generation.ts";
@@ -24,11 +25,19 @@ function newerThan(c: { createdAt: Date; id: string }) {
   return { OR: [{ createdAt: { gt: c.createdAt } }, { createdAt: c.createdAt, id: { gt: c.id } }] };
 }
 
+/** mine: true, only the key's own; false, none of them (and all when there is no key); null, no filter. */
+function ownedBy(keyId: string | null, mine: boolean | null | undefined) {
+  if (mine == null) return {};
+  if (mine) return keyId ? { ownerKeyId: keyId } : { id: { in: [] } };
+  return keyId ? { OR: [{ ownerKeyId: null }, { NOT: { ownerKeyId: keyId } }] } : {};
+}
+
 builder.queryField("generations", (t) =>
   t.connection({
     type: GenerationRef,
-    description: "Generations, newest first, optionally filtered by status and by text in the prompt.",
+    description: "Generations this request may see (its key's own and the public ones; an admin key sees all), newest first, optionally filtered by status, owner and text in the prompt.",
     args: {
+      mine: t.arg.boolean({ description: "Only (true) or never (false) those this request's API key created." }),
       status: t.arg({ type: [StatusEnum], description: "Only these statuses." }),
       promptContains: t.arg.string({ description: "Only prompts containing this text (case-insensitive)." }),
     },
@@ -36,6 +45,8 @@ builder.queryField("generations", (t) =>
       resolveCursorConnection({ args, toCursor, defaultSize: 20, maxSize: 100 }, ({ before, after, limit, inverted }: ResolveCursorConnectionArgs) => {
         const where = {
           AND: [
+            visibleTo(ctx.viewer),
+            ownedBy(ctx.viewer.key?.id ?? null, args.mine),
             args.status?.length ? { status: { in: args.status } } : {},
             args.promptContains ? { prompt: { contains: args.promptContains, mode: "insensitive" as const } } : {},
             after ? olderThan(fromCursor(after)) : {},

@@ -1,5 +1,7 @@
 import type { Image, Preview } from "../../db/generated/client.ts";
 import { IMAGE_FORMATS, transcode, validateSize, type ImageFormat, type Upscale } from "../../images/encode.ts";
+import { visibleTo } from "../../auth/viewer.ts";
+import { signedPath } from "../../http/pictures.ts";
 import { builder } from "../builder.ts";
 import { toGraphQLError } from "../errors.ts";
 
@@ -48,11 +50,12 @@ export const PictureRef = builder.interfaceRef<Picture>("Picture").implement({
       args: pictureArgs,
       resolve: (p, args, ctx) => {
         const size = checkSize(args.size);
-        const q = new URLSearchParams();
+        const kind = isPreview(p) ? "previews" : "images";
+        // Always signed: the link works whatever the generation's visibility becomes, in an <img> tag too.
+        const q = new URLSearchParams(ctx.access.signer.sign(signedPath(kind, p.id)));
         if (size !== undefined) q.set("size", String(size));
         if (args.upscale !== "nearest") q.set("upscale", args.upscale);
-        const query = q.toString() ? `?${q}` : "";
-        return `${ctx.origin}/${isPreview(p) ? "previews" : "images"}/${p.id}.${args.format}${query}`;
+        return `${ctx.origin}/${kind}/${p.id}.${args.format}?${q}`;
       },
     }),
     dataUrl: t.string({
@@ -75,7 +78,7 @@ export const ImageRef = builder.node(builder.objectRef<Image>("Image"), {
   interfaces: [PictureRef],
   isTypeOf: (v) => typeof v === "object" && v !== null && "seed" in v && "format" in v,
   id: { resolve: (img) => img.id },
-  loadMany: (ids, ctx) => ctx.prisma.image.findMany({ where: { id: { in: ids.filter(isUuid) } } }).then((rows) => ids.map((id) => rows.find((r) => r.id === id) ?? null)),
+  loadMany: (ids, ctx) => ctx.prisma.image.findMany({ where: { id: { in: ids.filter(isUuid) }, generation: visibleTo(ctx.viewer) } }).then((rows) => ids.map((id) => rows.find((r) => r.id === id) ?? null)),
   fields: (t) => ({
     index: t.exposeInt("index", { description: "0-based position among the generation's images." }),
     seed: t.exposeInt("seed", { description: "This image's own seed: generating it alone with this seed gives the same image." }),
