@@ -16,7 +16,7 @@ import { DEFAULT_ACCESS } from "../src/auth/access.ts";
 import { UrlSigner } from "../src/auth/signing.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import type { Json } from "./helpers.ts";
-import { CREATE, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidOf, type TestDatabase } from "./server-helpers.ts";
+import { CREATE, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
 const run = promisify(execFile);
 const MOSAIC = path.join(PACKAGE_ROOT, "bin", "mosaic.js");
@@ -281,6 +281,9 @@ test("graphql-ws: at most MOSAIC_WS_MAX_SUBSCRIPTIONS operations per connection"
     const third = client.iterate({ query: `subscription($id: ID!) { generationEvents(id: $id) { __typename } }`, variables: { id: g.id } });
     await assert.rejects(third.next(), (e: unknown) => JSON.stringify(e).includes("TOO_MANY_SUBSCRIPTIONS"));
     for (const it of open) await it.return?.(undefined);
+    // Leaving a quiet (queued) generation ends its watch at once: it stops polling the database.
+    const open_ = async () => (await app.metrics.registry.getSingleMetric("mosaic_active_subscriptions")!.get()).values[0]!.value;
+    await waitFor("the watches to end", async () => (await open_()) === 0, 5_000);
   } finally {
     await client.dispose();
     await app.close();

@@ -13,7 +13,7 @@ import { mosaic } from "../src/engine/previews.ts";
 import { unpackCodes } from "../src/jobs/codes.ts";
 import { MODEL_DIR } from "./helpers.ts";
 import { loadModelInfo } from "../src/engine/model.ts";
-import { create, createTestDatabase, eventsOverSse, eventsOverWs, gql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
+import { create, createTestDatabase, eventsOverSse, eventsOverWs, gql, sql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
 let db: TestDatabase;
 let app: App;
@@ -45,7 +45,11 @@ test("full flow over HTTP + SSE: create, events in order, images fetchable by UR
   const g = await create(app, { prompt: "a big red circle in the centre, blue background", count: 2, seed: 11, previewInterval: 64 });
   assert.equal(g.status, "QUEUED");
   assert.equal(g.seed, 11);
-  const events = await eventsOverSse(app, g.id);
+  // A preview is fetchable while the generation runs (the final images supersede them at the end).
+  let previewFetch: Promise<Response> | null = null;
+  const events = await eventsOverSse(app, g.id, (e) => {
+    if (!previewFetch && e.__typename === "Progress" && e.previews.length) previewFetch = fetch(e.previews[0].url);
+  });
   checkOrder(events);
   const previewSteps = events.filter((e) => e.__typename === "Progress" && e.previews.length).map((e) => e.previews[0].tokensDone);
   assert.deepEqual(previewSteps, [64, 128, 192, 256], "every preview reaches the client once, in order");
@@ -59,9 +63,24 @@ test("full flow over HTTP + SSE: create, events in order, images fetchable by UR
     const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
     assert.equal(meta.width, 128, "the size argument is honoured");
   }
-  const preview = events.find((e) => e.__typename === "Progress" && e.previews.length).previews[0];
-  const pres = await fetch(preview.url);
+  const pres = await previewFetch!;
+  assert.equal(pres.status, 200);
   assert.equal(pres.headers.get("content-type"), "image/png");
+  const preview = events.find((e) => e.__typename === "Progress" && e.previews.length).previews[0];
+  assert.equal((await fetch(preview.url)).status, 404, "a completed generation keeps no previews");
+  assert.equal((await sql(app.db.url, `SELECT count(*)::int AS n FROM "Preview" WHERE "generationId" = $1`, [uuidOf(g.id)]))[0].n, 0);
+});
+
+test("a cancelled generation keeps only its newest previews", async () => {
+  const g = await create(app, { prompt: "a big red circle in the centre, blue background", count: 2, seed: 5, previewInterval: 16 });
+  await waitFor("64 tokens", async () => (await gql(app, `query($id: ID!) { generation(id: $id) { tokensDone } }`, { id: g.id })).data.generation.tokensDone >= 64, 60_000);
+  await gql(app, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: g.id });
+  const events = await eventsOverSse(app, g.id);
+  assert.equal(events.pop().__typename, "Cancelled");
+  const rows = await sql(app.db.url, `SELECT DISTINCT "tokensDone" FROM "Preview" WHERE "generationId" = $1`, [uuidOf(g.id)]);
+  assert.equal(rows.length, 1, `one preview point kept: ${JSON.stringify(rows)}`);
+  const r = await gql(app, `query($id: ID!) { generation(id: $id) { latestPreviews { index tokensDone } } }`, { id: g.id });
+  assert.deepEqual(r.data.generation.latestPreviews.map((p: Json) => [p.index, p.tokensDone]), [[0, rows[0].tokensDone], [1, rows[0].tokensDone]]);
 });
 
 test("full flow over graphql-ws on the same port and path", async () => {
@@ -149,7 +168,7 @@ test("mosaic fields and latestPreviews show what the stored codes and previews h
     latestPreviews { index tokensDone width } } }`, { id: g.id });
   assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT", "index 2 of 2 images");
   const gen = r.data.generation;
-  assert.deepEqual(gen.latestPreviews.map((p: Json) => [p.index, p.tokensDone]), [[0, 256], [1, 256]]);
+  assert.deepEqual(gen.latestPreviews, [], "the final images superseded the previews");
   const info = await loadModelInfo(MODEL_DIR);
   const a = info.manifest.architecture;
   const p = info.manifest.previews.codePatches!.patchSize;

@@ -6,6 +6,7 @@ import type { ModelInfo } from "../engine/model.ts";
 import type { EventBus } from "../jobs/events.ts";
 import type { QueueSettings } from "../jobs/queue.ts";
 import type { LogFn } from "../ops/log.ts";
+import type { Loaders } from "./loaders.ts";
 
 export type Role = "all" | "api" | "worker";
 
@@ -29,4 +30,6 @@ export interface Context extends AppContext {
   signal?: AbortSignal;
   /** Who is asking: their key (if any) and address. */
   viewer: Viewer;
+  /** This request's batched loaders. */
+  loaders: Loaders;
 }

@@ -1,4 +1,5 @@
 /** GraphQL errors with a machine-readable `extensions.code`, and the mapping from engine errors. */
+import { PothosError, PothosValidationError } from "@pothos/core";
 import { GraphQLError } from "graphql";
 import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
 import { MosaicError } from "../engine/errors.ts";
@@ -31,15 +32,30 @@ export function maskError(log: (line: string) => void) {
     if (error instanceof GraphQLError && error.extensions?.code && !error.originalError) return error;
     const original = error instanceof GraphQLError ? error.originalError : error;
     if (error instanceof GraphQLError && original instanceof GraphQLError && original.extensions?.code) return error;
+    // A scalar refusing a variable's value (graphql-js's "Int cannot represent …", "ID cannot represent …").
+    if (error instanceof GraphQLError && original instanceof GraphQLError) return withCode(error, "BAD_INPUT");
     if (original instanceof MosaicError) return codedError(original.code, original.message);
+    // A malformed or mistyped global id ("Invalid global ID", "is not of type"): the client's input.
+    if (original instanceof PothosValidationError) return withPath(codedError("BAD_INPUT", original.message), error);
+    // The relay plugin resolving a global id that names an interface ("Node:1"): also the input.
+    if (original instanceof PothosError) {
+      log(`mosaic: request refused: ${original.message}`);
+      return withPath(codedError("BAD_INPUT", "invalid id"), error);
+    }
     if (isDatabaseUnavailable(original)) {
       log(`mosaic: request failed, database unavailable: ${errorSummary(original)}`);
       return withPath(unavailable(), error);
     }
-    if (error instanceof GraphQLError && !original) return error;
+    // graphql-js's own input errors (a variable or argument of the wrong type, a null where none
+    // may be) carry no code: they are the client's input.
+    if (error instanceof GraphQLError && !original) return withCode(error, "BAD_INPUT");
     log(`mosaic: request failed: ${original instanceof Error ? original.stack : String(original)}`);
     return withPath(codedError("INTERNAL", "internal error"), error);
   };
+}
+
+function withCode(e: GraphQLError, code: string): GraphQLError {
+  return new GraphQLError(e.message, { nodes: e.nodes, path: e.path, extensions: { ...e.extensions, code } });
 }
 
 function withPath(e: GraphQLError, from: unknown): GraphQLError {

@@ -20,6 +20,7 @@ import type { AppContext, Context } from "./context.ts";
 import { EXAMPLE_TABS } from "./examples.ts";
 import { schema } from "./schema.ts";
 import { maskError } from "./errors.ts";
+import { createLoaders } from "./loaders.ts";
 import { limitPlugins, MAX_BODY_BYTES } from "./limits.ts";
 
 export const GRAPHQL_PATH = "/graphql";
@@ -41,6 +42,24 @@ function originOf(headers: Record<string, string | string[] | undefined>, trustP
   const proto = (trustProxy ? first(headers["x-forwarded-proto"]) : undefined) ?? "http";
   if (!host || !HOST.test(host) || (proto !== "http" && proto !== "https")) return "";
   return `${proto}://${host}`;
+}
+
+/**
+ * A Host header must be one a URL can be built from: the fetch adapter under yoga answered
+ * `Host: a b` (or `localhost:99999`) with a 500 carrying a stack trace. Returns true when it answered.
+ */
+function refuseHost(req: IncomingMessage, res: ServerResponse): boolean {
+  const host = req.headers.host;
+  if (host === undefined) return false;
+  try {
+    if (HOST.test(host) && new URL(`http://${host}/`).host) return false;
+  } catch {
+    // refused below
+  }
+  res.writeHead(400, { "content-type": "application/json", connection: "close" });
+  res.end(JSON.stringify({ errors: [{ message: "the Host header is not a valid host name and port", extensions: { code: "BAD_REQUEST" } }] }));
+  req.resume();
+  return true;
 }
 
 /**
@@ -144,6 +163,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
     context: async ({ request, req }: { request?: Request; req?: IncomingMessage }) => ({
       ...app, origin: request ? originOf(Object.fromEntries(request.headers), trustProxy) : "", signal: request?.signal,
       log: request ? withFields(app.log, { requestId: request.headers.get("x-request-id") }) : app.log,
+      loaders: createLoaders(app.prisma),
       viewer: request ? await viewerOf(app.access.keys, app.access.auth, request.headers.get("authorization") ?? undefined, clientAddress(req, trustProxy)) : ANONYMOUS,
     }),
     // yoga's own warnings and errors go to the same log.
@@ -184,6 +204,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const requestId = trackRequest(req, res, path, app.log, ops.metrics);
     try {
+      if (refuseHost(req, res)) return;
       if (await servePicture(app.prisma, app.access, req, res)) return;
       if (await serveOps(req, res, path, ops)) return;
       if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
@@ -240,7 +261,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
           variableValues: payload.variables,
           contextValue: {
             ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers, trustProxy),
-            log: withFields(app.log, { requestId: requestIdOf(ctx.extra.request) }), viewer: ctx.extra.viewer!,
+            log: withFields(app.log, { requestId: requestIdOf(ctx.extra.request) }), viewer: ctx.extra.viewer!, loaders: createLoaders(app.prisma),
           },
           rootValue: { execute, subscribe },
         };

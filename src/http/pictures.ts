@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Access } from "../auth/access.ts";
 import type { Prisma } from "../db/client.ts";
 import { MosaicError } from "../engine/errors.ts";
+import { cachedEncode } from "../images/cache.ts";
 import { CONTENT_TYPES, parseFormat, transcode, validateSize, type Upscale } from "../images/encode.ts";
 
 const ROUTE = /^\/(images|previews)\/([0-9a-f-]{36})\.([a-z]+)$/i;
@@ -48,7 +49,8 @@ export async function servePicture(prisma: Prisma, access: Pick<Access, "auth" |
     send(res, 400, (e as Error).message);
     return true;
   }
-  const select = { bytes: true, width: true, generation: { select: { visibility: true } } } as const;
+  // Bytes only when the encoding is not cached (src/images/cache.ts).
+  const select = { width: true, generation: { select: { visibility: true } } } as const;
   const row = kind === "images"
     ? await prisma.image.findUnique({ where: { id }, select }).catch(() => null)
     : await prisma.preview.findUnique({ where: { id }, select }).catch(() => null);
@@ -72,7 +74,17 @@ export async function servePicture(prisma: Prisma, access: Pick<Access, "auth" |
     res.end();
     return true;
   }
-  const bytes = await transcode(row.bytes, row.width, { format, width, upscale });
+  const bytes = await cachedEncode(`${kind}:${id}:${format}:${width ?? ""}:${upscale}`, async () => {
+    const stored = kind === "images"
+      ? await prisma.image.findUnique({ where: { id }, select: { bytes: true } })
+      : await prisma.preview.findUnique({ where: { id }, select: { bytes: true } });
+    if (!stored) throw new Error("gone");
+    return transcode(stored.bytes, row.width, { format, width, upscale });
+  }).catch(() => null);
+  if (!bytes) {
+    send(res, 404, `no ${kind === "images" ? "image" : "preview"} with id ${id}`);
+    return true;
+  }
   res.writeHead(200, { ...headers, "content-length": bytes.length });
   res.end(req.method === "HEAD" ? undefined : bytes);
   return true;

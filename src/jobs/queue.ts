@@ -162,3 +162,10 @@ export async function deleteExpired(prisma: Prisma, days: number): Promise<numbe
     DELETE FROM "Generation"
     WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND "finishedAt" < now() - make_interval(days => ${days})`;
 }
+
+/** A generation that stopped short keeps only its newest previews (what it got to); the rest go. */
+export async function dropOldPreviews(prisma: Prisma, id: string): Promise<number> {
+  return prisma.$executeRaw`
+    DELETE FROM "Preview" WHERE "generationId" = ${id}::uuid
+      AND "tokensDone" < (SELECT max("tokensDone") FROM "Preview" WHERE "generationId" = ${id}::uuid)`;
+}

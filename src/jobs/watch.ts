@@ -8,7 +8,9 @@
  * ends a stream.
  */
 import type { Prisma } from "../db/client.ts";
-import type { Generation, Preview } from "../db/generated/client.ts";
+import type { Generation, Preview as PreviewWithBytes } from "../db/generated/client.ts";
+
+type Preview = Omit<PreviewWithBytes, "bytes">;
 import type { EventBus } from "./events.ts";
 import { queuePosition, workerThroughput } from "./queue.ts";
 
@@ -187,6 +189,8 @@ class Feed {
         const sets = await this.prisma.preview.findMany({
           where: { generationId: g.id, tokensDone: { gt: progress.previewTokens, lte: g.tokensDone } },
           orderBy: [{ tokensDone: "asc" }, { index: "asc" }],
+          // Events carry preview rows, not pictures: bytes are read only by a field that encodes them.
+          omit: { bytes: true },
         });
         const groups = new Map<number, Preview[]>();
         for (const p of sets) groups.set(p.tokensDone, [...(groups.get(p.tokensDone) ?? []), p]);
@@ -284,7 +288,30 @@ export async function watchGeneration(prisma: Prisma, bus: EventBus, id: string,
   }
   let open = following.get(bus);
   if (!open) following.set(bus, (open = { n: 0 }));
-  return follow(feed, open, signal);
+  return stoppable(feed, open, signal);
+}
+
+/**
+ * The events as an iterator whose return() stops it at once. An async generator waiting for the next
+ * event queues a return() until that event comes, so a graphql-ws client that left a quiet (queued)
+ * generation kept its feed polling for ever; here return() aborts the wait first.
+ */
+function stoppable(feed: Feed, open: { n: number }, signal?: AbortSignal): AsyncGenerator<WatchEvent> {
+  const stop = new AbortController();
+  const inner = follow(feed, open, signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
+  const it: AsyncGenerator<WatchEvent> = {
+    next: () => inner.next(),
+    return: (value) => {
+      stop.abort();
+      return inner.return(value);
+    },
+    throw: (e) => {
+      stop.abort();
+      return inner.throw(e);
+    },
+    [Symbol.asyncIterator]: () => it,
+  };
+  return it;
 }
 
 async function* follow(feed: Feed, open: { n: number }, signal?: AbortSignal): AsyncGenerator<WatchEvent> {

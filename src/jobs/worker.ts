@@ -23,7 +23,7 @@ import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { packCodes, unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
-import { claimNext, DEFAULT_QUEUE, deleteExpired, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
+import { claimNext, DEFAULT_QUEUE, deleteExpired, dropOldPreviews, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
 
 /** Progress (with the codes a resume needs) is written at most this often per generation, plus at every preview. */
 const PROGRESS_EVERY_MS = 100;
@@ -386,6 +386,8 @@ export class Worker {
           RETURNING (EXTRACT(EPOCH FROM "finishedAt" - "createdAt") * 1000)::float AS "totalMs"`;
         if (done.length !== 1) return null;
         await tx.image.createMany({ data: images });
+        // The final images supersede every preview.
+        await tx.preview.deleteMany({ where: { generationId: id } });
         return done[0]!.totalMs;
       }));
       if (totalMs === null) throw new LostJob();
@@ -405,6 +407,7 @@ export class Worker {
         UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()
         WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING' AND "cancelRequested"`);
       if (n === 1) {
+        await this.retrying("dropping old previews", id, () => dropOldPreviews(this.prisma, id));
         this.o.metrics?.generations.inc({ outcome: "cancelled" });
         this.o.log(`mosaic: generation ${id} cancelled at token ${ev.tokensDone}`, { event: "cancelled", generationId: id, tokensDone: ev.tokensDone });
         await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
@@ -428,6 +431,7 @@ export class Worker {
       UPDATE "Generation" SET status = 'FAILED', "errorCode" = ${code}, "errorMessage" = ${message}, "finishedAt" = now()
       WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`).catch(() => 0);
     if (n === 1) {
+      await dropOldPreviews(this.prisma, id).catch(() => {});
       this.o.metrics?.generations.inc({ outcome: "failed" });
       this.o.metrics?.failures.inc({ code });
       await publish(this.prisma, { kind: "generation", id }).catch(() => {});

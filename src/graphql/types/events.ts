@@ -74,11 +74,12 @@ builder.subscriptionField("generationEvents", (t) =>
     type: GenerationEvent,
     description: "Follows a generation: the current state first (with the latest preview), then Queued / Started / Progress events as they happen, ending after Completed, Failed or Cancelled.",
     args: { id: t.arg.globalID({ required: true, for: [GenerationRef], description: "The generation's id." }) },
-    subscribe: async function* (_, { id }, ctx) {
+    // The watch's own iterator, not a generator around it: its return() must reach the watch at once.
+    subscribe: async (_, { id }, ctx) => {
       // Someone else's private generation is not there, as in every other field.
       const events = (await findVisible(ctx, id.id)) ? await watchGeneration(ctx.prisma, ctx.bus, id.id, ctx.signal) : null;
       if (!events) throw notFound("generation", id.id);
-      yield* events;
+      return events;
     },
     resolve: (e) => e,
   }),

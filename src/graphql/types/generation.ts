@@ -1,6 +1,7 @@
 import type { Generation } from "../../db/generated/client.ts";
 import { visibleTo } from "../../auth/viewer.ts";
 import { mosaic } from "../../engine/previews.ts";
+import { cachedEncode } from "../../images/cache.ts";
 import { encodeFrame, validateSize } from "../../images/encode.ts";
 import { unpackCodes } from "../../jobs/codes.ts";
 import { queuePosition } from "../../jobs/queue.ts";
@@ -58,16 +59,19 @@ export async function mosaicDataUrl(g: Generation, ctx: Context, index: number, 
   const p = ctx.model.manifest.previews.codePatches;
   if (!g.codes || !patches || !p || g.tokensDone === 0) return null;
   if (!Number.isInteger(index) || index < 0 || index >= g.count) throw codedError("BAD_INPUT", `index must be from 0 to ${g.count - 1}`);
-  const a = ctx.model.manifest.architecture;
-  const grid = unpackCodes(g.codes, g.count)[index]!;
-  const frame = { width: a.grid.width * p.patchSize, height: a.grid.height * p.patchSize, data: mosaic(grid, g.tokensDone, patches, { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p.patchSize }, a.codebookSize) };
   let width: number | undefined;
   try {
     width = size == null ? undefined : validateSize(size);
   } catch (e) {
     throw toGraphQLError(e);
   }
-  const bytes = await encodeFrame(frame, { format, width });
+  // One encode per (generation, point, image, encoding), however many subscribers ask for it.
+  const bytes = await cachedEncode(`mosaic:${g.id}:${g.tokensDone}:${index}:${format}:${width ?? ""}`, () => {
+    const a = ctx.model.manifest.architecture;
+    const grid = unpackCodes(g.codes!, g.count)[index]!;
+    const frame = { width: a.grid.width * p.patchSize, height: a.grid.height * p.patchSize, data: mosaic(grid, g.tokensDone, patches, { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p.patchSize }, a.codebookSize) };
+    return encodeFrame(frame, { format, width });
+  });
   return `data:image/${format};base64,${bytes.toString("base64")}`;
 }
 
@@ -107,13 +111,13 @@ export const GenerationRef = builder.node(builder.objectRef<Generation>("Generat
     }),
     images: t.field({
       type: [ImageRef], description: "The final images, in order (empty until COMPLETED).",
-      resolve: (g, _, ctx) => ctx.prisma.image.findMany({ where: { generationId: g.id }, orderBy: { index: "asc" } }),
+      resolve: (g, _, ctx) => ctx.loaders.imagesOf.load(g.id),
     }),
     latestPreviews: t.field({
       type: [PreviewRef], description: "The newest VQ preview of each image (empty before the first).",
       resolve: async (g, _, ctx) => {
         const last = await ctx.prisma.preview.findFirst({ where: { generationId: g.id }, orderBy: { tokensDone: "desc" }, select: { tokensDone: true } });
-        return last ? ctx.prisma.preview.findMany({ where: { generationId: g.id, tokensDone: last.tokensDone }, orderBy: { index: "asc" } }) : [];
+        return last ? ctx.prisma.preview.findMany({ where: { generationId: g.id, tokensDone: last.tokensDone }, orderBy: { index: "asc" }, omit: { bytes: true } }) : [];
       },
     }),
     mosaic: t.string({

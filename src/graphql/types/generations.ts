@@ -3,6 +3,7 @@ import type { Generation } from "../../db/generated/client.ts";
 import { visibleTo } from "../../auth/viewer.ts";
 import { builder } from "../builder.ts";
 import { codedError } from "../errors.ts";
+import { isUuid } from "./image.ts";
 import { GenerationRef, StatusEnum } from "./generation.ts";
 
 /** Cursors are (createdAt, id): stable under inserts, unlike offsets. */
@@ -10,10 +11,12 @@ function toCursor(g: Generation): string {
   return Buffer.from(`${g.createdAt.toISOString()}|${g.id}`).toString("base64url");
 }
 
+/** A cursor this server made: a time PostgreSQL can hold and a row id; anything else is BAD_INPUT. */
 function fromCursor(c: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(c, "base64url").toString().split("|");
+  const [at, id, ...rest] = Buffer.from(c, "base64url").toString().split("|");
   const createdAt = new Date(at ?? "");
-  if (!id || Number.isNaN(createdAt.getTime())) throw codedError("BAD_INPUT", "invalid cursor");
+  const year = createdAt.getUTCFullYear();
+  if (rest.length || !id || !isUuid(id) || Number.isNaN(createdAt.getTime()) || year < 2000 || year > 9999) throw codedError("BAD_INPUT", "invalid cursor");
   return { createdAt, id };
 }
 
@@ -41,8 +44,11 @@ builder.queryField("generations", (t) =>
       status: t.arg({ type: [StatusEnum], description: "Only these statuses." }),
       promptContains: t.arg.string({ description: "Only prompts containing this text (case-insensitive)." }),
     },
-    resolve: (_, args, ctx) =>
-      resolveCursorConnection({ args, toCursor, defaultSize: 20, maxSize: 100 }, ({ before, after, limit, inverted }: ResolveCursorConnectionArgs) => {
+    resolve: (_, args, ctx) => {
+      for (const n of [args.first, args.last]) if (n != null && n < 0) throw codedError("BAD_INPUT", "first and last must be 0 or more");
+      // PostgreSQL text cannot hold U+0000, so no prompt contains it.
+      if (args.promptContains?.includes("\u0000")) throw codedError("BAD_INPUT", "promptContains must not contain U+0000");
+      return resolveCursorConnection({ args, toCursor, defaultSize: 20, maxSize: 100 }, ({ before, after, limit, inverted }: ResolveCursorConnectionArgs) => {
         const where = {
           AND: [
             visibleTo(ctx.viewer),
@@ -55,6 +61,7 @@ builder.queryField("generations", (t) =>
         };
         const dir = inverted ? "asc" : "desc";
         return ctx.prisma.generation.findMany({ where, orderBy: [{ createdAt: dir }, { id: dir }], take: limit });
-      }),
+      });
+    },
   }),
 );

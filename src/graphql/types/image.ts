@@ -1,9 +1,10 @@
-import type { Image, Preview } from "../../db/generated/client.ts";
 import { IMAGE_FORMATS, transcode, validateSize, type ImageFormat, type Upscale } from "../../images/encode.ts";
 import { visibleTo } from "../../auth/viewer.ts";
 import { signedPath } from "../../http/pictures.ts";
 import { builder } from "../builder.ts";
-import { toGraphQLError } from "../errors.ts";
+import { codedError, toGraphQLError } from "../errors.ts";
+import type { ImageRow, PreviewRow } from "../loaders.ts";
+import { cachedEncode } from "../../images/cache.ts";
 
 export const ImageFormatEnum = builder.enumType("ImageFormat", {
   description: "Encodings an image can be fetched in.",
@@ -18,9 +19,9 @@ export const UpscaleEnum = builder.enumType("Upscale", {
   },
 });
 
-type Picture = Image | Preview;
+type Picture = ImageRow | PreviewRow;
 
-function isPreview(p: Picture): p is Preview {
+function isPreview(p: Picture): p is PreviewRow {
   return "tokensDone" in p;
 }
 
@@ -61,8 +62,14 @@ export const PictureRef = builder.interfaceRef<Picture>("Picture").implement({
     dataUrl: t.string({
       description: "The image inline, as a data: URL.",
       args: pictureArgs,
-      resolve: async (p, args) => {
-        const bytes = await transcode(p.bytes, p.width, { format: args.format, width: checkSize(args.size), upscale: args.upscale });
+      resolve: async (p, args, ctx) => {
+        const kind = isPreview(p) ? "previews" : "images";
+        const width = checkSize(args.size);
+        const bytes = await cachedEncode(`${kind}:${p.id}:${args.format}:${width ?? ""}:${args.upscale}`, async () => {
+          const png = await ctx.loaders.bytes.load(`${kind}:${p.id}`);
+          if (!png) throw codedError("NOT_FOUND", `the ${kind === "images" ? "image" : "preview"} is gone`);
+          return transcode(png, p.width, { format: args.format, width, upscale: args.upscale });
+        });
         return `data:image/${args.format};base64,${bytes.toString("base64")}`;
       },
     }),
@@ -73,19 +80,19 @@ export function isUuid(s: string): boolean {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);
 }
 
-export const ImageRef = builder.node(builder.objectRef<Image>("Image"), {
+export const ImageRef = builder.node(builder.objectRef<ImageRow>("Image"), {
   description: "A final image of a generation.",
   interfaces: [PictureRef],
   isTypeOf: (v) => typeof v === "object" && v !== null && "seed" in v && "format" in v,
   id: { resolve: (img) => img.id },
-  loadMany: (ids, ctx) => ctx.prisma.image.findMany({ where: { id: { in: ids.filter(isUuid) }, generation: visibleTo(ctx.viewer) } }).then((rows) => ids.map((id) => rows.find((r) => r.id === id) ?? null)),
+  loadMany: (ids, ctx) => ctx.prisma.image.findMany({ where: { id: { in: ids.filter(isUuid) }, generation: visibleTo(ctx.viewer) }, omit: { bytes: true } }).then((rows) => ids.map((id) => rows.find((r) => r.id === id) ?? null)),
   fields: (t) => ({
     index: t.exposeInt("index", { description: "0-based position among the generation's images." }),
     seed: t.exposeInt("seed", { description: "This image's own seed: generating it alone with this seed gives the same image." }),
   }),
 });
 
-export const PreviewRef = builder.objectRef<Preview>("Preview").implement({
+export const PreviewRef = builder.objectRef<PreviewRow>("Preview").implement({
   description: "A partial decode of one image while its tokens are generated; positions not generated yet show the most frequent code so far.",
   interfaces: [PictureRef],
   isTypeOf: (v) => typeof v === "object" && v !== null && "tokensDone" in v,
