@@ -21,7 +21,7 @@ Environment:
   MOSAIC_URL_TTL_SECONDS  signed image links live between this and twice this (default 3600)
   MOSAIC_WS_MAX_SUBSCRIPTIONS  operations one graphql-ws connection may run at once (default 20)
   MOSAIC_RETENTION_DAYS  delete generations (images, previews) that ended this many days ago (default: keep)
-  MOSAIC_GRAPHIQL       0: no GraphiQL page and no introspection (default: on)
+  MOSAIC_GRAPHIQL       0: no GraphiQL page and no introspection; 1: both (default: on, off with MOSAIC_AUTH=required)
   MOSAIC_TRUST_PROXY    1: believe X-Forwarded-Host/-Proto (only behind a reverse proxy that sets them)
   MOSAIC_CORS_ORIGINS   other origins whose pages may call the API, comma-separated (default: none)
   DATABASE_URL          PostgreSQL to use; unset: an embedded PostgreSQL in MOSAIC_DATA_DIR

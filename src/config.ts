@@ -35,7 +35,7 @@ export interface ServerConfig {
   corsOrigins: string[];
   /** Believe X-Forwarded-* headers (MOSAIC_TRUST_PROXY=1): only behind a reverse proxy that sets them. */
   trustProxy: boolean;
-  /** GraphiQL and introspection (MOSAIC_GRAPHIQL=0 turns both off); default on. */
+  /** GraphiQL and introspection (MOSAIC_GRAPHIQL=0 turns both off); default on, off with MOSAIC_AUTH=required. */
   graphiql: boolean;
   /** Days a finished generation is kept (MOSAIC_RETENTION_DAYS); undefined: for ever. */
   retentionDays: number | undefined;
@@ -69,6 +69,13 @@ function secondsEnv(name: string, fallback: number): number {
   return n;
 }
 
+/** MOSAIC_GRAPHIQL: on or off when set; unset, on with auth off and off when keys are required. */
+function graphiqlEnv(): boolean {
+  const v = (process.env.MOSAIC_GRAPHIQL ?? "").toLowerCase();
+  if (v === "") return authMode() !== "required";
+  return !["0", "false", "no", "off"].includes(v);
+}
+
 function authMode() {
   try {
     return parseAuthMode(process.env.MOSAIC_AUTH);
@@ -89,7 +96,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     metricsPort: process.env.MOSAIC_METRICS_PORT ? intEnv("MOSAIC_METRICS_PORT", 0) : undefined,
     host: process.env.HOST || undefined,
     retentionDays: process.env.MOSAIC_RETENTION_DAYS ? positiveEnv("MOSAIC_RETENTION_DAYS", 1) : undefined,
-    graphiql: !["0", "false", "no", "off"].includes((process.env.MOSAIC_GRAPHIQL ?? "").toLowerCase()),
+    graphiql: graphiqlEnv(),
     trustProxy: ["1", "true", "yes"].includes((process.env.MOSAIC_TRUST_PROXY ?? "").toLowerCase()),
     corsOrigins: (process.env.MOSAIC_CORS_ORIGINS ?? "").split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean),
     access: {

@@ -14,7 +14,7 @@ import WebSocket from "ws";
 import type { App } from "../src/app.ts";
 import { DEFAULT_ACCESS } from "../src/auth/access.ts";
 import { UrlSigner } from "../src/auth/signing.ts";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT, serverConfig } from "../src/config.ts";
 import type { Json } from "./helpers.ts";
 import { CREATE, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
@@ -291,3 +291,21 @@ test("graphql-ws: at most MOSAIC_WS_MAX_SUBSCRIPTIONS operations per connection"
 });
 
 
+
+test("GraphiQL and introspection are off by default when keys are required; MOSAIC_AUTH is checked", () => {
+  const saved = { ...process.env };
+  try {
+    delete process.env.MOSAIC_GRAPHIQL;
+    process.env.MOSAIC_AUTH = "required";
+    assert.deepEqual([serverConfig().graphiql, serverConfig().access.auth], [false, "required"]);
+    process.env.MOSAIC_GRAPHIQL = "1";
+    assert.equal(serverConfig().graphiql, true);
+    delete process.env.MOSAIC_AUTH;
+    delete process.env.MOSAIC_GRAPHIQL;
+    assert.deepEqual([serverConfig().graphiql, serverConfig().access.auth], [true, "off"]);
+    process.env.MOSAIC_AUTH = "maybe";
+    assert.throws(() => serverConfig(), /MOSAIC_AUTH must be off or required/);
+  } finally {
+    process.env = saved;
+  }
+});
