@@ -290,3 +290,20 @@ test("the page at / shows a prompt box and follows generations over SSE without 
   assert.match(html, /new EventSource/);
   assert.doesNotMatch(html, /<script[^>]+src=/i);
 });
+
+test("promptCheck: unknown and truncated words, before anything is submitted", async () => {
+  const q = `query($p: String!) { promptCheck(prompt: $p) { normalized unknownWords truncatedWords tokens maxTokens blank } }`;
+  const r = (await gql(app, q, { p: "A red Zebra, on a purple unicorn!" })).data.promptCheck;
+  assert.deepEqual(r.unknownWords, ["zebra", "unicorn"]);
+  assert.deepEqual(r.truncatedWords, []);
+  assert.equal(r.normalized, "a red zebra , on a purple unicorn");
+  assert.equal(r.blank, false);
+  const long = (await gql(app, q, { p: "red ".repeat(100) })).data.promptCheck;
+  assert.equal(long.tokens, 102);
+  assert.equal(long.truncatedWords.length, 102 - long.maxTokens);
+  assert.ok(long.truncatedWords.every((w: string) => w === "red"));
+  assert.equal((await gql(app, q, { p: "   " })).data.promptCheck.blank, true);
+  assert.equal((await gql(app, q, { p: "a\u0000b" })).errors?.[0]?.extensions?.code, "BAD_INPUT");
+  assert.equal((await gql(app, `{ promptCheck(prompt: "x", model: "nope") { blank } }`)).errors?.[0]?.extensions?.code, "BAD_INPUT");
+  assert.equal(await app.db.prisma.generation.count({ where: { prompt: { contains: "unicorn" } } }), 0, "nothing stored");
+});

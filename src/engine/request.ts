@@ -104,14 +104,19 @@ export interface ResolvedRequest {
   resume: { codes: Int32Array[]; tokensDone: number } | null;
 }
 
+/** A prompt the server will take: a string of at most MAX_PROMPT_CHARS without control characters. */
+export function validatePrompt(prompt: unknown): asserts prompt is string {
+  if (typeof prompt !== "string") throw badInput("prompt must be a string");
+  if (prompt.length > MAX_PROMPT_CHARS) throw badInput(`prompt is longer than ${MAX_PROMPT_CHARS} characters`);
+  // Control characters (NUL included, which PostgreSQL cannot store in text) are refused, not cleaned:
+  // a prompt is stored and shown as typed. Tabs and newlines are ordinary whitespace.
+  if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/.test(prompt)) throw badInput("prompt contains control characters");
+}
+
 /** Defaults from the model, and every bad value refused with a message that names it. */
 export function resolveRequest(model: ModelInfo, req: GenerateRequest): ResolvedRequest {
   const m = model.manifest;
-  if (typeof req.prompt !== "string") throw badInput("prompt must be a string");
-  if (req.prompt.length > MAX_PROMPT_CHARS) throw badInput(`prompt is longer than ${MAX_PROMPT_CHARS} characters`);
-  // Control characters (NUL included, which PostgreSQL cannot store in text) are refused, not cleaned:
-  // a prompt is stored and shown as typed. Tabs and newlines are ordinary whitespace.
-  if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/.test(req.prompt)) throw badInput("prompt contains control characters");
+  validatePrompt(req.prompt);
   const count = req.count ?? 1;
   if (!Number.isInteger(count) || count < 1 || count > MAX_IMAGES) throw badInput(`count must be a whole number from 1 to ${MAX_IMAGES} (got ${count})`);
   const seed = req.seed ?? randomSeed();

@@ -56,6 +56,8 @@ export interface EncodedPrompt {
   truncatedTokens: number;
   /** Words the tokenizer does not know (encoded as its unknown token). */
   unknownWords: string[];
+  /** Words cut off by the model's text length (the model never reads them). */
+  truncatedWords: string[];
 }
 
 interface TokenizerJson {
@@ -111,7 +113,10 @@ export class PromptEncoder {
       return this.unkId;
     });
     let truncatedTokens = 0;
+    let truncatedWords: string[] = [];
     if (ids.length > this.maxLength) {
+      // The tokens between the last kept one and the closing special token (word-level: one word each).
+      truncatedWords = enc.tokens.slice(this.maxLength - 1, enc.tokens.length - 1);
       // Keep the closing special token: the model was trained with one at the end of every prompt.
       truncatedTokens = ids.length - this.maxLength;
       ids = [...ids.slice(0, this.maxLength - 1), ids[ids.length - 1]!];
@@ -121,6 +126,6 @@ export class PromptEncoder {
       ids.push(this.padId);
       mask.push(0);
     }
-    return { normalized, ids, mask, truncatedTokens, unknownWords };
+    return { normalized, ids, mask, truncatedTokens, unknownWords, truncatedWords };
   }
 }

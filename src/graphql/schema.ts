@@ -5,6 +5,7 @@ import "./types/generation.ts";
 import "./types/mutations.ts";
 import "./types/generations.ts";
 import "./types/model.ts";
+import "./types/prompt-check.ts";
 import "./types/health.ts";
 import "./types/events.ts";
 
