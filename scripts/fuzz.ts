@@ -17,7 +17,7 @@
  * createGeneration / cancelGeneration mutations (the generations it created are cancelled at the end).
  *
  *   npm run fuzz -- --requests 10000 [--seed N] [--url http://host:port] [--concurrency 4] [--only i,j]
- *                   [--authorization "Bearer <key>"] [--allow-internal] [--timeout-ms 20000]
+ *                   [--authorization "Bearer <key>"] [--allow-internal] [--timeout-ms 20000] [--ws 500]
  *
  * Without --url it starts its own server ("all": API and worker) on a fresh test database (DATABASE_URL's
  * server, else the PostgreSQL at 127.0.0.1:5432/test when it answers, else an embedded one), with one
@@ -107,7 +107,7 @@ const EDGE_FLOATS = [0, -0, 0.5, 1, 1.5, 100, 100.0001, -1e-320, 1e308, Number.M
 /** Number literals as GraphQL and JSON see them (JSON has no NaN; these are its extremes). */
 const BIG_LITERALS = ["99999999999999999999999999999", "-99999999999999999999999999999", "1e99999", "-1e99999", "1e-99999", "2147483648", "-0", "0.0000000000000000000001"];
 
-function unicodeChar(r: Rng): string {
+export function unicodeChar(r: Rng): string {
   switch (r.int(0, 7)) {
     case 0: return String.fromCharCode(r.int(0, 31));
     case 1: return String.fromCharCode(r.int(0xd800, 0xdfff)); // a lone surrogate
@@ -118,7 +118,7 @@ function unicodeChar(r: Rng): string {
   }
 }
 
-function hostileString(r: Rng): string {
+export function hostileString(r: Rng): string {
   switch (r.weighted([[3, 0], [3, 1], [1, 2], [2, 3], [2, 4], [1, 5]] as const)) {
     case 0: return r.pick(NASTY);
     case 1: {
@@ -151,9 +151,9 @@ export interface KnownIds {
   cursors: string[];
 }
 
-const NO_IDS: KnownIds = { generations: [], images: [], imageUuids: [], previewUuids: [], pictureUrls: [], cursors: [] };
+export const NO_IDS: KnownIds = { generations: [], images: [], imageUuids: [], previewUuids: [], pictureUrls: [], cursors: [] };
 
-function globalId(r: Rng, ids: KnownIds): string {
+export function globalId(r: Rng, ids: KnownIds): string {
   const real = [...ids.generations, ...ids.images];
   return r.weighted<() => string>([
     [3, () => (real.length ? r.pick(real) : b64(`Generation:${r.uuid()}`))],
@@ -186,20 +186,20 @@ function cursor(r: Rng, ids: KnownIds): string {
 
 export const SCHEMA_FILE = path.join(PACKAGE_ROOT, "schema.graphql");
 let schemaCache: GraphQLSchema | null = null;
-function loadSchema(): GraphQLSchema {
+export function loadSchema(): GraphQLSchema {
   schemaCache ??= buildSchema(readFileSync(SCHEMA_FILE, "utf8"));
   return schemaCache;
 }
 
 /** A GraphQL string literal (JSON's escapes are GraphQL's; a lone surrogate escape is a parse error, which is fine). */
-function gqlString(r: Rng, s: string): string {
+export function gqlString(r: Rng, s: string): string {
   if (r.chance(0.05)) return `"""${s.replace(/"""/g, '\\"""')}"""`;
   if (r.chance(0.03)) return `"${s}"`; // raw: control characters and newlines inside a string are a syntax error
   return JSON.stringify(s);
 }
 
 /** One document being built: its variable declarations and their values. */
-class Doc {
+export class Doc {
   vars: string[] = [];
   values: Record<string, unknown> = {};
   n = 0;
@@ -334,7 +334,7 @@ class Doc {
   }
 }
 
-function wrongJson(r: Rng): unknown {
+export function wrongJson(r: Rng): unknown {
   return r.pick<() => unknown>([
     () => hostileString(r), () => r.pick(EDGE_INTS), () => r.pick(EDGE_FLOATS), () => true, () => null, () => [], () => ({}),
     () => r.pick(NAN_LIKE), () => [[[[r.int(0, 9)]]]], () => ({ __proto__: { polluted: true } }), () => JSON.parse('{"__proto__": {"polluted": true}}'),
@@ -1047,7 +1047,7 @@ const bump = (m: Record<string, number>, k: string) => {
 };
 
 /** The server's /graphql and base URLs from either. */
-function urls(url: string): { base: URL; graphql: string } {
+export function urls(url: string): { base: URL; graphql: string } {
   const base = new URL(url.replace(/\/graphql\/?$/, "/"));
   return { base, graphql: new URL("/graphql", base).toString() };
 }
@@ -1084,7 +1084,7 @@ export async function knownIds(url: string, authorization?: string): Promise<Kno
   return ids;
 }
 
-async function live(base: URL, timeoutMs: number): Promise<boolean> {
+export async function live(base: URL, timeoutMs: number): Promise<boolean> {
   try {
     const res = await fetch(new URL("/livez", base), { signal: AbortSignal.timeout(timeoutMs) });
     await res.arrayBuffer();
@@ -1230,11 +1230,16 @@ export async function startFuzzServer(o: { database?: string } = {}): Promise<Fu
 // ---------------------------------------------------------------------------------------------------
 // CLI
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run after this module has finished loading (not in a top-level await): scripts/fuzz-ws.ts imports
+// this module, and a top-level await here would leave that import waiting for the CLI to end.
+if (import.meta.url === `file://${process.argv[1]}`) setImmediate(() => void cli());
+
+async function cli(): Promise<never> {
   const { values } = parseArgs({
     options: {
       requests: { type: "string", default: "1000" }, seed: { type: "string" }, url: { type: "string" }, concurrency: { type: "string", default: "4" },
       only: { type: "string" }, "allow-internal": { type: "boolean", default: false }, "timeout-ms": { type: "string" }, authorization: { type: "string" },
+      ws: { type: "string" },
     },
   });
   const num = (name: string, v: string | undefined) => {
@@ -1245,6 +1250,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const requests = num("requests", values.requests);
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : num("seed", values.seed);
   const only = values.only?.split(",").map((s) => num("only", s));
+  const wsMessages = values.ws === undefined ? undefined : num("ws", values.ws);
   let server: FuzzServer | null = null;
   let code = 0;
   try {
@@ -1258,9 +1264,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       url, requests, seed, concurrency: num("concurrency", values.concurrency), only, allowInternal: values["allow-internal"], authorization: values.authorization,
       timeoutMs: values["timeout-ms"] ? num("timeout-ms", values["timeout-ms"]) : undefined, keepPerRule: only ? 1000 : undefined,
     });
-    const out = server ? { ...summary, serverLog: { errorLines: server.errorCount(), first: server.errors.slice(0, 20) } } : summary;
+    // --ws n: then n graphql-ws messages to the same server (scripts/fuzz-ws.ts), same seed.
+    let ws: Awaited<ReturnType<typeof import("./fuzz-ws.ts").fuzzWebSocket>> | undefined;
+    if (wsMessages !== undefined) {
+      process.stderr.write(`fuzz: ${wsMessages} WebSocket messages to ${url} (seed ${seed})\n`);
+      ws = await (await import("./fuzz-ws.ts")).fuzzWebSocket({ url, messages: wsMessages, seed, allowInternal: values["allow-internal"], authorization: values.authorization });
+    }
+    const out = { ...summary, ...(ws ? { ws } : {}), ...(server ? { serverLog: { errorLines: server.errorCount(), first: server.errors.slice(0, 20) } } : {}) };
     console.log(JSON.stringify(out, null, 1));
-    code = summary.failureCount ? 1 : 0;
+    code = summary.failureCount || ws?.failureCount ? 1 : 0;
   } finally {
     await server?.close();
     if (server) await (await import("../test/server-helpers.ts")).stopEmbedded();

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
-import { execute, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
+import { execute, getOperationAST, NoSchemaIntrospectionCustomRule, subscribe, type DocumentNode } from "graphql";
 import { createYoga } from "graphql-yoga";
 import { usePrometheus } from "@graphql-yoga/plugin-prometheus";
 import { useServer } from "graphql-ws/use/ws";
@@ -232,6 +232,20 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
   });
   // Per connection: who it is (from connectionParams.authorization at connect).
   type Extra = { request: IncomingMessage; viewer?: Viewer };
+  // Message types only a server sends (next, error, connection_ack) are a client's protocol error:
+  // 4400, as for any other bad message (graphql-ws itself closed with 4500, an internal error).
+  wss.on("connection", (socket) => {
+    socket.prependListener("message", (data: Buffer, isBinary: boolean) => {
+      if (isBinary) return;
+      let type: unknown;
+      try {
+        type = (JSON.parse(String(data)) as { type?: unknown } | null)?.type;
+      } catch {
+        return; // graphql-ws answers invalid JSON itself (4400)
+      }
+      if (type === "next" || type === "error" || type === "connection_ack") socket.close(4400, `a client may not send "${type}"`);
+    });
+  });
   const wsServer = useServer<Record<string, unknown> | undefined, Extra>(
     {
       onConnect: async (ctx) => {
@@ -254,10 +268,21 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
         const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload,
         });
+        // A document that does not parse, or names no single operation, is an error message on this
+        // operation (coded as over HTTP); thrown here, graphql-ws would close the socket with 4500.
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+        } catch (e) {
+          return [new GraphQLError(e instanceof Error ? e.message : String(e), { extensions: { code: "GRAPHQL_PARSE_FAILED" } })];
+        }
+        if (!getOperationAST(document, payload.operationName)) {
+          return [new GraphQLError(payload.operationName ? `no operation named "${payload.operationName}"` : "the document has several operations: send operationName", { extensions: { code: "OPERATION_RESOLUTION_FAILURE" } })];
+        }
         const args = {
           schema: s,
           operationName: payload.operationName,
-          document: parse(payload.query),
+          document,
           variableValues: payload.variables,
           contextValue: {
             ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers, trustProxy),
