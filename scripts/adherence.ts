@@ -1,8 +1,10 @@
 /**
- * The model card's prompt-adherence check, run through the TypeScript engine: generate the
- * held-out prompts with the model's default sampling, then score the images with the same
- * geometric check the model card used (training/mosaic_train/adherence.py).
- *   npm run adherence [-- --model <dir>] [--count 48]
+ * The model card's prompt-adherence check, run through the TypeScript engine: take a prompt set from
+ * the scorer (held-out combinations, the hand-written free-phrasing file, or two-shape scenes),
+ * generate it with the model's default sampling, then score the images with the same geometric
+ * check the model card used (training/mosaic_train/adherence.py).
+ *   npm run adherence [-- --model <dir>] [--set held-out|free-phrasing|two-shapes | --prompts <file>] [--count 48]
+ * (without --set or --prompts: the shipped model's held-out prompts, test/fixtures/held-out-prompts.json)
  */
 import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
@@ -15,29 +17,48 @@ import { generate } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { encodeFrame } from "../src/images/encode.ts";
 
-export const HELD_OUT_PROMPTS = path.join(PACKAGE_ROOT, "test", "fixtures", "held-out-prompts.json");
 export const PYTHON = process.env.MOSAIC_PYTHON ?? "/usr/bin/python3";
+export const PROMPT_SETS = ["held-out", "free-phrasing", "two-shapes"] as const;
+export type PromptSet = (typeof PROMPT_SETS)[number];
 
-interface HeldOut {
+interface Prompt {
   caption: string;
-  scene: unknown;
   files?: string[];
 }
 
 export interface AdherenceSummary {
   images: number;
   adherent: number;
-  background: number;
+  background: number | null;
   colour: number;
-  position: number;
+  position: number | null;
   shape: number;
-  size: number;
+  size: number | null;
+  /** Two-shape sets: the share of shapes with colour, place and shape right. */
+  shapes_right?: number;
 }
 
-export async function runAdherence(model: Model, count?: number, folder?: string): Promise<AdherenceSummary> {
-  const prompts = (JSON.parse(await readFile(HELD_OUT_PROMPTS, "utf8")) as HeldOut[]).slice(0, count);
+const run = promisify(execFile);
+
+function scorer(args: string[]) {
+  return run(PYTHON, ["-m", "mosaic_train.adherence", ...args], {
+    env: { ...process.env, PYTHONPATH: path.join(PACKAGE_ROOT, "training") },
+  });
+}
+
+/** The shipped model's own held-out prompts (mosaic-shapes 1.0.0's world: 3 shapes, 8 colours), written by its export. */
+export const SHIPPED_HELD_OUT = path.join(PACKAGE_ROOT, "test", "fixtures", "held-out-prompts.json");
+
+/** Prompts from a set the scorer draws (`set`), or from a JSON file of them (`file`). */
+export type PromptSource = { set: PromptSet; count?: number } | { file: string; count?: number };
+
+export async function runAdherence(model: Model, source: PromptSource = { set: "held-out" }, folder?: string): Promise<AdherenceSummary> {
   const dir = folder ?? (await mkdtemp(path.join(tmpdir(), "mosaic-adherence-")));
   await mkdir(dir, { recursive: true });
+  const file = path.join(dir, "prompts.json");
+  if ("set" in source) await scorer(["prompts", "--set", source.set, "--count", String(source.count ?? 48), "--out", file]);
+  const all = JSON.parse(await readFile("set" in source ? file : source.file, "utf8")) as Prompt[];
+  const prompts = "set" in source ? all : all.slice(0, source.count);
   for (const [i, p] of prompts.entries()) {
     for await (const ev of generate(model, { prompt: p.caption, seed: 1000 + i, previewInterval: 0 })) {
       if (ev.type !== "completed") continue;
@@ -46,17 +67,20 @@ export async function runAdherence(model: Model, count?: number, folder?: string
       p.files = [name];
     }
   }
-  await writeFile(path.join(dir, "prompts.json"), JSON.stringify(prompts));
-  const { stdout } = await promisify(execFile)(PYTHON, ["-m", "mosaic_train.adherence", "score", dir], {
-    env: { ...process.env, PYTHONPATH: path.join(PACKAGE_ROOT, "training") },
-  });
+  await writeFile(file, JSON.stringify(prompts));
+  const { stdout } = await scorer(["score", dir]);
   return JSON.parse(stdout) as AdherenceSummary;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { model: { type: "string" }, count: { type: "string" }, out: { type: "string" } } });
+  const { values } = parseArgs({
+    options: { model: { type: "string" }, set: { type: "string" }, prompts: { type: "string" }, count: { type: "string" }, out: { type: "string" } },
+  });
+  if (values.set !== undefined && !(PROMPT_SETS as readonly string[]).includes(values.set)) throw new Error(`--set must be one of ${PROMPT_SETS.join(", ")}`);
+  const count = values.count ? Number(values.count) : undefined;
+  const source: PromptSource = values.set ? { set: values.set as PromptSet, count } : { file: values.prompts ?? SHIPPED_HELD_OUT, count };
   const model = await loadModel(modelFolder(values.model));
-  const summary = await runAdherence(model, values.count ? Number(values.count) : undefined, values.out);
+  const summary = await runAdherence(model, source, values.out);
   console.log(JSON.stringify(summary, null, 1));
   await model.release();
 }

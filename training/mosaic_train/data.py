@@ -2,6 +2,13 @@
 
 Every sample is a pure function of (seed, index), so the set is unlimited, needs no storage and
 any sample can be regenerated exactly for tests and for the adherence check.
+
+A scene is always complete (every shape has a colour, a shape, a size and a place); a caption says
+as much of it as people do. Size, place and background may each be left out, and what is left out
+is still drawn at random, so a model trained on these captions learns to vary what a prompt leaves
+open. Captions come in many orders and phrasings (background first, last or in the middle,
+fragments, synonyms, corner phrasings, relations between two shapes), so "on a black background, a
+large red triangle" is in distribution, not only "a large red triangle ..., black background".
 """
 from __future__ import annotations
 
@@ -13,7 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .text import normalise
+
 IMAGE_SIZE = 64
+MAX_CAPTION_WORDS = 36  # the text encoder holds 40 tokens with <s> and </s>; longer drafts are redrawn
 
 # Named colours, chosen far apart in RGB so that a colour check on pixels is unambiguous.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -25,11 +35,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (250, 140, 20),
     "white": (245, 245, 245),
     "black": (15, 15, 15),
+    "pink": (250, 130, 200),
+    "brown": (120, 70, 20),
 }
-SHAPES = ("circle", "square", "triangle")
+SHAPES = ("circle", "square", "triangle", "star", "heart")
 # Radius of the circle that encloses the shape, in pixels of the 64x64 image.
 SIZES = {"small": 9, "big": 15}
-SIZE_WORDS = {"small": ("small", "little"), "big": ("big", "large")}
+SIZE_WORDS = {"small": ("small", "little", "tiny"), "big": ("big", "large", "huge")}
 # Centre of each named position, as fractions of the image side.
 POSITIONS: dict[str, tuple[float, float]] = {
     "top left": (0.25, 0.25),
@@ -42,17 +54,47 @@ POSITIONS: dict[str, tuple[float, float]] = {
     "bottom": (0.5, 0.75),
     "bottom right": (0.75, 0.75),
 }
+
+
+def _corner(v: str, h: str) -> tuple[str, ...]:
+    up = {"top": "upper", "bottom": "lower"}[v]
+    return (f"in the {v} {h} corner", f"at the {v} {h}", f"{v} {h}", f"in the {up} {h} corner",
+            f"in the {v} {h} corner of the image", f"in the {v}-{h} corner", f"{up} {h}", f"in the {v} {h}",
+            f"in the {h} {v} corner")
+
+
 POSITION_PHRASES: dict[str, tuple[str, ...]] = {
-    "top left": ("in the top left corner", "at the top left"),
-    "top": ("at the top", "on top"),
-    "top right": ("in the top right corner", "at the top right"),
-    "left": ("on the left", "at the left"),
-    "centre": ("in the centre", "in the middle", "in the center"),
-    "right": ("on the right", "at the right"),
-    "bottom left": ("in the bottom left corner", "at the bottom left"),
-    "bottom": ("at the bottom", "on the bottom"),
-    "bottom right": ("in the bottom right corner", "at the bottom right"),
+    "top left": _corner("top", "left"),
+    "top": ("at the top", "on top", "at the top of the image", "near the top", "top", "top centre", "at the top middle"),
+    "top right": _corner("top", "right"),
+    "left": ("on the left", "at the left", "on the left side", "left", "at the left edge", "to the left"),
+    "centre": ("in the centre", "in the middle", "in the center", "centered", "centred", "in the middle of the image",
+               "at the centre", "center", "middle"),
+    "right": ("on the right", "at the right", "on the right side", "right", "at the right edge", "to the right"),
+    "bottom left": _corner("bottom", "left"),
+    "bottom": ("at the bottom", "on the bottom", "at the bottom of the image", "near the bottom", "bottom",
+               "bottom centre", "at the bottom middle"),
+    "bottom right": _corner("bottom", "right"),
 }
+# How a relation between two shapes is said, and which pairs of places it allows: (first, second).
+RELATIONS: dict[str, tuple[str, ...]] = {
+    "above": ("above", "over"),
+    "below": ("below", "under", "beneath"),
+    "left of": ("to the left of", "left of", "on the left of"),
+    "right of": ("to the right of", "right of", "on the right of"),
+    "next to": ("next to", "beside"),
+}
+# {c} is the background colour.
+BACKGROUND_AFTER = ("on a {c} background", "against a {c} background", "with a {c} background", "on {c}",
+                    "on a {c} backdrop", ", {c} background", ", background {c}", ". the background is {c}",
+                    "and the background is {c}", "in front of a {c} background", "over a {c} background")
+BACKGROUND_BEFORE = ("on a {c} background, ", "{c} background, ", "{c} background with ", "a {c} background with ",
+                     "against a {c} background, ", "the background is {c} and there is ", "the background is {c} and there's ", "{c} background: ",
+                     "a {c} background and ")
+PREFIXES = ("a picture of ", "an image of ", "draw ", "draw me ", "a drawing of ", "show ", "there is ", "there's ",
+            "i want ", "make ", "paint ")
+ARTICLES = ("a", "a", "a", "one", "the", "")
+FILLER = {"of", "image", "the", "a", "an"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +111,23 @@ class SceneSpec:
     shapes: tuple[ShapeSpec, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Stated:
+    """What a caption says of its scene. The scene has every fact; the check scores only these."""
+    background: bool = True
+    sizes: tuple[bool, ...] = ()
+    positions: tuple[bool, ...] = ()
+    relation: str | None = None  # for two shapes: first RELATION second
+
+    def to_dict(self) -> dict:
+        return {"background": self.background, "sizes": list(self.sizes), "positions": list(self.positions),
+                "relation": self.relation}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Stated":
+        return Stated(d["background"], tuple(d["sizes"]), tuple(d["positions"]), d.get("relation"))
+
+
 def combo_key(background: str, s: ShapeSpec) -> str:
     return f"{s.colour} {s.shape} {s.position} on {background}"
 
@@ -82,61 +141,131 @@ def is_held_out(background: str, s: ShapeSpec) -> bool:
     return digest[0] % 12 == 0
 
 
-def _centre(position: str) -> tuple[float, float]:
+def centre_of(position: str) -> tuple[float, float]:
     fx, fy = POSITIONS[position]
     return fx * IMAGE_SIZE, fy * IMAGE_SIZE
 
 
 def _fits(a: ShapeSpec, b: ShapeSpec) -> bool:
-    (ax, ay), (bx, by) = _centre(a.position), _centre(b.position)
+    (ax, ay), (bx, by) = centre_of(a.position), centre_of(b.position)
     return math.hypot(ax - bx, ay - by) >= SIZES[a.size] + SIZES[b.size] + 2
 
 
-def random_scene(rng: random.Random, held_out: bool = False) -> SceneSpec:
-    """Draw a scene; with held_out=False no held-out combination is returned, with True only those
-    (single-shape scenes, the form the adherence check uses)."""
+def relation_holds(relation: str, first: str, second: str) -> bool:
+    (ax, ay), (bx, by) = POSITIONS[first], POSITIONS[second]
+    return {
+        "above": ay < by,
+        "below": ay > by,
+        "left of": ax < bx,
+        "right of": ax > bx,
+        "next to": ay == by and ax != bx,
+    }[relation]
+
+
+def random_scene(rng: random.Random, held_out: bool = False, shapes: int | None = None,
+                 relation: str | None = None) -> SceneSpec:
+    """Draw a scene; with held_out=False no held-out combination is returned, with True only those.
+    Two shapes always differ in colour from each other (and both from the background)."""
     while True:
         background = rng.choice(list(COLOURS))
-        n = 1 if held_out or rng.random() < 0.7 else 2
-        shapes: list[ShapeSpec] = []
-        for _ in range(n):
-            colour = rng.choice([c for c in COLOURS if c != background])
-            spec = ShapeSpec(rng.choice(SHAPES), colour, rng.choice(list(SIZES)), rng.choice(list(POSITIONS)))
-            shapes.append(spec)
-        if n == 2 and (shapes[0].position == shapes[1].position or not _fits(shapes[0], shapes[1])):
-            continue
-        flags = [is_held_out(background, s) for s in shapes]
+        n = shapes or (1 if rng.random() < 0.62 else 2)
+        colours = rng.sample([c for c in COLOURS if c != background], n)
+        specs = [ShapeSpec(rng.choice(SHAPES), c, rng.choice(list(SIZES)), rng.choice(list(POSITIONS))) for c in colours]
+        if n == 2:
+            a, b = specs
+            if a.position == b.position or not _fits(a, b):
+                continue
+            if relation and not relation_holds(relation, a.position, b.position):
+                continue
+        flags = [is_held_out(background, s) for s in specs]
         if held_out and all(flags):
-            return SceneSpec(background, tuple(shapes))
+            return SceneSpec(background, tuple(specs))
         if not held_out and not any(flags):
-            return SceneSpec(background, tuple(shapes))
-
-
-def _shape_phrase(rng: random.Random, s: ShapeSpec) -> str:
-    size = rng.choice(SIZE_WORDS[s.size])
-    return f"a {size} {s.colour} {s.shape} {rng.choice(POSITION_PHRASES[s.position])}"
+            return SceneSpec(background, tuple(specs))
 
 
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
+def _thing(rng: random.Random, s: ShapeSpec, size: bool, position: bool, place_first: bool = True) -> str:
+    words = [rng.choice(SIZE_WORDS[s.size])] if size else []
+    words += [s.colour, s.shape]
+    art = rng.choice(ARTICLES)
+    if art == "a":
+        art = _article(words[0])
+    noun = " ".join(([art] if art else []) + words)
+    if not position:
+        return noun
+    where = rng.choice(POSITION_PHRASES[s.position])
+    if place_first and rng.random() < 0.15:
+        return f"{where}, {noun}"
+    return f"{noun} {where}"
+
+
+def _with_background(rng: random.Random, things: str, background: str | None) -> str:
+    if background is None:
+        return things
+    if rng.random() < 0.55:
+        after = rng.choice(BACKGROUND_AFTER).format(c=background)
+        return f"{things}{after}" if after[0] in ",." else f"{things} {after}"
+    return rng.choice(BACKGROUND_BEFORE).format(c=background) + things
+
+
+def _dress(rng: random.Random, text: str) -> str:
+    """What people add that carries no meaning: a lead-in, capitals, a full stop."""
+    if rng.random() < 0.15:
+        text = rng.choice(PREFIXES) + text
+    r = rng.random()
+    if r < 0.25:
+        text = text[0].upper() + text[1:]
+    elif r < 0.3:
+        text = text.upper()
+    elif r < 0.35:
+        text = text.title()
+    return text + rng.choice(("", "", "", ".", "!"))
+
+
+def describe(scene: SceneSpec, rng: random.Random, full: bool = False) -> tuple[str, Stated]:
+    """A caption of the scene and what it states. With full=True every fact is stated."""
+    while True:
+        bg = full or rng.random() < 0.8
+        if len(scene.shapes) == 1:
+            s = scene.shapes[0]
+            size, pos = full or rng.random() < 0.5, full or rng.random() < 0.55
+            stated = Stated(bg, (size,), (pos,))
+            if bg and pos and rng.random() < 0.15:
+                # The background in the middle: "a big red circle on a blue background in the top left corner".
+                text = f"{_thing(rng, s, size, False)} on {_article(scene.background)} {scene.background} background " \
+                       f"{rng.choice(POSITION_PHRASES[s.position])}"
+            else:
+                text = _with_background(rng, _thing(rng, s, size, pos), scene.background if bg else None)
+        else:
+            a, b = scene.shapes
+            sizes = (full or rng.random() < 0.5, full or rng.random() < 0.5)
+            relations = [r for r in RELATIONS if relation_holds(r, a.position, b.position)]
+            if relations and not full and rng.random() < 0.45:
+                rel = rng.choice(relations)
+                things = f"{_thing(rng, a, sizes[0], False)} {rng.choice(RELATIONS[rel])} {_thing(rng, b, sizes[1], False)}"
+                stated = Stated(bg, sizes, (False, False), rel)
+            else:
+                pos = full or rng.random() < 0.75
+                joiner = rng.choice((" and ", " and ", ", ", " with "))
+                things = _thing(rng, a, sizes[0], pos, False) + joiner + _thing(rng, b, sizes[1], pos, False)
+                stated = Stated(bg, sizes, (pos, pos))
+            text = _with_background(rng, things, scene.background if bg else None)
+        text = _dress(rng, text)
+        if len(normalise(text).split()) <= MAX_CAPTION_WORDS:
+            return text, stated
+
+
 def caption(scene: SceneSpec, rng: random.Random) -> str:
-    """Plain English with some variety of wording; every fact of the scene is stated."""
-    things = " and ".join(_shape_phrase(rng, s) for s in scene.shapes)
-    bg = scene.background
-    template = rng.randrange(4)
-    if template == 0:
-        return f"{things}, {bg} background"
-    if template == 1:
-        return f"{bg} background with {things}"
-    if template == 2:
-        return f"{things} on {_article(bg)} {bg} background"
-    return f"{things}. the background is {bg}"
+    return describe(scene, rng)[0]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, s: ShapeSpec, scale: int) -> None:
-    cx, cy = _centre(s.position)
+def _draw_shape(draw: ImageDraw.ImageDraw, s: ShapeSpec, scale: int, centre: tuple[float, float] | None = None) -> None:
+    """Every shape is drawn with its bounding box centred on its place, so a box centre finds it."""
+    cx, cy = centre or centre_of(s.position)
     r = SIZES[s.size]
     fill = COLOURS[s.colour]
     cx, cy, r = cx * scale, cy * scale, r * scale
@@ -147,9 +276,23 @@ def _draw_shape(draw: ImageDraw.ImageDraw, s: ShapeSpec, scale: int) -> None:
         draw.rectangle([cx - h, cy - h, cx + h, cy + h], fill=fill)
     elif s.shape == "triangle":
         pts = [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
-        # Shift down so the triangle's bounding box is centred on the position.
-        dy = r * (1 - 0.5) / 2
+        dy = r * (1 - 0.5) / 2  # the box spans -r .. r/2: shift it down to centre it
         draw.polygon([(x, y + dy) for x, y in pts], fill=fill)
+    elif s.shape == "star":
+        pts = []
+        for k in range(10):
+            rr = r if k % 2 == 0 else r * 0.5
+            a = -math.pi / 2 + k * math.pi / 5
+            pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
+        dy = r * (1 - math.cos(math.pi / 5)) / 2  # the box spans -r .. r cos 36°
+        draw.polygon([(x, y + dy) for x, y in pts], fill=fill)
+    elif s.shape == "heart":
+        # Two lobes and a point; the box spans -r .. r vertically and -0.95 r .. 0.95 r across.
+        lr = 0.5 * r
+        top = cy - r
+        for lx in (cx - 0.45 * r, cx + 0.45 * r):
+            draw.ellipse([lx - lr, top, lx + lr, top + 2 * lr], fill=fill)
+        draw.polygon([(cx - 0.93 * r, top + 1.25 * lr), (cx + 0.93 * r, top + 1.25 * lr), (cx, cy + r)], fill=fill)
     else:
         raise ValueError(f"unknown shape {s.shape}")
 
@@ -165,19 +308,33 @@ def render(scene: SceneSpec) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _rng(seed: int, index: int, held_out: bool) -> random.Random:
+    return random.Random(f"{seed}:{index}:{int(held_out)}")
+
+
 def sample(seed: int, index: int, held_out: bool = False) -> tuple[SceneSpec, str, np.ndarray]:
-    rng = random.Random(f"{seed}:{index}:{int(held_out)}")
+    rng = _rng(seed, index, held_out)
     scene = random_scene(rng, held_out)
     return scene, caption(scene, rng), render(scene)
 
 
+def sample_captions(seed: int, index: int, n: int) -> tuple[SceneSpec, list[str], np.ndarray]:
+    """The same scene as sample(seed, index) with n captions of it (the first is sample's):
+    more ways of saying one picture, for the same cost of drawing and encoding it."""
+    rng = _rng(seed, index, False)
+    scene = random_scene(rng)
+    return scene, [caption(scene, rng) for _ in range(n)], render(scene)
+
+
 def vocabulary() -> list[str]:
     """Every word any caption can contain, in a stable order."""
-    words: set[str] = {"a", "an", "and", "with", "on", "background", "the", "is", "in", "at", "corner", "middle", "center", ","}
-    words |= set(COLOURS) | set(SHAPES)
-    for ws in SIZE_WORDS.values():
-        words |= set(ws)
-    for phrases in POSITION_PHRASES.values():
-        for p in phrases:
-            words |= set(p.split())
+    texts = ["a an and with one the", ", .", " ".join(COLOURS), " ".join(SHAPES), " ".join(PREFIXES)]
+    texts += [w for ws in SIZE_WORDS.values() for w in ws]
+    texts += [p for ps in POSITION_PHRASES.values() for p in ps]
+    texts += [p for ps in RELATIONS.values() for p in ps]
+    texts += [p.format(c="") for p in BACKGROUND_AFTER + BACKGROUND_BEFORE]
+    words: set[str] = set()
+    for t in texts:
+        words |= set(normalise(t).split())
+    words.add(",")
     return sorted(words)

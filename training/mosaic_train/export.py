@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from . import data
-from .adherence import held_out_prompts
 from .generate import generate_codes
 from .graphs import export_graphs
 from .runtime import log, setup_torch
@@ -96,9 +95,10 @@ def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokeniz
         "format": "mosaic-model",
         "formatVersion": 1,
         "name": "mosaic-shapes",
-        "version": "1.0.0",
+        "version": "2.0.0",
         "description": "A small DALL·E-mini-style model trained by the Mosaic project on synthetic captioned "
-                       "shapes (circles, squares, triangles; 8 colours; 9 positions; 2 sizes).",
+                       "shapes (circles, squares, triangles, stars, hearts; 10 colours; 9 positions; 2 sizes; "
+                       "one or two shapes), captioned as people phrase prompts.",
         "architecture": {
             "family": "dalle-bart",
             "encoderLayers": c.encoder_layers,
@@ -178,7 +178,6 @@ def main() -> None:
     p.add_argument("--work", default="training/work")
     p.add_argument("--out", default="models/mosaic-shapes")
     p.add_argument("--fixtures", default="test/fixtures/mosaic-shapes-reference.json")
-    p.add_argument("--held-out", default="test/fixtures/held-out-prompts.json")
     p.add_argument("--patch", type=int, default=4)
     args = p.parse_args()
     vq, model, vq_ckpt, tr_ckpt, tok = load_for_generation(args.work)
@@ -205,9 +204,6 @@ def main() -> None:
         os.makedirs(os.path.dirname(args.fixtures), exist_ok=True)
         with open(args.fixtures, "w") as f:
             json.dump(fixtures(vq, model, tok), f)
-    if args.held_out:
-        with open(args.held_out, "w") as f:
-            json.dump(held_out_prompts(48), f, indent=1)
     log(f"exported to {args.out}")
 
 

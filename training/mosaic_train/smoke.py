@@ -30,8 +30,7 @@ def main() -> None:
     run("mosaic_train.train_transformer", "--out", work, "--steps", "3", "--batch", "4", "--d-model", "32",
         "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1", "--glu-dim", "48", "--warmup", "2")
     run("mosaic_train.select", "--work", work, "--count", "1")
-    run("mosaic_train.export", "--work", work, "--out", out, "--fixtures", os.path.join(work, "fixtures.json"),
-        "--held-out", os.path.join(work, "held-out.json"))
+    run("mosaic_train.export", "--work", work, "--out", out, "--fixtures", os.path.join(work, "fixtures.json"))
     for f in ("model.json", "tokenizer.json", "text_encoder.onnx", "decoder_step.onnx", "vq_decoder.onnx",
               "code-patches.bin"):
         assert os.path.getsize(os.path.join(out, f)) > 0, f

@@ -40,12 +40,20 @@ def train(args: argparse.Namespace) -> None:
     setup_torch(args.seed)
     codes = torch.from_numpy(np.load(os.path.join(args.out, "codes.npy")).astype(np.int64))
     with open(os.path.join(args.out, "captions.json")) as f:
-        captions: list[str] = json.load(f)
+        captions: list[list[str]] = json.load(f)
     codebook = int(json.load(open(os.path.join(args.out, "codebook-usage.json")))["codebook_size"])
     tok = WordTokenizer(data.vocabulary())
     cfg = Config(text_vocab=len(tok.vocab), codebook_size=codebook, d_model=args.d_model, heads=args.heads,
                  encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, glu_dim=args.glu_dim)
     model = DalleBart(cfg)
+    start_step, history, earlier_seconds = 0, [], 0.0
+    if args.resume:
+        # A second phase: the trained weights, a fresh optimiser and a new (lower) schedule over
+        # --steps more steps or --minutes more minutes.
+        ckpt = torch.load(checkpoint_path(args.out))
+        model.load_state_dict(ckpt["model"])
+        start_step, history, earlier_seconds = ckpt["steps"], ckpt["history"], ckpt["seconds"]
+        log(f"resuming at step {start_step} ({earlier_seconds / 60:.1f} min so far)")
     log(f"transformer parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     n_val = 512
@@ -54,18 +62,19 @@ def train(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     budget = args.minutes * 60
     t0, last_save, step = time.time(), time.time(), 0
-    history: list[dict] = []
 
     def batch(indices: list[int], drop_text: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        caps = [("" if drop_text and rng.random() < args.empty_caption_rate else captions[i]) for i in indices]
+        # Training draws one of each image's captions; validation always reads the first.
+        caps = [("" if rng.random() < args.empty_caption_rate else rng.choice(captions[i])) if drop_text else captions[i][0]
+                for i in indices]
         ids, mask = tokenize_batch(tok, caps, cfg.max_text_len)
         target = codes[indices]
         start = torch.full((len(indices), 1), cfg.start_token, dtype=torch.long)
         return ids, mask, torch.cat([start, target[:, :-1]], 1), target
 
     def save(final: bool) -> None:
-        torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "steps": step, "history": history,
-                    "seconds": time.time() - t0, "args": vars(args), "final": final}, checkpoint_path(args.out))
+        torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "steps": start_step + step, "history": history,
+                    "seconds": earlier_seconds + time.time() - t0, "args": vars(args), "final": final}, checkpoint_path(args.out))
 
     while step < args.steps:
         elapsed = time.time() - t0
@@ -93,15 +102,15 @@ def train(args: argparse.Namespace) -> None:
                 for s in range(0, n_val, 128):
                     ids, mask, inp, target = batch(val_idx[s : s + 128], False)
                     vl.append(F.cross_entropy(model(ids, mask, inp).reshape(-1, codebook), target.reshape(-1)).item())
-            history.append({"step": step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
-                            "seconds": time.time() - t0})
-            log(f"step {step} loss {loss.item():.3f} val {np.mean(vl):.3f} lr {lr:.2e} "
+            history.append({"step": start_step + step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
+                            "seconds": earlier_seconds + time.time() - t0})
+            log(f"step {start_step + step} loss {loss.item():.3f} val {np.mean(vl):.3f} lr {lr:.2e} "
                 f"{(time.time() - t0) / step:.2f}s/step")
         if time.time() - last_save > 300:
             save(False)
             last_save = time.time()
     save(True)
-    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min")
+    log(f"done: {start_step + step} steps in {(earlier_seconds + time.time() - t0) / 60:.1f} min")
 
 
 def main() -> None:
@@ -114,6 +123,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--empty-caption-rate", type=float, default=0.1)
+    p.add_argument("--resume", action="store_true", help="continue transformer.pt with a new schedule")
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--encoder-layers", type=int, default=3)

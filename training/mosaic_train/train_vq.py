@@ -62,7 +62,8 @@ def train(args: argparse.Namespace) -> None:
 
 
 def encode(args: argparse.Namespace) -> None:
-    """Writes codes.npy (uint8/int16 [n, 256]) and captions.json for the transformer."""
+    """Writes codes.npy (int16 [n, 256]) and captions.json (--captions captions of each image) for the
+    transformer."""
     setup_torch(args.seed)
     ckpt = torch.load(os.path.join(args.out, "vq.pt"))
     a = ckpt["args"]
@@ -73,7 +74,7 @@ def encode(args: argparse.Namespace) -> None:
     t0 = time.time()
     for start in range(0, args.samples, 256):
         n = min(256, args.samples - start)
-        samples = [data.sample(args.seed + 2, i) for i in range(start, start + n)]
+        samples = [data.sample_captions(args.seed + 2, i, args.captions) for i in range(start, start + n)]
         x = to_input(torch.from_numpy(np.stack([s[2] for s in samples])))
         codes.append(model.encode(x).reshape(n, -1).numpy().astype(np.int16))
         captions += [s[1] for s in samples]
@@ -85,7 +86,8 @@ def encode(args: argparse.Namespace) -> None:
     with open(os.path.join(args.out, "captions.json"), "w") as f:
         json.dump(captions, f)
     with open(os.path.join(args.out, "codebook-usage.json"), "w") as f:
-        json.dump({"codes_used": usage, "codebook_size": a["codebook"], "samples": args.samples}, f)
+        json.dump({"codes_used": usage, "codebook_size": a["codebook"], "samples": args.samples,
+                   "captions": args.captions}, f)
     log(f"codebook usage on the training set: {usage}/{a['codebook']}")
 
 
@@ -102,6 +104,7 @@ def main() -> None:
     p.add_argument("--embed-dim", type=int, default=64)
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--samples", type=int, default=40000)
+    p.add_argument("--captions", type=int, default=4, help="captions stored per encoded image")
     p.add_argument("--resume", action="store_true", help="continue training vq.pt for --steps more")
     p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 reconstruction term")
     args = p.parse_args()

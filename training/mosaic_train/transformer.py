@@ -22,7 +22,7 @@ from torch import nn
 @dataclass
 class Config:
     text_vocab: int
-    max_text_len: int = 32
+    max_text_len: int = 40
     codebook_size: int = 256
     grid: int = 16
     d_model: int = 256

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -26,25 +27,82 @@ class DataTest(unittest.TestCase):
             np.testing.assert_array_equal(a[2], b[2])
         self.assertNotEqual(data.sample(5, 0)[1], data.sample(6, 0)[1])
 
-    def test_captions_state_every_fact(self):
-        for i in range(200):
-            scene, caption, _ = data.sample(3, i)
-            self.assertIn(scene.background, caption)
+    def test_captions_state_what_they_say(self):
+        """Colour and shape always; background, size and place exactly when the caption says it states them."""
+        place_words = {"left", "right", "top", "bottom", "centre", "center", "centered", "centred", "middle", "upper",
+                       "lower", "above", "below", "under", "beneath", "next", "beside"}  # not "over": "over a red background"
+        size_words = {w for ws in data.SIZE_WORDS.values() for w in ws}
+        for i in range(400):
+            rng = random.Random(i)
+            scene = data.random_scene(rng)
+            text, stated = data.describe(scene, rng)
+            words = normalise(text).split()
+            caption = " ".join(words)
             for s in scene.shapes:
                 self.assertIn(f"{s.colour} {s.shape}", caption)
-                self.assertTrue(any(p in caption for p in data.POSITION_PHRASES[s.position]), caption)
-                self.assertTrue(any(w in caption for w in data.SIZE_WORDS[s.size]), caption)
+            self.assertEqual(scene.background in words, stated.background, text)
+            self.assertEqual(any(w in size_words for w in words), any(stated.sizes), text)
+            if stated.relation:
+                self.assertTrue(any(f" {normalise(p)} " in caption for p in data.RELATIONS[stated.relation]), text)
+            else:
+                self.assertEqual(any(w in place_words for w in words), any(stated.positions), text)
+            for s, size, pos in zip(scene.shapes, stated.sizes, stated.positions):
+                if size:
+                    self.assertTrue(any(w in words for w in data.SIZE_WORDS[s.size]), text)
+                if pos:
+                    self.assertTrue(any(normalise(p) in caption for p in data.POSITION_PHRASES[s.position]), text)
+            if stated.relation:
+                self.assertTrue(data.relation_holds(stated.relation, scene.shapes[0].position, scene.shapes[1].position))
+
+    def test_captions_vary_as_people_write(self):
+        captions = [data.sample(11, i)[1] for i in range(600)]
+        norm = [normalise(c) for c in captions]
+        bg_first = sum(n.split()[0] in data.COLOURS and "background" in n.split()[:3] or n.startswith("on a") or
+                       n.startswith("the background") for n in norm)
+        self.assertGreater(bg_first, 60)  # background first in some
+        self.assertGreater(sum("background" not in n for n in norm), 60)  # background left out in some
+        self.assertGreater(sum(c[0].isupper() for c in captions), 100)
+        self.assertGreater(sum(c.endswith((".", "!")) for c in captions), 60)
+        self.assertGreater(len(set(norm)), 580)
+        for word in ("tiny", "huge", "centered", "against", "of", "there", "corner", "above", "next"):
+            self.assertTrue(any(word in n.split() for n in norm), word)
+
+    def test_every_caption_word_is_in_the_vocabulary(self):
+        vocab = set(data.vocabulary())
+        for i in range(600):
+            for c in data.sample_captions(2, i, 3)[1]:
+                self.assertTrue(set(normalise(c).split()) <= vocab, c)
+                self.assertLessEqual(len(normalise(c).split()), data.MAX_CAPTION_WORDS)
+
+    def test_what_is_left_open_varies(self):
+        """A prompt that leaves place and size open has scenes at many places and both sizes."""
+        places, sizes = set(), set()
+        for i in range(300):
+            rng = random.Random(f"open{i}")
+            scene = data.random_scene(rng, shapes=1)
+            _, stated = data.describe(scene, rng)
+            if not stated.positions[0]:
+                places.add(scene.shapes[0].position)
+                sizes.add(scene.shapes[0].size)
+        self.assertEqual(len(places), 9)
+        self.assertEqual(len(sizes), 2)
 
     def test_images_match_captions(self):
         """The pixels show what the caption says: the adherence check passes on every real image."""
-        results = []
-        for i in range(150):
-            scene, _, img = data.sample(4, i, held_out=True)
-            self.assertEqual(img.shape, (64, 64, 3))
-            results.append(adherence.score(img, scene))
-        summary = adherence.summarise(results)
-        for key in ("adherent", "position", "shape", "size"):
-            self.assertEqual(summary[key], 1.0, summary)
+        for name in ("held-out", "two-shapes", "open"):
+            prompts = adherence.SETS[name](60)
+            results = [adherence.score_entry(data.render(adherence.scene_from(p["scene"])), p) for p in prompts]
+            summary = adherence.summarise(results)
+            for key in ("adherent", "position", "shape", "size", "shapes_right"):
+                self.assertIn(summary.get(key, 1.0), (1.0, None), (name, summary))
+
+    def test_the_check_tells_every_shape_size_and_place(self):
+        for shape in data.SHAPES:
+            for size in data.SIZES:
+                for place in data.POSITIONS:
+                    scene = data.SceneSpec("brown", (data.ShapeSpec(shape, "pink", size, place),))
+                    found = adherence.score(data.render(scene), scene)["shapes"][0]["found"]
+                    self.assertEqual((found["shape"], found["size"], found["position"]), (shape, size, place))
 
     def test_held_out_never_in_training(self):
         for i in range(500):
@@ -53,9 +111,28 @@ class DataTest(unittest.TestCase):
 
     def test_check_rejects_wrong_images(self):
         scene, _, img = data.sample(8, 0, held_out=True)
-        other = data.SceneSpec(scene.background, ())
-        blank = data.render(other)
-        self.assertFalse(adherence.score(blank, scene)["adherent"])
+        self.assertFalse(adherence.score(data.render(data.SceneSpec(scene.background, ())), scene)["adherent"])
+        asked = data.SceneSpec("black", (data.ShapeSpec("star", "red", "big", "left"),))
+        for shape in ("circle", "square", "triangle", "heart"):
+            drawn = data.SceneSpec("black", (data.ShapeSpec(shape, "red", "big", "left"),))
+            self.assertFalse(adherence.score(data.render(drawn), asked)["adherent"], shape)
+        swapped = data.SceneSpec("red", (data.ShapeSpec("star", "black", "big", "left"),))
+        self.assertFalse(adherence.score(data.render(swapped), asked)["adherent"])
+        two = data.SceneSpec("white", (data.ShapeSpec("circle", "red", "small", "top"), data.ShapeSpec("square", "blue", "small", "bottom")))
+        above = data.Stated(True, (False, False), (False, False), "above")
+        below = data.Stated(True, (False, False), (False, False), "below")
+        self.assertEqual(adherence.score(data.render(two), two, above)["shapes_right"], [True, True])
+        self.assertEqual(adherence.score(data.render(two), two, below)["shapes_right"], [False, False])
+
+    def test_free_phrasing_set(self):
+        prompts = adherence.free_phrasing_prompts()
+        self.assertGreaterEqual(len(prompts), 60)
+        stated = [data.Stated.from_dict(p["stated"]) for p in prompts]
+        self.assertGreater(sum(not s.background for s in stated), 5)
+        self.assertGreater(sum(not s.positions[0] for s in stated), 5)
+        self.assertGreater(sum(not s.sizes[0] for s in stated), 5)
+        generated = {normalise(data.sample(0, i)[1]) for i in range(2000)}
+        self.assertLess(sum(normalise(p["caption"]) in generated for p in prompts), 10)
 
 
 class TextTest(unittest.TestCase):
@@ -88,6 +165,22 @@ class SamplingTest(unittest.TestCase):
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OPEN_HOOK = """
+import os, sys
+_log = os.environ.get("MOSAIC_OPEN_LOG")
+_argv = getattr(sys, "orig_argv", [])
+_stage = _argv[_argv.index("-m") + 1] if "-m" in _argv else "?"
+
+def _hook(event, args):
+    if event == "open" and isinstance(args[0], str) and args[0].endswith(".json"):
+        with open(_log, "a") as f:  # the log is not .json: the hook does not log itself
+            f.write(_stage + "\\t" + args[0] + "\\n")
+
+if _log:
+    with open(_log, "a") as f:
+        f.write(_stage + "\\tstarted\\n")
+    sys.addaudithook(_hook)
+"""
 
 
 class SmokeTest(unittest.TestCase):
@@ -99,8 +192,17 @@ class SmokeTest(unittest.TestCase):
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="mosaic-smoke-")
         cls.model = os.path.join(cls.work, "model")
+        # Every stage runs as its own process; a sitecustomize on the path installs an audit hook in
+        # each, which logs the stage and every evaluation file it opens.
+        hooks = os.path.join(cls.work, "hooks")
+        os.makedirs(hooks)
+        cls.opened = os.path.join(cls.work, "opened.log")
+        with open(os.path.join(hooks, "sitecustomize.py"), "w") as f:
+            f.write(OPEN_HOOK)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([hooks, os.environ.get("PYTHONPATH", "")]),
+               "MOSAIC_OPEN_LOG": cls.opened}
         cls.run_ = subprocess.run([sys.executable, "-m", "mosaic_train.smoke", "--work", cls.work],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, env=env)
 
     @classmethod
     def tearDownClass(cls):
@@ -111,6 +213,17 @@ class SmokeTest(unittest.TestCase):
 
     def test_every_stage_runs(self):
         self.assertIn("smoke run ok", self.run_.stdout)
+
+    def test_training_and_selection_never_read_the_free_phrasing_set(self):
+        with open(self.opened) as f:
+            opened = [line.split("\t") for line in f.read().splitlines()]
+        stages = {stage for stage, _ in opened}
+        # The hook saw every stage (so a stage that read the file could not hide) ...
+        for stage in ("mosaic_train.train_vq", "mosaic_train.train_transformer", "mosaic_train.select", "mosaic_train.card"):
+            self.assertIn(stage, stages)
+        readers = {stage for stage, path in opened if os.path.basename(path) == "free-phrasing.json"}
+        # ... and only the card read the file.
+        self.assertEqual(readers, {"mosaic_train.card"})
 
     def test_the_export_is_a_valid_model_folder(self):
         m = model_check.check_model_folder(self.model)
