@@ -281,14 +281,18 @@ test("GraphiQL is served with its scripts inline (works offline) and example ope
   assert.ok(html.includes("createGeneration") && html.includes("generationEvents"), "example operations");
 });
 
-test("the page at / shows a prompt box and follows generations over SSE without libraries", async () => {
+test("the page at / is the web app built at install (web/dist), same origin only", async () => {
   const res = await fetch(new URL("/", app.url!));
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type")!, /text\/html/);
   const html = await res.text();
-  assert.match(html, /<form id="form">/);
-  assert.match(html, /new EventSource/);
-  assert.doesNotMatch(html, /<script[^>]+src=/i);
+  assert.match(html, /<div id="app"><\/div>/, "web/dist is built: npm install runs web/build.mjs (npm run build:web by hand)");
+  assert.match(res.headers.get("content-security-policy")!, /default-src 'self'/);
+  const script = /<script[^>]+src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+  assert.ok(script, "the app's script is served from /assets");
+  const js = await fetch(new URL(script, app.url!));
+  assert.equal(js.status, 200);
+  assert.match(js.headers.get("content-type")!, /javascript/);
 });
 
 test("promptCheck: unknown and truncated words, before anything is submitted", async () => {

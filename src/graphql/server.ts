@@ -4,6 +4,7 @@
  * Every request gets an id (x-request-id, a proxy's when sane) and one log line.
  */
 import { readFileSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { execute, getOperationAST, NoSchemaIntrospectionCustomRule, subscribe, type DocumentNode } from "graphql";
@@ -25,8 +26,46 @@ import { limitPlugins, MAX_BODY_BYTES } from "./limits.ts";
 
 export const GRAPHQL_PATH = "/graphql";
 const ANONYMOUS: Viewer = { key: null, address: "unknown" };
-/** A page that shows the grid filling in: a prompt box and the live images (no libraries). */
-const PAGE = readFileSync(new URL("../http/page.html", import.meta.url), "utf8");
+/**
+ * The web app (web/, built by `npm install` into web/dist): its index.html answers `/`, `/history` and
+ * `/g/<id>` (permalinks), its files `/assets/*` and the few at the top of web/dist (favicon). Where it is
+ * not built (an install with --ignore-scripts, the container image), `/` serves the old single-file page.
+ */
+const WEB_DIST = new URL("../../web/dist/", import.meta.url);
+const FALLBACK_PAGE = readFileSync(new URL("../http/page.html", import.meta.url), "utf8");
+const APP_ROUTE = /^\/(?:history|g\/[^/]{1,200})?$/;
+const APP_FILE = /^\/(?:assets\/)?[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+const APP_TYPES: Record<string, string> = {
+  ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+  ".ico": "image/x-icon", ".json": "application/json", ".webmanifest": "application/manifest+json", ".txt": "text/plain; charset=utf-8",
+  ".woff2": "font/woff2", ".map": "application/json",
+};
+/** Same origin only: scripts, styles and connections (HTTP and graphql-ws); pictures also as data: and blob: URLs. */
+const APP_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/** Answers the app's pages and files; false when `path` is neither (or not GET/HEAD). */
+async function serveWebApp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+  if (req.method !== "GET" && req.method !== "HEAD") return false;
+  const send = (status: number, type: string, body: string | Buffer, headers: Record<string, string>) => {
+    res.writeHead(status, { "content-type": type, "content-length": String(Buffer.byteLength(body)), "x-content-type-options": "nosniff", ...headers });
+    res.end(req.method === "HEAD" ? undefined : body);
+    return true;
+  };
+  if (APP_ROUTE.test(path)) {
+    const index = await readFile(new URL("index.html", WEB_DIST)).catch(() => null);
+    if (index) return send(200, "text/html; charset=utf-8", index, { "cache-control": "no-cache", "content-security-policy": APP_CSP, "referrer-policy": "same-origin" });
+    return path === "/" ? send(200, "text/html; charset=utf-8", FALLBACK_PAGE, { "cache-control": "no-cache" }) : false;
+  }
+  if (!APP_FILE.test(path) || path === "/index.html" || path === GRAPHQL_PATH) return false;
+  const ext = /\.[a-z0-9]+$/i.exec(path)?.[0]?.toLowerCase() ?? "";
+  const type = APP_TYPES[ext];
+  if (!type) return false;
+  const file = new URL(`.${path}`, WEB_DIST);
+  if (!(await stat(file).catch(() => null))?.isFile()) return false;
+  // Vite names what it builds under assets/ by content hash: those never change.
+  const cache = path.startsWith("/assets/") ? "public, max-age=31536000, immutable" : "public, max-age=3600";
+  return send(200, type, await readFile(file), { "cache-control": cache });
+}
 
 /** A host name or address with an optional port: nothing that could turn a URL into something else. */
 const HOST = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/i;
@@ -207,11 +246,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
       if (refuseHost(req, res)) return;
       if (await servePicture(app.prisma, app.access, req, res)) return;
       if (await serveOps(req, res, path, ops)) return;
-      if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
-        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-        res.end(req.method === "HEAD" ? undefined : PAGE);
-        return;
-      }
+      if (await serveWebApp(req, res, path)) return;
       if (path === GRAPHQL_PATH && req.method === "POST" && (refuseContentType(req, res) || refuseBody(req, res))) return;
       if (path === GRAPHQL_PATH && req.method === "GET" && refuseParams(req, res)) return;
       // The instance itself as the listener: handleNodeRequestAndResponse never answered on Node 20 here.
