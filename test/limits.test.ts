@@ -67,6 +67,12 @@ test("a few aliases of costly fields are refused by the cost limit; a normal que
   const r = await post(JSON.stringify({ query: `{ generations(first: 100) { edges { node { images { ${five} } } } } }` }));
   assert.equal(codeOf(r), "QUERY_TOO_COMPLEX", JSON.stringify(r.json).slice(0, 300));
   assert.match(r.json.errors[0].message, /cost \d+ is over the limit/);
+  // The issue's 568-byte request (5 aliases of a 2048-px smooth WebP of every image of 100 generations),
+  // which cost 93 CPU-s before: refused before anything runs.
+  const issue = Array.from({ length: 5 }, (_, i) => `w${i}: dataUrl(format: WEBP, size: 2048, upscale: SMOOTH)`).join(" ");
+  const refused = await post(JSON.stringify({ query: `{ generations(first: 100) { edges { node { images { ${issue} } } } } }` }));
+  assert.equal(codeOf(refused), "QUERY_TOO_COMPLEX");
+  assert.ok(refused.ms < 50, `answered in ${refused.ms.toFixed(0)} ms`);
   const ok = await post(JSON.stringify({ query: `{ generations(first: 10) { edges { node { prompt images { url(size: 256) } } } } }` }));
   assert.equal(ok.status, 200);
   assert.ok(!ok.json.errors, JSON.stringify(ok.json.errors));
