@@ -361,17 +361,22 @@ test("a worker claims only generations of the model it serves; models says who s
   }
 });
 
-test("with no HOST the API listens on 127.0.0.1 only and says so; HOST=0.0.0.0 warns that there is no authentication", async () => {
+test("with no HOST the API listens on 127.0.0.1 only and says so; HOST=0.0.0.0 with MOSAIC_AUTH=off warns that anyone can use it; with keys required, no warning", async () => {
   const local = await spawnMosaic(["serve", "--role", "api"], { DATABASE_URL: db.url });
   procs.push(local);
   await waitFor("the listening line", async () => /listening on 127\.0\.0\.1 only/.test(local.log()), 10_000);
-  assert.doesNotMatch(local.log(), /no authentication: anyone/);
+  assert.doesNotMatch(local.log(), /anyone who can reach this address/);
   assert.equal((await fetch(`http://127.0.0.1:${new URL(local.url!).port}/livez`)).status, 200);
   local.child.kill("SIGTERM");
   const open = await spawnMosaic(["serve", "--role", "api"], { DATABASE_URL: db.url, HOST: "0.0.0.0" });
   procs.push(open);
-  await waitFor("the warning", async () => /listening on 0\.0\.0\.0 with no authentication/.test(open.log()), 10_000);
+  await waitFor("the warning", async () => /listening on 0\.0\.0\.0 with MOSAIC_AUTH=off: anyone who can reach this address/.test(open.log()), 10_000);
   open.child.kill("SIGTERM");
+  const keyed = await spawnMosaic(["serve", "--role", "api"], { DATABASE_URL: db.url, HOST: "0.0.0.0", MOSAIC_AUTH: "required" });
+  procs.push(keyed);
+  await waitFor("the keys line", async () => /API keys required/.test(keyed.log()), 10_000);
+  assert.doesNotMatch(keyed.log(), /anyone who can reach this address/);
+  keyed.child.kill("SIGTERM");
 });
 
 test("retention: a worker deletes generations that ended over MOSAIC_RETENTION_DAYS ago, with their images; recent ones stay", async () => {
