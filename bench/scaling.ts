@@ -115,7 +115,8 @@ async function main(): Promise<void> {
       await admin.query(`CREATE DATABASE ${name}`);
       const url = new URL(server.url);
       url.pathname = `/${name}`;
-      const env = { DATABASE_URL: url.toString(), MOSAIC_WORKER_BATCH: values.batch! };
+      // One client queueing the whole load: lift the per-address quotas (default 4 active).
+      const env = { DATABASE_URL: url.toString(), MOSAIC_WORKER_BATCH: values.batch!, MOSAIC_QUOTA_ACTIVE: "1000000", MOSAIC_QUOTA_IMAGES_PER_HOUR: "1000000000", MOSAIC_QUEUE_LIMIT: "1000000" };
       const api = await spawnMosaic(["serve", "--role", "api", "--port", "0"], env);
       const worker = await spawnMosaic(["worker"], { ...env, MOSAIC_METRICS_PORT: "0" });
       const db = new pg.Client({ connectionString: url.toString() });

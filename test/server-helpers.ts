@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import pg from "pg";
 import WebSocket from "ws";
 import { startApp, type App } from "../src/app.ts";
-import type { AccessSettings } from "../src/auth/access.ts";
+import { DEFAULT_ACCESS, type AccessSettings } from "../src/auth/access.ts";
 import type { Role } from "../src/graphql/context.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
@@ -75,8 +75,15 @@ export interface TestAppOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * Tests act as one client (one address) that queues far more than a person would: without a key,
+ * the default quotas (4 active per address) would refuse them. Quota tests pass their own.
+ */
+export const UNLIMITED_ACCESS: AccessSettings = { ...DEFAULT_ACCESS, quotas: { active: 1_000_000, imagesPerHour: 1_000_000_000, queueLimit: 1_000_000 } };
+const UNLIMITED_ENV = { MOSAIC_QUOTA_ACTIVE: "1000000", MOSAIC_QUOTA_IMAGES_PER_HOUR: "1000000000", MOSAIC_QUEUE_LIMIT: "1000000" };
+
 export function startTestApp(url: string, role: Role, o: TestAppOptions = {}): Promise<App> {
-  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql, retentionDays: o.retentionDays, access: o.access });
+  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql, retentionDays: o.retentionDays, access: o.access ?? UNLIMITED_ACCESS });
 }
 
 /** The row id inside a Relay global id. */
@@ -104,7 +111,7 @@ export interface MosaicProcess {
 export function spawnMosaic(args: string[], env: Record<string, string>): Promise<MosaicProcess> {
   const isWorker = args[0] === "worker";
   const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mosaic.js"), ...args, ...(isWorker ? [] : ["--port", "0"])], {
-    env: { ...process.env, MOSAIC_MODEL: MODEL_DIR, ...env },
+    env: { ...process.env, MOSAIC_MODEL: MODEL_DIR, ...UNLIMITED_ENV, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let err = "";
