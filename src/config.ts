@@ -29,7 +29,7 @@ export interface ServerConfig {
   batchImages: number;
   /** Port of the separate /metrics, /livez, /readyz server (MOSAIC_METRICS_PORT); unset: 9464 for a worker, none for serve. */
   metricsPort: number | undefined;
-  /** Address the HTTP servers listen on (HOST); unset: 127.0.0.1 only, since there is no authentication yet. */
+  /** Address the HTTP servers listen on (HOST); unset: 127.0.0.1 only (a fresh install needs no key). */
   host: string | undefined;
   /** Other origins whose pages may call the API from a browser (MOSAIC_CORS_ORIGINS, comma-separated); none by default. */
   corsOrigins: string[];

@@ -19,6 +19,9 @@ export interface KeyInfo {
   revokedAt: Date | null;
 }
 
+/** What is read of a key row: everything but its hash. */
+const INFO = { id: true, name: true, admin: true, createdAt: true, revokedAt: true } as const;
+
 export const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
 
 export async function createKey(prisma: Prisma, name: string, admin = false): Promise<{ key: string; info: KeyInfo }> {
@@ -28,21 +31,21 @@ export async function createKey(prisma: Prisma, name: string, admin = false): Pr
   if (existing) throw badInput(`a key named "${name}" exists already${existing.revokedAt ? " (revoked; names are not reused)" : ""}`);
   const info = await prisma.apiKey.create({
     data: { id: randomUUID(), name, hash: hashKey(key), admin },
-    select: { id: true, name: true, admin: true, createdAt: true, revokedAt: true },
+    select: INFO,
   });
   return { key, info };
 }
 
 export function listKeys(prisma: Prisma): Promise<KeyInfo[]> {
-  return prisma.apiKey.findMany({ orderBy: { createdAt: "asc" }, select: { id: true, name: true, admin: true, createdAt: true, revokedAt: true } });
+  return prisma.apiKey.findMany({ orderBy: { createdAt: "asc" }, select: INFO });
 }
 
 /** Revokes a key by name; its generations stay (owned by nobody who can still sign in as it). */
 export async function revokeKey(prisma: Prisma, name: string): Promise<KeyInfo> {
-  const row = await prisma.apiKey.findUnique({ where: { name } });
+  const row = await prisma.apiKey.findUnique({ where: { name }, select: INFO });
   if (!row) throw badInput(`no key named "${name}"`);
   if (row.revokedAt) return row;
-  return prisma.apiKey.update({ where: { name }, data: { revokedAt: new Date() } });
+  return prisma.apiKey.update({ where: { name }, data: { revokedAt: new Date() }, select: INFO });
 }
 
 /**
@@ -62,7 +65,7 @@ export class KeyLookup {
     const hash = hashKey(key);
     const hit = this.cache.get(hash);
     if (hit && this.now() - hit.at < KEY_CACHE_MS) return hit.key;
-    const row = await this.prisma.apiKey.findUnique({ where: { hash }, select: { id: true, name: true, admin: true, createdAt: true, revokedAt: true } });
+    const row = await this.prisma.apiKey.findUnique({ where: { hash }, select: INFO });
     const found = row && !row.revokedAt ? row : null;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(hash, { at: this.now(), key: found });

@@ -54,10 +54,6 @@ export function visibleTo(v: Viewer): { OR?: object[] } {
   return { OR: [{ visibility: "PUBLIC" }] };
 }
 
-export function canSee(v: Viewer, g: Pick<Generation, "ownerKeyId" | "visibility">): boolean {
-  return g.visibility === "PUBLIC" || !!v.key?.admin || (!!v.key && v.key.id === g.ownerKeyId);
-}
-
 /**
  * Cancel and delete: the owner or an admin. A generation made without a key belongs to nobody: with
  * auth off anyone may change it (the single-user default), with auth required only an admin.

@@ -120,11 +120,9 @@ export function limitPlugins(limits: QueryLimits = DEFAULT_LIMITS): Plugin[] {
   // token limit acts in the parser, where throwing is the only way to stop (yoga codes it
   // GRAPHQL_PARSE_FAILED).
   const report = { propagateOnRejection: false, exposeLimits: true, onReject: [(ctx: ValidationContext | null, e: GraphQLError) => ctx?.reportError(tooComplex(e.message))] };
-  let currentVariables: Record<string, unknown> = {};
   const cost: Plugin = {
     onValidate({ addValidationRule, params }) {
-      currentVariables = ((params as { variableValues?: Record<string, unknown> }).variableValues) ?? {};
-      const vars = currentVariables;
+      const vars = (params as { variableValues?: Record<string, unknown> }).variableValues ?? {};
       addValidationRule(costRule(limits.cost, () => vars));
     },
   };

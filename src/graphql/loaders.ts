@@ -6,10 +6,10 @@
 import DataLoader from "dataloader";
 import type { Prisma } from "../db/client.ts";
 import type { Image, Preview } from "../db/generated/client.ts";
+import type { PictureKind } from "../images/cache.ts";
 
 export type ImageRow = Omit<Image, "bytes">;
 export type PreviewRow = Omit<Preview, "bytes">;
-export type PictureKind = "images" | "previews";
 
 export interface Loaders {
   /** A generation's final images, in order, without bytes. */

@@ -7,11 +7,10 @@ import { readFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
-import { execute, getOperationAST, NoSchemaIntrospectionCustomRule, subscribe, type DocumentNode } from "graphql";
+import { execute, getOperationAST, GraphQLError, NoSchemaIntrospectionCustomRule, subscribe, type DocumentNode } from "graphql";
 import { createYoga } from "graphql-yoga";
 import { usePrometheus } from "@graphql-yoga/plugin-prometheus";
 import { useServer } from "graphql-ws/use/ws";
-import { GraphQLError } from "graphql";
 import { WebSocketServer } from "ws";
 import { viewerOf, type Viewer } from "../auth/viewer.ts";
 import { requestIdOf, serveOps, trackRequest, type OpsTarget } from "../http/ops.ts";
@@ -84,6 +83,17 @@ function originOf(headers: Record<string, string | string[] | undefined>, trustP
 }
 
 /**
+ * Answers a request refused before GraphQL runs: a JSON body with one coded error. The connection is
+ * closed after it, and a body still coming is drained, not read. Returns true (it answered).
+ */
+function refuse(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): true {
+  res.writeHead(status, { "content-type": "application/json", connection: "close" });
+  res.end(JSON.stringify({ errors: [{ message, extensions: { code } }] }));
+  req.resume();
+  return true;
+}
+
+/**
  * A Host header must be one a URL can be built from: the fetch adapter under yoga answered
  * `Host: a b` (or `localhost:99999`) with a 500 carrying a stack trace. Returns true when it answered.
  */
@@ -95,10 +105,7 @@ function refuseHost(req: IncomingMessage, res: ServerResponse): boolean {
   } catch {
     // refused below
   }
-  res.writeHead(400, { "content-type": "application/json", connection: "close" });
-  res.end(JSON.stringify({ errors: [{ message: "the Host header is not a valid host name and port", extensions: { code: "BAD_REQUEST" } }] }));
-  req.resume();
-  return true;
+  return refuse(req, res, 400, "BAD_REQUEST", "the Host header is not a valid host name and port");
 }
 
 /**
@@ -108,16 +115,10 @@ function refuseHost(req: IncomingMessage, res: ServerResponse): boolean {
  */
 function refuseBody(req: IncomingMessage, res: ServerResponse): boolean {
   const length = req.headers["content-length"];
-  const refuse = (status: number, message: string) => {
-    res.writeHead(status, { "content-type": "application/json", connection: "close" });
-    res.end(JSON.stringify({ errors: [{ message, extensions: { code: status === 413 ? "PAYLOAD_TOO_LARGE" : "LENGTH_REQUIRED" } }] }));
-    req.resume();
-    return true;
-  };
-  if (length === undefined) return refuse(411, "send the request body with a Content-Length header");
+  if (length === undefined) return refuse(req, res, 411, "LENGTH_REQUIRED", "send the request body with a Content-Length header");
   const n = Number(length);
-  if (!Number.isInteger(n) || n < 0) return refuse(411, "Content-Length must be a whole number of bytes");
-  if (n > MAX_BODY_BYTES) return refuse(413, `the request body is ${n} bytes; at most ${MAX_BODY_BYTES} are accepted`);
+  if (!Number.isInteger(n) || n < 0) return refuse(req, res, 411, "LENGTH_REQUIRED", "Content-Length must be a whole number of bytes");
+  if (n > MAX_BODY_BYTES) return refuse(req, res, 413, "PAYLOAD_TOO_LARGE", `the request body is ${n} bytes; at most ${MAX_BODY_BYTES} are accepted`);
   return false;
 }
 
@@ -129,10 +130,7 @@ function refuseBody(req: IncomingMessage, res: ServerResponse): boolean {
 function refuseContentType(req: IncomingMessage, res: ServerResponse): boolean {
   const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
   if (["application/json", "application/graphql-response+json", "application/graphql"].includes(type)) return false;
-  res.writeHead(415, { "content-type": "application/json", connection: "close" });
-  res.end(JSON.stringify({ errors: [{ message: "POST a GraphQL request as application/json", extensions: { code: "UNSUPPORTED_MEDIA_TYPE" } }] }));
-  req.resume();
-  return true;
+  return refuse(req, res, 415, "UNSUPPORTED_MEDIA_TYPE", "POST a GraphQL request as application/json");
 }
 
 /**

@@ -12,8 +12,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Access } from "../auth/access.ts";
 import type { Prisma } from "../db/client.ts";
 import { MosaicError } from "../engine/errors.ts";
-import { cachedEncode } from "../images/cache.ts";
-import { CONTENT_TYPES, parseFormat, transcode, validateSize, type Upscale } from "../images/encode.ts";
+import { encodedPicture, type PictureKind } from "../images/cache.ts";
+import { CONTENT_TYPES, parseFormat, validateSize, type Upscale } from "../images/encode.ts";
 
 const ROUTE = /^\/(images|previews)\/([0-9a-f-]{36})\.([a-z]+)$/i;
 
@@ -25,14 +25,14 @@ function send(res: ServerResponse, status: number, body: string): void {
 }
 
 /** The path a signature covers: one picture in every format and size. */
-export const signedPath = (kind: "images" | "previews", id: string) => `/${kind}/${id}`;
+export const signedPath = (kind: PictureKind, id: string) => `/${kind}/${id}`;
 
 /** Returns false when the request is not for a picture route. */
 export async function servePicture(prisma: Prisma, access: Pick<Access, "auth" | "signer">, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   const url = new URL(req.url ?? "/", "http://localhost");
   const m = ROUTE.exec(url.pathname);
   if (!m || (req.method !== "GET" && req.method !== "HEAD")) return false;
-  const [, kind, id, ext] = m as unknown as [string, "images" | "previews", string, string];
+  const [, kind, id, ext] = m as unknown as [string, PictureKind, string, string];
   let format;
   let width: number | undefined;
   let upscale: Upscale = "nearest";
@@ -74,12 +74,9 @@ export async function servePicture(prisma: Prisma, access: Pick<Access, "auth" |
     res.end();
     return true;
   }
-  const bytes = await cachedEncode(`${kind}:${id}:${format}:${width ?? ""}:${upscale}`, async () => {
-    const stored = kind === "images"
-      ? await prisma.image.findUnique({ where: { id }, select: { bytes: true } })
-      : await prisma.preview.findUnique({ where: { id }, select: { bytes: true } });
-    if (!stored) throw new Error("gone");
-    return transcode(stored.bytes, row.width, { format, width, upscale });
+  const bytes = await encodedPicture(kind, id, row.width, { format, width, upscale }, async () => {
+    const where = { where: { id }, select: { bytes: true } };
+    return (kind === "images" ? await prisma.image.findUnique(where) : await prisma.preview.findUnique(where))?.bytes ?? null;
   }).catch(() => null);
   if (!bytes) {
     send(res, 404, `no ${kind === "images" ? "image" : "preview"} with id ${id}`);

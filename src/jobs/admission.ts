@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto";
 import { GraphQLError } from "graphql";
 import type { Prisma } from "../db/client.ts";
-import type { Generation } from "../db/generated/client.ts";
+import { Prisma as Sql, type Generation } from "../db/generated/client.ts";
 import { publish } from "./events.ts";
 import type { NewGeneration } from "./queue.ts";
 
@@ -50,19 +50,18 @@ export async function admit(prisma: Prisma, g: NewGeneration, owner: Owner, visi
     const [queued] = await tx.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM "Generation" WHERE status = 'QUEUED'`;
     if (queued!.n >= q.queueLimit) throw limited("QUEUE_FULL", `the queue is full (${q.queueLimit} generations waiting); try again later`, 30);
     if (!owner.admin) {
-      const mine = owner.keyId ? { ownerKeyId: owner.keyId } : { ownerKeyId: null, ownerAddress: owner.address };
-      const active = await tx.generation.count({ where: { ...mine, status: { in: ["QUEUED", "RUNNING"] } } });
+      // The owner's generations: by key, or (made without one) by address.
+      const mine = owner.keyId ? Sql.sql`"ownerKeyId" = ${owner.keyId}::uuid` : Sql.sql`"ownerKeyId" IS NULL AND "ownerAddress" = ${owner.address}`;
+      const counted = await tx.$queryRaw<{ active: number }[]>`
+        SELECT count(*)::int AS active FROM "Generation" WHERE ${mine} AND status IN ('QUEUED', 'RUNNING')`;
+      const active = counted[0]!.active;
       if (active >= q.active) {
         throw limited("RATE_LIMITED", `you have ${active} generations queued or running, the most allowed at once; wait for one to finish`, 10);
       }
       // The last hour's generations, newest first, aged by the database's clock.
-      const recent = owner.keyId
-        ? await tx.$queryRaw<{ count: number; age: number }[]>`
-            SELECT count, EXTRACT(EPOCH FROM now() - "createdAt")::float AS age FROM "Generation"
-            WHERE "ownerKeyId" = ${owner.keyId}::uuid AND "createdAt" > now() - interval '1 hour' ORDER BY "createdAt" DESC`
-        : await tx.$queryRaw<{ count: number; age: number }[]>`
-            SELECT count, EXTRACT(EPOCH FROM now() - "createdAt")::float AS age FROM "Generation"
-            WHERE "ownerKeyId" IS NULL AND "ownerAddress" = ${owner.address} AND "createdAt" > now() - interval '1 hour' ORDER BY "createdAt" DESC`;
+      const recent = await tx.$queryRaw<{ count: number; age: number }[]>`
+        SELECT count, EXTRACT(EPOCH FROM now() - "createdAt")::float AS age FROM "Generation"
+        WHERE ${mine} AND "createdAt" > now() - interval '1 hour' ORDER BY "createdAt" DESC`;
       const used = recent.reduce((n, r) => n + r.count, 0);
       if (used + g.count > q.imagesPerHour) {
         // Free enough room by letting the oldest of the hour age out.

@@ -1,10 +1,10 @@
-import { IMAGE_FORMATS, transcode, validateSize, type ImageFormat, type Upscale } from "../../images/encode.ts";
+import { IMAGE_FORMATS, validateSize, type ImageFormat, type Upscale } from "../../images/encode.ts";
 import { visibleTo } from "../../auth/viewer.ts";
 import { signedPath } from "../../http/pictures.ts";
 import { builder } from "../builder.ts";
 import { codedError, toGraphQLError } from "../errors.ts";
 import type { ImageRow, PreviewRow } from "../loaders.ts";
-import { cachedEncode } from "../../images/cache.ts";
+import { encodedPicture } from "../../images/cache.ts";
 
 export const ImageFormatEnum = builder.enumType("ImageFormat", {
   description: "Encodings an image can be fetched in.",
@@ -65,11 +65,8 @@ export const PictureRef = builder.interfaceRef<Picture>("Picture").implement({
       resolve: async (p, args, ctx) => {
         const kind = isPreview(p) ? "previews" : "images";
         const width = checkSize(args.size);
-        const bytes = await cachedEncode(`${kind}:${p.id}:${args.format}:${width ?? ""}:${args.upscale}`, async () => {
-          const png = await ctx.loaders.bytes.load(`${kind}:${p.id}`);
-          if (!png) throw codedError("NOT_FOUND", `the ${kind === "images" ? "image" : "preview"} is gone`);
-          return transcode(png, p.width, { format: args.format, width, upscale: args.upscale });
-        });
+        const bytes = await encodedPicture(kind, p.id, p.width, { format: args.format, width, upscale: args.upscale }, () => ctx.loaders.bytes.load(`${kind}:${p.id}`));
+        if (!bytes) throw codedError("NOT_FOUND", `the ${kind === "images" ? "image" : "preview"} is gone`);
         return `data:image/${args.format};base64,${bytes.toString("base64")}`;
       },
     }),
