@@ -68,7 +68,7 @@ try {
     }
   }
 
-  const vq = await model.vqDecoder.run({
+  const vq = await model.vqDecoder!.run({
     codes: new ort.Tensor("int64", BigInt64Array.from(ref.vq.codes.map(BigInt)), [1, a.grid.height, a.grid.width]),
   });
   const pixels = vq.pixels!.data as Float32Array;

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { DecodeBatch, type Member } from "../src/engine/batch.ts";
 import type { GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
+import { decodeGrids } from "../src/engine/vq.ts";
 import { collect, finalImages, MODEL_DIR, sharedModel } from "./helpers.ts";
 
 const sampling = { topK: 32, topP: 0.95, temperature: 1 };
@@ -85,4 +86,28 @@ test("a member cancelled mid-batch leaves; the others finish unchanged", async (
   assert.equal(last.type === "cancelled" && last.tokensDone, 30);
   assert.deepEqual(codesOf(evB), aloneB);
   assert.equal(finalImages(evB).length, 1);
+});
+
+test("a model opened without its VQ decoder decodes nothing itself: its images come from the decoder it is given, unchanged", async () => {
+  const full = await sharedModel();
+  const bare = await loadModel(MODEL_DIR, { vqDecoder: false });
+  try {
+    assert.equal(bare.vqDecoder, null);
+    const req = { prompt: "a big red circle in the centre, blue background", count: 2, seed: 5, sampling, previewInterval: 0 };
+    const reference = finalImages(await collect(full, req));
+    // As the engine thread does on the CPU: every image decoded by a VQ decoder that lives elsewhere.
+    let calls = 0;
+    const batch = new DecodeBatch(bare, { decodeImages: (grids) => { calls++; return decodeGrids(full, grids); } });
+    const member = batch.admit(req);
+    const events: GenerationEvent[] = [];
+    while (batch.active) {
+      await batch.step();
+      events.push(...member.drain());
+    }
+    assert.equal(calls, 1);
+    assert.deepEqual(finalImages(events), reference);
+    await assert.rejects(decodeGrids(bare, [new Int32Array(256)]), /without its VQ decoder/);
+  } finally {
+    await bare.release();
+  }
 });

@@ -106,7 +106,7 @@ test("ONNX text encoder, decoder step and VQGAN match the PyTorch DALL·E mini w
     }
   }
 
-  const out = await model.vqDecoder.run({
+  const out = await model.vqDecoder!.run({
     codes: new ort.Tensor("int64", BigInt64Array.from(ref.vqCodes.flat().map(BigInt)), [2, a.grid.height, a.grid.width]),
   });
   const diff = maxAbsDiff(out.pixels!.data as Float32Array, ref.pixels);

@@ -50,7 +50,7 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
   }
 
   const [frame] = await decodeGrids(model, [Int32Array.from(ref.vq.codes)]);
-  const out = await model.vqDecoder.run({ codes: new ort.Tensor("int64", BigInt64Array.from(ref.vq.codes.map(BigInt)), [1, a.grid.height, a.grid.width]) });
+  const out = await model.vqDecoder!.run({ codes: new ort.Tensor("int64", BigInt64Array.from(ref.vq.codes.map(BigInt)), [1, a.grid.height, a.grid.width]) });
   const pixels = out.pixels!.data as Float32Array;
   const sampled = ref.vq.pixelSample.map((_, i) => pixels[i * ref.vq.pixelStride]!);
   assert.ok(maxAbsDiff(sampled, ref.vq.pixelSample) < TOL, "VQ decoder");

@@ -101,13 +101,16 @@ export class DecodeBatch {
   private previewRun: Promise<void> | null = null;
   private readonly wanted = new Map<Member, { tokensDone: number; grids: Int32Array[] }>();
   private readonly decodePreviews: (grids: Int32Array[]) => Promise<Frame[]>;
+  private readonly decodeImages: (grids: Int32Array[]) => Promise<Frame[]>;
 
   /**
-   * `decodePreviews` decodes preview grids (the model's VQ decoder by default; tests slow it down to
-   * show that decoding does not wait for it).
+   * `decodePreviews` decodes preview grids and `decodeImages` the final ones when previews are off
+   * (both the model's VQ decoder by default; tests slow the first down to show that decoding does not
+   * wait for it; the engine thread sends both to its preview thread).
    */
-  constructor(private readonly model: Model, o: { decodePreviews?: (grids: Int32Array[]) => Promise<Frame[]> } = {}) {
+  constructor(private readonly model: Model, o: { decodePreviews?: (grids: Int32Array[]) => Promise<Frame[]>; decodeImages?: (grids: Int32Array[]) => Promise<Frame[]> } = {}) {
     this.decodePreviews = o.decodePreviews ?? ((grids) => decodeGrids(model, grids));
+    this.decodeImages = o.decodeImages ?? ((grids) => decodeGrids(model, grids));
     const a = model.manifest.architecture;
     this.total = a.grid.height * a.grid.width;
     this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize };
@@ -327,7 +330,7 @@ export class DecodeBatch {
   private async complete(m: Member): Promise<CompletedEvent> {
     const tDecode = performance.now();
     // With previews on, the last preview is the whole grid: reuse it rather than decode again.
-    const frames = m.lastFrames ?? (await decodeGrids(this.model, m.codes));
+    const frames = m.lastFrames ?? (await this.decodeImages(m.codes));
     const tEnd = performance.now();
     return {
       type: "completed",

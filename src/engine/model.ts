@@ -20,6 +20,12 @@ export interface LoadOptions {
    * memory otherwise; "device" forces the device-state graphs (tests run them on the CPU).
    */
   state?: "auto" | "host" | "device";
+  /**
+   * Open the VQ decoder too (default). The engine thread on the CPU leaves it to its preview thread,
+   * which decodes the final images as well: one copy of the VQGAN in memory, not two (at DALL·E-mini
+   * size 47 M parameters, with ONNX Runtime's packed copy beside them).
+   */
+  vqDecoder?: boolean;
 }
 
 /** What an API process needs of a model: no ONNX sessions. */
@@ -34,7 +40,8 @@ export interface ModelInfo {
 export interface Model extends ModelInfo {
   textEncoder: ort.InferenceSession;
   decoderStep: ort.InferenceSession;
-  vqDecoder: ort.InferenceSession;
+  /** Null when loaded without it (`vqDecoder: false`): images are then decoded elsewhere. */
+  vqDecoder: ort.InferenceSession | null;
   /** The provider actually in use (after any fallback). */
   provider: ProviderName;
   /** Set when batches keep their state on the device (see batch-state.ts). */
@@ -137,16 +144,17 @@ export async function loadModel(folder: string, options: LoadOptions = {}): Prom
   const g = info.manifest.graphs;
   for (const spec of [g.textEncoder, g.decoderStep, g.vqDecoder]) await mustExist(path.join(folder, spec.file), "a graph");
   const requested = options.provider ?? "cpu";
-  const first = await openSessions(info, requested, options.state ?? "auto", log);
+  const withVq = options.vqDecoder ?? true;
+  const first = await openSessions(info, requested, options.state ?? "auto", withVq, log);
   if (first.consistent) return first.model;
   // A session fell back after others had opened on the provider: device tensors from one would meet
   // a CPU session, so everything goes to the CPU.
   await first.model.release();
   log(`mosaic: not every graph could run on ${requested}; running the whole model on the CPU`);
-  return (await openSessions(info, "cpu", options.state === "device" ? "device" : "host", () => {})).model;
+  return (await openSessions(info, "cpu", options.state === "device" ? "device" : "host", withVq, () => {})).model;
 }
 
-async function openSessions(info: ModelInfo, requested: ProviderName, state: NonNullable<LoadOptions["state"]>, log: Logger): Promise<{ model: Model; consistent: boolean }> {
+async function openSessions(info: ModelInfo, requested: ProviderName, state: NonNullable<LoadOptions["state"]>, withVq: boolean, log: Logger): Promise<{ model: Model; consistent: boolean }> {
   const required = requiredGraphs(info.manifest.architecture);
   const g = info.manifest.graphs;
   let provider = requested;
@@ -176,7 +184,7 @@ async function openSessions(info: ModelInfo, requested: ProviderName, state: Non
   const onDevice = () => state === "device" || (state === "auto" && provider === "webgpu");
   const decoderStep = await graph(g.decoderStep, "decoderStep", onDevice() ? ["new_k", "new_v"] : []);
   const textEncoder = await graph(g.textEncoder, "textEncoder", onDevice() ? ["cross_k", "cross_v"] : []);
-  const vqDecoder = await graph(g.vqDecoder, "vqDecoder");
+  const vqDecoder = withVq ? await graph(g.vqDecoder, "vqDecoder") : null;
   const op = (name: string, outputs: string[]) => open(path.join(OPS_DIR, `${name}.onnx`), outputs);
   const deviceOps: DeviceOps | null = onDevice()
     ? {

@@ -27,6 +27,9 @@ export type Logger = (line: string) => void;
 export async function openSession(req: SessionRequest, log: Logger): Promise<OpenedSession> {
   // Three sessions take turns at every step; threads that spin waiting for work would steal the
   // cores from the session that has some.
+  // The memory arena and weight pre-packing stay on: at DALL·E-mini size, turning pre-packing off
+  // saved 0.4 GB and made one image 1.8× slower, and turning the arena off saved 0.7 GB at the peak and
+  // made it 5× slower (docs/performance.md).
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } },
     ...(req.threads ? { intraOpNumThreads: req.threads } : {}),

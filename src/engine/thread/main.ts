@@ -9,6 +9,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { DecodeBatch, type Member } from "../batch.ts";
 import { MosaicError } from "../errors.ts";
 import { loadModel, type Model } from "../model.ts";
+import { decodeGrids } from "../vq.ts";
 import { PreviewClient } from "./preview-client.ts";
 import type { FromEngine, ThreadOptions, ToEngine } from "./protocol.ts";
 
@@ -30,19 +31,44 @@ function previewThreads(): number {
   return Number.isInteger(v) && v > 0 ? v : Math.max(1, Math.floor(os.availableParallelism() / 2));
 }
 
+/**
+ * Runs the shapes the first requests will have once before the thread reports ready: the text
+ * encoder and one decoder step for one image and for a 3×3 grid (the API's default and the web app's
+ * grid), and a one-image VQ decode. ONNX Runtime plans memory and faults pages in on the first run of
+ * each input shape, which made the first 3×3 after start 1.2× slower than PyTorch's at DALL·E-mini
+ * size (issue #14); a user's first request should not pay it.
+ */
+async function warm(batch: DecodeBatch, model: Model, decode: ((grids: Int32Array[]) => Promise<unknown>) | null): Promise<void> {
+  for (const count of [1, 9]) {
+    const abort = new AbortController();
+    const member = batch.admit({ prompt: "", count, seed: 0, previewInterval: 0, signal: abort.signal });
+    await batch.step();
+    abort.abort();
+    while (batch.active) await batch.step();
+    member.drain();
+  }
+  const grid = new Int32Array(model.manifest.architecture.grid.height * model.manifest.architecture.grid.width);
+  await (decode ?? ((grids: Int32Array[]) => decodeGrids(model, grids)))([grid]);
+}
+
 async function run(): Promise<void> {
   let batch: DecodeBatch;
   let model: Model;
   let previews: PreviewClient | null;
   try {
     const log = (line: string) => send({ type: "log", line });
-    model = await loadModel(options.modelFolder, { provider: options.provider, log });
-    // On the CPU, previews decode in a thread of their own: ONNX Runtime's run blocks the thread that
-    // calls it, so they would otherwise hold the decoder back. A GPU provider stays in this thread:
-    // ONNX Runtime's WebGPU provider in a second thread of the same process corrupted the heap
-    // (measured with SwiftShader: "malloc(): mismatching next->prev_size"), and the GPU decodes fast.
-    previews = model.provider === "cpu" ? await PreviewClient.start({ modelFolder: options.modelFolder, provider: "cpu", threads: previewThreads() }, log) : null;
-    batch = new DecodeBatch(model, previews ? { decodePreviews: (grids) => previews!.decode(grids) } : {});
+    // On the CPU, images (previews and final) decode in a thread of their own: ONNX Runtime's run
+    // blocks the thread that calls it, so they would otherwise hold the decoder back, and this thread
+    // then never opens the VQ decoder. A GPU provider keeps it here: ONNX Runtime's WebGPU provider in
+    // a second thread of the same process corrupted the heap (measured with SwiftShader:
+    // "malloc(): mismatching next->prev_size"), and the GPU decodes fast. (A GPU provider that falls
+    // back to the CPU keeps it here too.)
+    const separate = options.provider === "cpu";
+    model = await loadModel(options.modelFolder, { provider: options.provider, log, vqDecoder: !separate });
+    previews = separate ? await PreviewClient.start({ modelFolder: options.modelFolder, provider: "cpu", threads: previewThreads() }, log) : null;
+    const decode = (grids: Int32Array[]) => previews!.decode(grids);
+    batch = new DecodeBatch(model, previews ? { decodePreviews: decode, decodeImages: decode } : {});
+    await warm(batch, model, previews ? decode : null);
     send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
   } catch (e) {
     send({ type: "load-failed", message: (e as Error).message, code: e instanceof MosaicError ? e.code : undefined });
