@@ -39,7 +39,7 @@ def load(work: str) -> tuple[VQAutoencoder, DalleBart, dict, dict]:
     """The trained models (weights rounded to fp16, as the files hold them) and their checkpoints."""
     vq_ckpt = torch.load(os.path.join(work, "vq.pt"))
     a = vq_ckpt["args"]
-    vq = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"])
+    vq = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"], a.get("factor", 4))
     vq.load_state_dict(vq_ckpt["model"])
     tr_ckpt = torch.load(os.path.join(work, "transformer.pt"))
     model = DalleBart(Config(**tr_ckpt["config"]))
@@ -78,7 +78,7 @@ def code_patches(vq: VQAutoencoder, patch: int) -> np.ndarray:
     """uint8 [codebook, patch, patch, 3]: what each code looks like in the middle of a field of
     itself. Tiling these gives the zero-cost mosaic preview."""
     n = vq.codebook.size
-    grid = 16
+    grid = data.IMAGE_SIZE // vq.factor
     pix = vq.decode_codes(torch.arange(n)[:, None, None].expand(n, grid, grid))  # [n, 64, 64, 3]
     f = pix.shape[1] // grid
     mid = grid // 2 * f
@@ -178,9 +178,10 @@ def main() -> None:
     p.add_argument("--work", default="training/work")
     p.add_argument("--out", default="models/mosaic-shapes")
     p.add_argument("--fixtures", default="test/fixtures/mosaic-shapes-reference.json")
-    p.add_argument("--patch", type=int, default=4)
+    p.add_argument("--patch", type=int, default=0, help="pixels per code in the mosaic preview (0: the VQ factor)")
     args = p.parse_args()
     vq, model, vq_ckpt, tr_ckpt, tok = load_for_generation(args.work)
+    args.patch = args.patch or vq.factor
     tmp = tempfile.mkdtemp()
     graphs = export_graphs(model, tmp, VQGraph(vq), data.IMAGE_SIZE)
     os.makedirs(args.out, exist_ok=True)

@@ -43,7 +43,8 @@ def train(args: argparse.Namespace) -> None:
         captions: list[list[str]] = json.load(f)
     codebook = int(json.load(open(os.path.join(args.out, "codebook-usage.json")))["codebook_size"])
     tok = WordTokenizer(data.vocabulary())
-    cfg = Config(text_vocab=len(tok.vocab), codebook_size=codebook, d_model=args.d_model, heads=args.heads,
+    grid = int(round(codes.shape[1] ** 0.5))
+    cfg = Config(text_vocab=len(tok.vocab), codebook_size=codebook, grid=grid, d_model=args.d_model, heads=args.heads,
                  encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, glu_dim=args.glu_dim)
     model = DalleBart(cfg)
     start_step, history, earlier_seconds = 0, [], 0.0

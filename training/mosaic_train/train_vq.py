@@ -22,13 +22,16 @@ def batch_images(seed: int, start: int, n: int) -> torch.Tensor:
 
 def train(args: argparse.Namespace) -> None:
     setup_torch(args.seed)
-    model = VQAutoencoder(args.codebook, args.embed_dim, args.channels)
     start, history = 0, []
     path = os.path.join(args.out, "vq.pt")
+    shape = {"codebook": args.codebook, "embed_dim": args.embed_dim, "channels": args.channels, "factor": args.factor}
     if args.resume:
         # A second phase at a lower learning rate (and an L1 term for sharper edges) continues the
-        # first; the data stream continues where it stopped.
+        # first, in the first's shape; the data stream continues where it stopped.
         ckpt = torch.load(path)
+        shape = {**shape, "factor": 4, **{k: ckpt["args"][k] for k in shape if k in ckpt["args"]}}
+    model = VQAutoencoder(shape["codebook"], shape["embed_dim"], shape["channels"], shape["factor"])
+    if args.resume:
         model.load_state_dict(ckpt["model"])
         start, history = ckpt["steps"], ckpt["history"]
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -62,12 +65,12 @@ def train(args: argparse.Namespace) -> None:
 
 
 def encode(args: argparse.Namespace) -> None:
-    """Writes codes.npy (int16 [n, 256]) and captions.json (--captions captions of each image) for the
+    """Writes codes.npy (int16 [n, grid²]) and captions.json (--captions captions of each image) for the
     transformer."""
     setup_torch(args.seed)
     ckpt = torch.load(os.path.join(args.out, "vq.pt"))
     a = ckpt["args"]
-    model = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"])
+    model = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"], a.get("factor", 4))
     model.load_state_dict(ckpt["model"])
     model.eval()
     codes, captions = [], []
@@ -101,6 +104,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--codebook", type=int, default=256)
+    p.add_argument("--factor", type=int, default=4, help="pixels per code along each side (4: a 16x16 grid)")
     p.add_argument("--embed-dim", type=int, default=64)
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--samples", type=int, default=40000)

@@ -183,6 +183,29 @@ if _log:
 """
 
 
+class VqShapeTest(unittest.TestCase):
+    def test_factor_sets_the_grid_and_factor_4_keeps_the_1_0_layout(self):
+        import torch
+
+        from mosaic_train.vq import VQAutoencoder, stages
+
+        x = torch.zeros(2, 3, data.IMAGE_SIZE, data.IMAGE_SIZE)
+        for factor, grid in ((4, 16), (8, 8)):
+            vq = VQAutoencoder(16, 8, 8, factor).eval()
+            codes = vq.encode(x)
+            self.assertEqual(tuple(codes.shape), (2, grid, grid))
+            self.assertEqual(tuple(vq.decode_codes(codes).shape), (2, data.IMAGE_SIZE, data.IMAGE_SIZE, 3))
+        # The 1.0 checkpoints (no factor) must still load: the same parameter names and shapes as then.
+        names = [k for k in VQAutoencoder(16, 8, 8).state_dict() if k.startswith(("encoder", "decoder"))]
+        self.assertEqual(len(names), 60)
+        convs = [k for k in names if k.count(".") == 3 and k.endswith("weight")]
+        self.assertEqual(convs, ["encoder.net.0.weight", "encoder.net.2.weight", "encoder.net.4.weight", "encoder.net.6.weight",
+                                 "encoder.net.8.weight", "decoder.net.0.weight", "decoder.net.4.weight", "decoder.net.7.weight",
+                                 "decoder.net.8.weight", "decoder.net.10.weight"])
+        with self.assertRaises(ValueError):
+            stages(6)
+
+
 class SmokeTest(unittest.TestCase):
     """A few steps of every stage (mosaic_train.smoke), then what they exported: model.json against
     the format and the ONNX graphs (mosaic_train.model_check), and the folder loaded by the TypeScript
