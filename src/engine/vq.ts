@@ -10,7 +10,7 @@ export function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
 /**
  * Pixels one VQ run decodes at most. The VQGAN's activations grow with the images decoded together:
  * at DALL·E-mini size (256×256) a 3×3 grid decoded in one run held about 2.4 GB more than the weights
- * at its peak (docs/performance.md), and batching images gains a CPU nothing (one at a time was as fast),
+ * at its peak (docs/performance.md), and batching images gains a CPU little (one at a time was within run-to-run noise of two at a time),
  * so 256×256 images go one at a time. The shipped 64×64 model still decodes a 3×3 grid in one run.
  */
 const PIXELS_PER_RUN = 256 * 256;
