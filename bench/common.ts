@@ -39,12 +39,18 @@ export class ThreadedRunner {
     let runner: ThreadedRunner | null = null;
     const engine = await RemoteEngine.start(o, {
       events: (_id, events: GenerationEvent[]) => runner?.onEvents(events),
-      failed: (_id, e) => runner?.waiting?.reject(e),
+      failed: (_id, e) => runner?.fail(e),
       step: () => {},
       log: (line) => console.error(line),
     });
     runner = new ThreadedRunner(engine);
     return runner;
+  }
+
+  private fail(e: Error): void {
+    const w = this.waiting;
+    this.waiting = null;
+    w?.reject(e);
   }
 
   private onEvents(events: GenerationEvent[]): void {

@@ -7,34 +7,17 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { modelFolder, parseProvider } from "../src/config.ts";
-import type { GenerationEvent } from "../src/engine/request.ts";
-import { RemoteEngine } from "../src/engine/thread/remote.ts";
-import { median } from "./common.ts";
+import { median, ThreadedRunner } from "./common.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "3" }, count: { type: "string", default: "9" }, model: { type: "string" }, provider: { type: "string" } } });
 const runs = Number(values.runs);
 const count = Number(values.count);
-let done: ((ms: number, previews: number) => void) | null = null;
-let t0 = 0;
-let previews = 0;
-const engine = await RemoteEngine.start({ modelFolder: modelFolder(values.model), provider: parseProvider(values.provider) }, {
-  events: (_id, events: GenerationEvent[]) => {
-    for (const e of events) {
-      if (e.type === "progress" && e.previews) previews++;
-      if (e.type === "completed") done?.(performance.now() - t0, previews);
-    }
-  },
-  failed: (_id, e) => { throw e; },
-  step: () => {},
-  log: () => {},
-});
+const runner = await ThreadedRunner.start({ modelFolder: modelFolder(values.model), provider: parseProvider(values.provider) });
 let n = 0;
-const once = (previewInterval: number) => new Promise<{ ms: number; previews: number }>((resolve) => {
-  previews = 0;
-  done = (ms, p) => resolve({ ms, previews: p });
-  t0 = performance.now();
-  engine.admit(`run-${n++}`, { prompt: "a big red circle in the centre, blue background", count, seed: n, previewInterval });
-});
+const once = async (previewInterval: number) => {
+  const t = await runner.run({ prompt: "a big red circle in the centre, blue background", count, seed: ++n, previewInterval });
+  return { ms: t.totalMs, previews: t.previews };
+};
 await once(0);
 await once(16); // warm-up, both shapes
 const off: number[] = [];
@@ -47,11 +30,11 @@ for (let r = 0; r < runs; r++) {
   shown = p.previews;
 }
 const tps = (ms: number) => (256 * count) / (ms / 1000);
-console.log(`Previews beside the decoder: ${count} images, engine thread + preview thread, provider ${engine.provider}, ` +
+console.log(`Previews beside the decoder: ${count} images, engine thread + preview thread, provider ${runner.engine.provider}, ` +
   `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString().slice(0, 10)}, median of ${runs} runs\n`);
 console.log("| previews | time to final images | decoder tokens/s | previews shown |");
 console.log("| --- | --- | --- | --- |");
 console.log(`| off | ${(median(off) / 1000).toFixed(2)} s | ${tps(median(off)).toFixed(0)} | 0 |`);
 console.log(`| every 16 tokens | ${(median(on) / 1000).toFixed(2)} s | ${tps(median(on)).toFixed(0)} | ${shown} of 16 |`);
 console.log(`\ntokens/s with previews on / off: ${(tps(median(on)) / tps(median(off))).toFixed(2)}`);
-await engine.release();
+await runner.release();

@@ -109,8 +109,9 @@ export class DecodeBatch {
    * wait for it; the engine thread sends both to its preview thread).
    */
   constructor(private readonly model: Model, o: { decodePreviews?: (grids: Int32Array[]) => Promise<Frame[]>; decodeImages?: (grids: Int32Array[]) => Promise<Frame[]> } = {}) {
-    this.decodePreviews = o.decodePreviews ?? ((grids) => decodeGrids(model, grids));
-    this.decodeImages = o.decodeImages ?? ((grids) => decodeGrids(model, grids));
+    const own = (grids: Int32Array[]) => decodeGrids(model, grids);
+    this.decodePreviews = o.decodePreviews ?? own;
+    this.decodeImages = o.decodeImages ?? own;
     const a = model.manifest.architecture;
     this.total = a.grid.height * a.grid.width;
     this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize };

@@ -17,20 +17,20 @@ const PIXELS_PER_RUN = 256 * 256;
 
 /** Decode full or partial grids of n images with the VQ decoder -> RGB frames. */
 export async function decodeGrids(model: Pick<Model, "manifest" | "vqDecoder">, grids: Int32Array[]): Promise<Frame[]> {
+  const vq = model.vqDecoder;
+  if (!vq) throw new Error("this model was loaded without its VQ decoder (its images decode in the preview thread)");
   const a = model.manifest.architecture;
   const per = Math.max(1, Math.floor(PIXELS_PER_RUN / (a.imageSize.height * a.imageSize.width)));
   const frames: Frame[] = [];
-  for (let i = 0; i < grids.length; i += per) frames.push(...(await decodeRun(model, grids.slice(i, i + per))));
+  for (let i = 0; i < grids.length; i += per) frames.push(...(await decodeRun(vq, a, grids.slice(i, i + per))));
   return frames;
 }
 
-async function decodeRun(model: Pick<Model, "manifest" | "vqDecoder">, grids: Int32Array[]): Promise<Frame[]> {
-  const a = model.manifest.architecture;
+async function decodeRun(vq: ort.InferenceSession, a: Model["manifest"]["architecture"], grids: Int32Array[]): Promise<Frame[]> {
   const cells = a.grid.height * a.grid.width;
   const flat = new Int32Array(grids.length * cells);
   grids.forEach((g, i) => flat.set(g, i * cells));
-  if (!model.vqDecoder) throw new Error("this model was loaded without its VQ decoder (its images decode in the preview thread)");
-  const out = await model.vqDecoder.run({ codes: int64(flat, [grids.length, a.grid.height, a.grid.width]) });
+  const out = await vq.run({ codes: int64(flat, [grids.length, a.grid.height, a.grid.width]) });
   const pixels = out.pixels!.data as Float32Array;
   const size = a.imageSize.height * a.imageSize.width * 3;
   return grids.map((_, i) => {

@@ -210,6 +210,14 @@ def _entry(caption: str, scene: data.SceneSpec, stated: data.Stated) -> dict:
             "stated": stated.to_dict()}
 
 
+def _described(scene: data.SceneSpec, rng: random.Random, accept) -> dict:
+    """The scene's first caption (drawn from rng) whose stated facts `accept` takes, as a prompt entry."""
+    while True:
+        text, stated = data.describe(scene, rng)
+        if accept(stated):
+            return _entry(text, scene, stated)
+
+
 def held_out_prompts(n: int, seed: int = 99) -> list[dict]:
     """n single-shape prompts whose (colour, shape, position, background) never occur in training,
     every fact stated, phrased as training phrases them."""
@@ -229,11 +237,7 @@ def two_shape_prompts(n: int, seed: int = 99) -> list[dict]:
         rng = random.Random(f"two-shapes:{seed}:{i}")
         relation = list(data.RELATIONS)[i // 2 % len(data.RELATIONS)] if i % 2 else None
         scene = data.random_scene(rng, held_out=True, shapes=2, relation=relation)
-        while True:
-            text, stated = data.describe(scene, rng)
-            if stated.background and (stated.relation == relation if relation else all(stated.positions)):
-                break
-        out.append(_entry(text, scene, stated))
+        out.append(_described(scene, rng, lambda s: s.background and (s.relation == relation if relation else all(s.positions))))
     return out
 
 
@@ -243,11 +247,7 @@ def open_prompts(n: int, seed: int = 99) -> list[dict]:
     for i in range(n):
         rng = random.Random(f"open:{seed}:{i}")
         scene = data.random_scene(rng, shapes=1)
-        while True:
-            text, stated = data.describe(scene, rng)
-            if not stated.positions[0] and not stated.sizes[0]:
-                break
-        out.append(_entry(text, scene, stated))
+        out.append(_described(scene, rng, lambda s: not s.positions[0] and not s.sizes[0]))
     return out
 
 

@@ -38,7 +38,7 @@ function previewThreads(): number {
  * each input shape, which made the first 3×3 after start 1.2× slower than PyTorch's at DALL·E-mini
  * size (issue #14); a user's first request should not pay it.
  */
-async function warm(batch: DecodeBatch, model: Model, decode: ((grids: Int32Array[]) => Promise<unknown>) | null): Promise<void> {
+async function warm(batch: DecodeBatch, model: Model, decode: (grids: Int32Array[]) => Promise<unknown>): Promise<void> {
   for (const count of [1, 9]) {
     const abort = new AbortController();
     const member = batch.admit({ prompt: "", count, seed: 0, previewInterval: 0, signal: abort.signal });
@@ -47,8 +47,8 @@ async function warm(batch: DecodeBatch, model: Model, decode: ((grids: Int32Arra
     while (batch.active) await batch.step();
     member.drain();
   }
-  const grid = new Int32Array(model.manifest.architecture.grid.height * model.manifest.architecture.grid.width);
-  await (decode ?? ((grids: Int32Array[]) => decodeGrids(model, grids)))([grid]);
+  const { grid } = model.manifest.architecture;
+  await decode([new Int32Array(grid.height * grid.width)]);
 }
 
 async function run(): Promise<void> {
@@ -66,9 +66,10 @@ async function run(): Promise<void> {
     const separate = options.provider === "cpu";
     model = await loadModel(options.modelFolder, { provider: options.provider, log, vqDecoder: !separate });
     previews = separate ? await PreviewClient.start({ modelFolder: options.modelFolder, provider: "cpu", threads: previewThreads() }, log) : null;
-    const decode = (grids: Int32Array[]) => previews!.decode(grids);
-    batch = new DecodeBatch(model, previews ? { decodePreviews: decode, decodeImages: decode } : {});
-    await warm(batch, model, previews ? decode : null);
+    const thread = previews;
+    const decode = thread ? (grids: Int32Array[]) => thread.decode(grids) : (grids: Int32Array[]) => decodeGrids(model, grids);
+    batch = new DecodeBatch(model, { decodePreviews: decode, decodeImages: decode });
+    await warm(batch, model, decode);
     send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
   } catch (e) {
     send({ type: "load-failed", message: (e as Error).message, code: e instanceof MosaicError ? e.code : undefined });
