@@ -141,7 +141,7 @@ def score(img: np.ndarray, scene: data.SceneSpec, stated: data.Stated | None = N
               "position_ok": None, "size_ok": None}
         if stated.positions[i]:
             cx, cy = data.centre_of(s.position)
-            r = data.SIZES[s.size]
+            r = data.radius(s.shape, s.size)
             window = cls[int(max(0, cy - r)): int(cy + r), int(max(0, cx - r)): int(cx + r)]
             ok["colour_ok"] = ok["colour_ok"] and float((window == PALETTE_NAMES.index(s.colour)).mean()) >= 0.2
             ok["position_ok"] = "x" in found and math.hypot(found["x"] - cx, found["y"] - cy) <= 10

@@ -41,6 +41,18 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle", "star", "heart")
 # Radius of the circle that encloses the shape, in pixels of the 64x64 image.
 SIZES = {"small": 9, "big": 15}
+# A star's points are thinner than a 4-px code at radius 9: the VQ autoencoder gave 45 of 45 small
+# stars back as circles (training/eval/candidate-2026-11-30). So a star is drawn larger (its points
+# then span more than a code); the scorer reads sizes against each shape's own template, so "small"
+# still means the smaller of a shape's two sizes.
+STAR_RADIUS = {"small": 13, "big": 16}
+STAR_INNER = 0.5
+
+
+def radius(shape: str, size: str) -> float:
+    return STAR_RADIUS[size] if shape == "star" else SIZES[size]
+
+
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "big": ("big", "large", "huge")}
 # Centre of each named position, as fractions of the image side.
 POSITIONS: dict[str, tuple[float, float]] = {
@@ -148,7 +160,7 @@ def centre_of(position: str) -> tuple[float, float]:
 
 def _fits(a: ShapeSpec, b: ShapeSpec) -> bool:
     (ax, ay), (bx, by) = centre_of(a.position), centre_of(b.position)
-    return math.hypot(ax - bx, ay - by) >= SIZES[a.size] + SIZES[b.size] + 2
+    return math.hypot(ax - bx, ay - by) >= radius(a.shape, a.size) + radius(b.shape, b.size) + 2
 
 
 def relation_holds(relation: str, first: str, second: str) -> bool:
@@ -266,7 +278,7 @@ def caption(scene: SceneSpec, rng: random.Random) -> str:
 def _draw_shape(draw: ImageDraw.ImageDraw, s: ShapeSpec, scale: int, centre: tuple[float, float] | None = None) -> None:
     """Every shape is drawn with its bounding box centred on its place, so a box centre finds it."""
     cx, cy = centre or centre_of(s.position)
-    r = SIZES[s.size]
+    r = radius(s.shape, s.size)
     fill = COLOURS[s.colour]
     cx, cy, r = cx * scale, cy * scale, r * scale
     if s.shape == "circle":
@@ -281,7 +293,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, s: ShapeSpec, scale: int, centre: tup
     elif s.shape == "star":
         pts = []
         for k in range(10):
-            rr = r if k % 2 == 0 else r * 0.5
+            rr = r if k % 2 == 0 else r * STAR_INNER
             a = -math.pi / 2 + k * math.pi / 5
             pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
         dy = r * (1 - math.cos(math.pi / 5)) / 2  # the box spans -r .. r cos 36°

@@ -32,6 +32,17 @@ def tokenize_batch(tok: WordTokenizer, captions: list[str], max_len: int) -> tup
     return ids, mask
 
 
+def cpu_has_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AMX or AVX-512 BF16); elsewhere autocast to bf16
+    is emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def checkpoint_path(out: str) -> str:
     return os.path.join(out, "transformer.pt")
 
@@ -56,6 +67,15 @@ def train(args: argparse.Namespace) -> None:
         start_step, history, earlier_seconds = ckpt["steps"], ckpt["history"], ckpt["seconds"]
         log(f"resuming at step {start_step} ({earlier_seconds / 60:.1f} min so far)")
     log(f"transformer parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
+    # Mixed precision: weights, optimiser state, layer norms, the residual stream and the loss stay
+    # fp32; matrix products run in bf16 where the CPU has it (the card says which precision a model had).
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and cpu_has_bf16())
+    log(f"precision: {'bf16 matrix products (autocast)' if bf16 else 'fp32'}")
+
+    def run(ids: torch.Tensor, mask: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(ids, mask, inp).float()
+
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     n_val = 512
     val_idx = list(range(n_val))
@@ -75,7 +95,8 @@ def train(args: argparse.Namespace) -> None:
 
     def save(final: bool) -> None:
         torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "steps": start_step + step, "history": history,
-                    "seconds": earlier_seconds + time.time() - t0, "args": vars(args), "final": final}, checkpoint_path(args.out))
+                    "seconds": earlier_seconds + time.time() - t0, "args": vars(args), "final": final,
+                    "precision": "bf16" if bf16 else "fp32"}, checkpoint_path(args.out))
 
     while step < args.steps:
         elapsed = time.time() - t0
@@ -89,7 +110,7 @@ def train(args: argparse.Namespace) -> None:
             g["lr"] = lr
         model.train()
         ids, mask, inp, target = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True)
-        logits = model(ids, mask, inp)
+        logits = run(ids, mask, inp)
         loss = F.cross_entropy(logits.reshape(-1, codebook), target.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -102,7 +123,7 @@ def train(args: argparse.Namespace) -> None:
                 vl = []
                 for s in range(0, n_val, 128):
                     ids, mask, inp, target = batch(val_idx[s : s + 128], False)
-                    vl.append(F.cross_entropy(model(ids, mask, inp).reshape(-1, codebook), target.reshape(-1)).item())
+                    vl.append(F.cross_entropy(run(ids, mask, inp).reshape(-1, codebook), target.reshape(-1)).item())
             history.append({"step": start_step + step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
                             "seconds": earlier_seconds + time.time() - t0})
             log(f"step {start_step + step} loss {loss.item():.3f} val {np.mean(vl):.3f} lr {lr:.2e} "
@@ -125,6 +146,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--empty-caption-rate", type=float, default=0.1)
     p.add_argument("--resume", action="store_true", help="continue transformer.pt with a new schedule")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 matrix products where the CPU multiplies bf16 natively, else fp32")
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--encoder-layers", type=int, default=3)

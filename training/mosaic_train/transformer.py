@@ -47,11 +47,20 @@ class Config:
         return asdict(self)
 
 
+class LayerNorm(nn.LayerNorm):
+    """Always computed in fp32. Training may run under CPU autocast to bf16 (train_transformer
+    --precision); this torch's autocast leaves layer norm alone, and a bf16 input against fp32
+    weights fails. The check is Python-level, so the exported fp32 graphs gain no Cast node."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x if x.dtype == torch.float32 else x.float())
+
+
 class GLU(nn.Module):
     def __init__(self, d: int, hidden: int):
         super().__init__()
-        self.ln0 = nn.LayerNorm(d)
-        self.ln1 = nn.LayerNorm(hidden)
+        self.ln0 = LayerNorm(d)
+        self.ln1 = LayerNorm(hidden)
         self.fc0 = nn.Linear(d, hidden, bias=False)
         self.fc1 = nn.Linear(d, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, d, bias=False)
@@ -86,9 +95,9 @@ class Attention(nn.Module):
 class EncoderLayer(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
-        self.pre_attn_ln = nn.LayerNorm(c.d_model)
+        self.pre_attn_ln = LayerNorm(c.d_model)
         self.attn = Attention(c.d_model, c.heads)
-        self.post_attn_ln = nn.LayerNorm(c.d_model)
+        self.post_attn_ln = LayerNorm(c.d_model)
         self.glu = GLU(c.d_model, c.glu_dim)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -102,12 +111,12 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
-        self.pre_self_ln = nn.LayerNorm(c.d_model)
+        self.pre_self_ln = LayerNorm(c.d_model)
         self.self_attn = Attention(c.d_model, c.heads)
-        self.post_self_ln = nn.LayerNorm(c.d_model)
-        self.pre_cross_ln = nn.LayerNorm(c.d_model)
+        self.post_self_ln = LayerNorm(c.d_model)
+        self.pre_cross_ln = LayerNorm(c.d_model)
         self.cross_attn = Attention(c.d_model, c.heads)
-        self.post_cross_ln = nn.LayerNorm(c.d_model)
+        self.post_cross_ln = LayerNorm(c.d_model)
         self.glu = GLU(c.d_model, c.glu_dim)
 
     def forward(self, x, self_k, self_v, self_allowed, cross_k, cross_v, cross_allowed):
@@ -132,14 +141,14 @@ class DalleBart(nn.Module):
         d = c.d_model
         self.text_embed = nn.Embedding(c.text_vocab, d)
         self.text_pos = nn.Embedding(c.max_text_len, d)
-        self.text_ln = nn.LayerNorm(d)
+        self.text_ln = LayerNorm(d)
         self.encoder_layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.encoder_layers))
-        self.encoder_final_ln = nn.LayerNorm(d)
+        self.encoder_final_ln = LayerNorm(d)
         self.image_embed = nn.Embedding(c.codebook_size + 1, d)  # + start token
         self.image_pos = nn.Embedding(c.image_len, d)
-        self.image_ln = nn.LayerNorm(d)
+        self.image_ln = LayerNorm(d)
         self.decoder_layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
-        self.decoder_final_ln = nn.LayerNorm(d)
+        self.decoder_final_ln = LayerNorm(d)
         self.lm_head = nn.Linear(d, c.codebook_size, bias=False)
         self.apply(self._init)
 
