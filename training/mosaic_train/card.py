@@ -67,6 +67,10 @@ def guidance_note(selection: dict | None, pct) -> str:
             "The engine supports any scale; the unconditional rows it needs are skipped at scale 1, halving the work.")
 
 
+def precision_note(tr_ckpt: dict) -> str:
+    return "matrix products in bf16 (the CPU multiplies bf16 natively), the rest fp32; " if tr_ckpt.get("precision") == "bf16" else ""
+
+
 def measure(model, vq, tok, prompts: list[dict], settings: Settings, seeds: list[int]) -> tuple[np.ndarray, list[dict]]:
     codes = generate_codes(model, tok, [p["caption"] for p in prompts], seeds, settings)
     images = decode(vq, codes)
@@ -235,7 +239,7 @@ width {a['modelWidth']}, {a['heads']} heads, GLU {a['feedForwardWidth']}, NormFo
 | | steps | batch | time | result |
 | --- | --- | --- | --- | --- |
 | VQ autoencoder | {vq_ckpt['steps']} | {vq_ckpt['args']['batch']} | {vq_ckpt['seconds'] / 60:.1f} min | validation MSE {vq_hist[-1]['val_mse']:.4f} (pixels in [-1, 1]); codebook usage {usage['codes_used']}/{usage['codebook_size']} codes on {usage['samples']} training images |
-| transformer | {tr_ckpt['steps']} | {tr_ckpt['args']['batch']} | {tr_ckpt['seconds'] / 60:.1f} min | loss {tr_hist[0]['loss']:.2f} → {tr_hist[-1]['loss']:.3f} (validation {tr_hist[-1]['val_loss']:.3f} nats/token), {usage.get('captions', 1)} captions per image, 10% empty captions for guidance |
+| transformer | {tr_ckpt['steps']} | {tr_ckpt['args']['batch']} | {tr_ckpt['seconds'] / 60:.1f} min | {precision_note(tr_ckpt)}loss {tr_hist[0]['loss']:.2f} → {tr_hist[-1]['loss']:.3f} (validation {tr_hist[-1]['val_loss']:.3f} nats/token), {usage.get('captions', 1)} captions per image, 10% empty captions for guidance |
 
 PyTorch generation here: {gen_seconds:.2f} s per image (batched).
 
@@ -251,7 +255,7 @@ the candidates below by the same adherence check, measured by `training/mosaic_t
 
 ## Limits
 - It knows only its vocabulary: {len(tok.vocab) - 4} words. Other words become `<unk>` and the engine reports them.
-- 64×64 pixels; small shapes are about 18 px across and their corners come back soft (the VQ grid is 4 px).
+- 64×64 pixels; small shapes are about 18 px across (stars 26 px: thinner points did not survive the VQ's 4-px codes) and their corners come back soft.
 - Trained on synthetic flat-colour images only: it draws nothing else.
 """
     with open(os.path.join(args.model, "README.md"), "w") as f:

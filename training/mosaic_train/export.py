@@ -44,6 +44,7 @@ def load(work: str) -> tuple[VQAutoencoder, DalleBart, dict, dict]:
     tr_ckpt = torch.load(os.path.join(work, "transformer.pt"))
     model = DalleBart(Config(**tr_ckpt["config"]))
     model.load_state_dict(tr_ckpt["model"])
+    model.fold_positions()
     for m in (vq, model):
         m.eval()
         round_to_fp16(m)

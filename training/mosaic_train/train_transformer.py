@@ -56,7 +56,8 @@ def train(args: argparse.Namespace) -> None:
     tok = WordTokenizer(data.vocabulary())
     grid = int(round(codes.shape[1] ** 0.5))
     cfg = Config(text_vocab=len(tok.vocab), codebook_size=codebook, grid=grid, d_model=args.d_model, heads=args.heads,
-                 encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, glu_dim=args.glu_dim)
+                 encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, glu_dim=args.glu_dim,
+                 image_positions=args.image_positions)
     model = DalleBart(cfg)
     start_step, history, earlier_seconds = 0, [], 0.0
     if args.resume:
@@ -148,6 +149,8 @@ def main() -> None:
     p.add_argument("--resume", action="store_true", help="continue transformer.pt with a new schedule")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 matrix products where the CPU multiplies bf16 natively, else fp32")
+    p.add_argument("--image-positions", choices=["table", "rows+cols"], default="table",
+                   help="rows+cols: learn a vector per grid row and column beside the position table (folded at export)")
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--encoder-layers", type=int, default=3)

@@ -30,6 +30,11 @@ class Config:
     encoder_layers: int = 3
     decoder_layers: int = 3
     glu_dim: int = 640
+    # "table": one learned vector per image position (DALL·E mini's). "rows+cols": that table plus a
+    # learned vector per grid row and per grid column, so "top" or "left" is one direction to learn
+    # rather than 16 or 48 separate ones; folded into the table for export (fold_positions), so the
+    # graphs and the model format are the same either way.
+    image_positions: str = "table"
 
     @property
     def image_len(self) -> int:
@@ -146,6 +151,11 @@ class DalleBart(nn.Module):
         self.encoder_final_ln = LayerNorm(d)
         self.image_embed = nn.Embedding(c.codebook_size + 1, d)  # + start token
         self.image_pos = nn.Embedding(c.image_len, d)
+        if c.image_positions == "rows+cols":
+            self.image_row = nn.Embedding(c.grid, d)
+            self.image_col = nn.Embedding(c.grid, d)
+        elif c.image_positions != "table":
+            raise ValueError(f"unknown image_positions {c.image_positions!r}")
         self.image_ln = LayerNorm(d)
         self.decoder_layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
         self.decoder_final_ln = LayerNorm(d)
@@ -171,7 +181,22 @@ class DalleBart(nn.Module):
         return torch.stack(ks), torch.stack(vs)
 
     def _embed_image(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.image_ln(self.image_embed(tokens) + self.image_pos(positions))
+        pos = self.image_pos(positions)
+        if self.config.image_positions == "rows+cols":
+            g = self.config.grid
+            pos = pos + self.image_row(torch.div(positions, g, rounding_mode="floor")) + self.image_col(positions % g)
+        return self.image_ln(self.image_embed(tokens) + pos)
+
+    @torch.no_grad()
+    def fold_positions(self) -> None:
+        """Rows and columns added into the position table: the same outputs from a plain "table" model."""
+        c = self.config
+        if c.image_positions == "table":
+            return
+        p = torch.arange(c.image_len)
+        self.image_pos.weight += self.image_row.weight[p // c.grid] + self.image_col.weight[p % c.grid]
+        del self.image_row, self.image_col
+        self.config = Config(**{**c.to_dict(), "image_positions": "table"})
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: tokens int64 [b, n] (start token first) -> logits [b, n, codebook]."""
