@@ -183,9 +183,12 @@ class DalleBart(nn.Module):
     def _embed_image(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         pos = self.image_pos(positions)
         if self.config.image_positions == "rows+cols":
-            g = self.config.grid
-            pos = pos + self.image_row(torch.div(positions, g, rounding_mode="floor")) + self.image_col(positions % g)
+            pos = pos + self._rows_cols(positions)
         return self.image_ln(self.image_embed(tokens) + pos)
+
+    def _rows_cols(self, positions: torch.Tensor) -> torch.Tensor:
+        g = self.config.grid
+        return self.image_row(torch.div(positions, g, rounding_mode="floor")) + self.image_col(positions % g)
 
     @torch.no_grad()
     def fold_positions(self) -> None:
@@ -193,8 +196,7 @@ class DalleBart(nn.Module):
         c = self.config
         if c.image_positions == "table":
             return
-        p = torch.arange(c.image_len)
-        self.image_pos.weight += self.image_row.weight[p // c.grid] + self.image_col.weight[p % c.grid]
+        self.image_pos.weight += self._rows_cols(torch.arange(c.image_len))
         del self.image_row, self.image_col
         self.config = Config(**{**c.to_dict(), "image_positions": "table"})
 
