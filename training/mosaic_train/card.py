@@ -71,6 +71,24 @@ def precision_note(tr_ckpt: dict) -> str:
     return "matrix products in bf16 (the CPU multiplies bf16 natively), the rest fp32; " if tr_ckpt.get("precision") == "bf16" else ""
 
 
+def edge_note(tr_ckpt: dict) -> str:
+    w = tr_ckpt["args"].get("edge_weight", 1.0)
+    return f"tokens where the code changes weigh {w:g}× in the loss; " if w != 1 else ""
+
+
+def place_read_note(tr_ckpt: dict, pct) -> str:
+    """The training run's place probe (place_probe.py), final and along the way."""
+    final = tr_ckpt.get("place_read")
+    if not final:
+        return ""
+    curve = [(h["step"], h["place_read"]) for h in tr_ckpt["history"] if "place_read" in h]
+    shown = curve[:: max(1, len(curve) // 6)]
+    along = "; ".join(f"step {s}: {pct(r['held_out'])} / {pct(r['training'])}" for s, r in shown)
+    return (f"\nPlace read (`place_probe.py`, teacher-forced: the asked place's image scores best of the nine, chance 11%), "
+            f"held-out / training prompts: {pct(final['held_out'])} / {pct(final['training'])} at the end"
+            + (f"; along the way {along}." if along else "."))
+
+
 def measure(model, vq, tok, prompts: list[dict], settings: Settings, seeds: list[int]) -> tuple[np.ndarray, list[dict]]:
     codes = generate_codes(model, tok, [p["caption"] for p in prompts], seeds, settings)
     images = decode(vq, codes)
@@ -182,7 +200,10 @@ colour. Captions say what people say: any of size, place and background may be l
 random, so it varies between images), in many orders and phrasings ("on a black background, a large red triangle",
 "green square, black background", "the background is yellow and there is a black triangle in the middle"),
 with synonyms, capitals and punctuation, and two shapes by place or by relation ("… above …", "… next to …").
-About 1 in 12 (colour, shape, position, background) combinations is **held out** of training entirely.
+About 1 in 12 (colour, shape, position, background) combinations is **held out**: no training caption ever names
+one with its place. Its images are drawn only under captions that leave the place open, about as often as such a
+caption is (so a prompt without a place gets all nine places alike, where leaving them out of training entirely
+taught the model to avoid them: see `training/eval/candidate-2026-12-01`).
 
 ![Samples](samples.png)
 
@@ -239,9 +260,10 @@ width {a['modelWidth']}, {a['heads']} heads, GLU {a['feedForwardWidth']}, NormFo
 | | steps | batch | time | result |
 | --- | --- | --- | --- | --- |
 | VQ autoencoder | {vq_ckpt['steps']} | {vq_ckpt['args']['batch']} | {vq_ckpt['seconds'] / 60:.1f} min | validation MSE {vq_hist[-1]['val_mse']:.4f} (pixels in [-1, 1]); codebook usage {usage['codes_used']}/{usage['codebook_size']} codes on {usage['samples']} training images |
-| transformer | {tr_ckpt['steps']} | {tr_ckpt['args']['batch']} | {tr_ckpt['seconds'] / 60:.1f} min | {precision_note(tr_ckpt)}loss {tr_hist[0]['loss']:.2f} → {tr_hist[-1]['loss']:.3f} (validation {tr_hist[-1]['val_loss']:.3f} nats/token), {usage.get('captions', 1)} captions per image, 10% empty captions for guidance |
+| transformer | {tr_ckpt['steps']} | {tr_ckpt['args']['batch']} | {tr_ckpt['seconds'] / 60:.1f} min | {precision_note(tr_ckpt)}{edge_note(tr_ckpt)}loss {tr_hist[0]['loss']:.2f} → {tr_hist[-1]['loss']:.3f} (validation {tr_hist[-1]['val_loss']:.3f} nats/token), {usage.get('captions', 1)} captions per image, 10% empty captions for guidance |
 
 PyTorch generation here: {gen_seconds:.2f} s per image (batched).
+{place_read_note(tr_ckpt, pct)}
 
 ## Sampling defaults
 Guidance {defaults.guidance_scale}, top-k {defaults.top_k}, top-p {defaults.top_p}, temperature {defaults.temperature}: the best of

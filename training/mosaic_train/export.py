@@ -19,7 +19,7 @@ from .sampling import Settings
 from .text import WordTokenizer, normalise
 from .train_transformer import tokenize_batch
 from .transformer import Config, DalleBart
-from .vq import VQAutoencoder
+from .vq import VQAutoencoder, load_trained
 
 # The model's default sampling when no selection was run (select.py chooses it on held-out prompts).
 FALLBACK_SETTINGS = Settings(guidance_scale=1.0, top_k=8, top_p=1.0, temperature=0.7)
@@ -37,10 +37,7 @@ GREEDY_SETTINGS = Settings(guidance_scale=3.0, top_k=1, top_p=1.0, temperature=1
 
 def load(work: str) -> tuple[VQAutoencoder, DalleBart, dict, dict]:
     """The trained models (weights rounded to fp16, as the files hold them) and their checkpoints."""
-    vq_ckpt = torch.load(os.path.join(work, "vq.pt"))
-    a = vq_ckpt["args"]
-    vq = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"], a.get("factor", 4))
-    vq.load_state_dict(vq_ckpt["model"])
+    vq, vq_ckpt = load_trained(work)
     tr_ckpt = torch.load(os.path.join(work, "transformer.pt"))
     model = DalleBart(Config(**tr_ckpt["config"]))
     model.load_state_dict(tr_ckpt["model"])

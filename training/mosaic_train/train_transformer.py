@@ -16,10 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data
+from . import data, place_probe
 from .runtime import log, setup_torch
 from .text import WordTokenizer
 from .transformer import Config, DalleBart
+from .vq import load_trained
 
 
 def tokenize_batch(tok: WordTokenizer, captions: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +42,17 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def token_weights(target: torch.Tensor, inp: torch.Tensor, edge_weight: float) -> torch.Tensor:
+    """Per-token loss weights: edge_weight where the code differs from the one before it in raster order.
+
+    Why: where a shape starts is one token of 256 (after it, the rows above show where the shape is),
+    so an unweighted loss pays little for ignoring the place a caption names. Those tokens are where
+    the code changes; the first token (the background, after the start token) is one of them. Weighting
+    whole tokens leaves each token's best prediction the true conditional distribution: it moves where
+    the model spends its capacity, not what it should predict."""
+    return 1 + (edge_weight - 1) * (target != inp).float()
 
 
 def checkpoint_path(out: str) -> str:
@@ -72,6 +84,13 @@ def train(args: argparse.Namespace) -> None:
     # fp32; matrix products run in bf16 where the CPU has it (the card says which precision a model had).
     bf16 = args.precision == "bf16" or (args.precision == "auto" and cpu_has_bf16())
     log(f"precision: {'bf16 matrix products (autocast)' if bf16 else 'fp32'}")
+    vq, _ = load_trained(args.out)
+    probes = {name: place_probe.build(vq, tok, cfg.max_text_len, args.probe_prompts, held_out)
+              for name, held_out in (("held_out", True), ("training", False))}
+
+    def read_places() -> dict[str, float]:
+        model.eval()
+        return {k: place_probe.accuracy(run, p, cfg.start_token) for k, p in probes.items()}
 
     def run(ids: torch.Tensor, mask: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -94,8 +113,8 @@ def train(args: argparse.Namespace) -> None:
         start = torch.full((len(indices), 1), cfg.start_token, dtype=torch.long)
         return ids, mask, torch.cat([start, target[:, :-1]], 1), target
 
-    def save(final: bool) -> None:
-        torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "steps": start_step + step, "history": history,
+    def save(final: bool, place_read: dict | None = None) -> None:
+        torch.save({"place_read": place_read, "model": model.state_dict(), "config": cfg.to_dict(), "steps": start_step + step, "history": history,
                     "seconds": earlier_seconds + time.time() - t0, "args": vars(args), "final": final,
                     "precision": "bf16" if bf16 else "fp32"}, checkpoint_path(args.out))
 
@@ -112,7 +131,8 @@ def train(args: argparse.Namespace) -> None:
         model.train()
         ids, mask, inp, target = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True)
         logits = run(ids, mask, inp)
-        loss = F.cross_entropy(logits.reshape(-1, codebook), target.reshape(-1))
+        w = token_weights(target, inp, args.edge_weight)
+        loss = (F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * w).sum() / w.sum()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -125,14 +145,22 @@ def train(args: argparse.Namespace) -> None:
                 for s in range(0, n_val, 128):
                     ids, mask, inp, target = batch(val_idx[s : s + 128], False)
                     vl.append(F.cross_entropy(run(ids, mask, inp).reshape(-1, codebook), target.reshape(-1)).item())
-            history.append({"step": start_step + step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
-                            "seconds": earlier_seconds + time.time() - t0})
+            entry = {"step": start_step + step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
+                     "seconds": earlier_seconds + time.time() - t0}
+            places = ""
+            if step % args.probe_every == 0:
+                entry["place_read"] = read_places()
+                places = " place read: " + ", ".join(f"{k} {v:.0%}" for k, v in entry["place_read"].items())
+            history.append(entry)
+            # The training loss is edge-weighted; the validation loss is not (comparable across runs).
             log(f"step {start_step + step} loss {loss.item():.3f} val {np.mean(vl):.3f} lr {lr:.2e} "
-                f"{(time.time() - t0) / step:.2f}s/step")
+                f"{(time.time() - t0) / step:.2f}s/step{places}")
         if time.time() - last_save > 300:
             save(False)
             last_save = time.time()
-    save(True)
+    places = read_places()
+    log("place read (asked place scored best, chance 11%): " + ", ".join(f"{k} {v:.0%}" for k, v in places.items()))
+    save(True, places)
     log(f"done: {start_step + step} steps in {(earlier_seconds + time.time() - t0) / 60:.1f} min")
 
 
@@ -146,6 +174,10 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--empty-caption-rate", type=float, default=0.1)
+    p.add_argument("--edge-weight", type=float, default=4.0,
+                   help="loss weight of tokens whose code differs from the previous one (where shapes start and end)")
+    p.add_argument("--probe-every", type=int, default=500, help="steps between place probes (a multiple of 50)")
+    p.add_argument("--probe-prompts", type=int, default=24, help="prompts per place probe set (each scored at 9 places)")
     p.add_argument("--resume", action="store_true", help="continue transformer.pt with a new schedule")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 matrix products where the CPU multiplies bf16 natively, else fp32")

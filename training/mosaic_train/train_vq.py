@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from . import data
 from .runtime import setup_torch, log
-from .vq import VQAutoencoder, to_input
+from .vq import VQAutoencoder, load_trained, to_input
 
 
 def batch_images(seed: int, start: int, n: int) -> torch.Tensor:
@@ -68,11 +68,8 @@ def encode(args: argparse.Namespace) -> None:
     """Writes codes.npy (int16 [n, grid²]) and captions.json (--captions captions of each image) for the
     transformer."""
     setup_torch(args.seed)
-    ckpt = torch.load(os.path.join(args.out, "vq.pt"))
+    model, ckpt = load_trained(args.out)
     a = ckpt["args"]
-    model = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"], a.get("factor", 4))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
     codes, captions = [], []
     t0 = time.time()
     for start in range(0, args.samples, 256):

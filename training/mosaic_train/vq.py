@@ -10,6 +10,8 @@ with an EMA codebook already gives crisp large shapes (training-notes.md).
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -133,6 +135,16 @@ class VQAutoencoder(nn.Module):
         z = self.codebook.embed[codes].permute(0, 3, 1, 2)
         x = self.decoder(z)
         return ((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
+
+
+def load_trained(work: str) -> tuple[VQAutoencoder, dict]:
+    """The VQ autoencoder that train_vq wrote to <work>/vq.pt (in eval mode) and its checkpoint."""
+    ckpt = torch.load(os.path.join(work, "vq.pt"))
+    a = ckpt["args"]
+    model = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"], a.get("factor", 4))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt
 
 
 def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
