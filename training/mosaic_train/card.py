@@ -71,9 +71,9 @@ def precision_note(tr_ckpt: dict) -> str:
     return "matrix products in bf16 (the CPU multiplies bf16 natively), the rest fp32; " if tr_ckpt.get("precision") == "bf16" else ""
 
 
-def edge_note(tr_ckpt: dict) -> str:
-    w = tr_ckpt["args"].get("edge_weight", 1.0)
-    return f"tokens where the code changes weigh {w:g}× in the loss; " if w != 1 else ""
+def placed_note(tr_ckpt: dict) -> str:
+    share = tr_ckpt["args"].get("placed_first", 0)
+    return f"the first {share:.0%} of the schedule on captions that say where every shape is; " if share else ""
 
 
 def place_read_note(tr_ckpt: dict, pct) -> str:
@@ -260,7 +260,7 @@ width {a['modelWidth']}, {a['heads']} heads, GLU {a['feedForwardWidth']}, NormFo
 | | steps | batch | time | result |
 | --- | --- | --- | --- | --- |
 | VQ autoencoder | {vq_ckpt['steps']} | {vq_ckpt['args']['batch']} | {vq_ckpt['seconds'] / 60:.1f} min | validation MSE {vq_hist[-1]['val_mse']:.4f} (pixels in [-1, 1]); codebook usage {usage['codes_used']}/{usage['codebook_size']} codes on {usage['samples']} training images |
-| transformer | {tr_ckpt['steps']} | {tr_ckpt['args']['batch']} | {tr_ckpt['seconds'] / 60:.1f} min | {precision_note(tr_ckpt)}{edge_note(tr_ckpt)}loss {tr_hist[0]['loss']:.2f} → {tr_hist[-1]['loss']:.3f} (validation {tr_hist[-1]['val_loss']:.3f} nats/token), {usage.get('captions', 1)} captions per image, 10% empty captions for guidance |
+| transformer | {tr_ckpt['steps']} | {tr_ckpt['args']['batch']} | {tr_ckpt['seconds'] / 60:.1f} min | {precision_note(tr_ckpt)}{placed_note(tr_ckpt)}loss {tr_hist[0]['loss']:.2f} → {tr_hist[-1]['loss']:.3f} (validation {tr_hist[-1]['val_loss']:.3f} nats/token), {usage.get('captions', 1)} captions per image, 10% empty captions for guidance |
 
 PyTorch generation here: {gen_seconds:.2f} s per image (batched).
 {place_read_note(tr_ckpt, pct)}

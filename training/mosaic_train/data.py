@@ -307,9 +307,18 @@ def describe(scene: SceneSpec, rng: random.Random, full: bool = False, places: b
             return text, stated
 
 
+def training_caption(scene: SceneSpec, rng: random.Random) -> tuple[str, Stated]:
+    """A training caption and what it states: it never names the place of a held-out combination (see training_scene)."""
+    return describe(scene, rng, places=not names_held_out(scene))
+
+
 def caption(scene: SceneSpec, rng: random.Random) -> str:
-    """A training caption: it never names the place of a held-out combination (see training_scene)."""
-    return describe(scene, rng, places=not names_held_out(scene))[0]
+    return training_caption(scene, rng)[0]
+
+
+def places_all(stated: Stated) -> bool:
+    """Whether a caption says where every shape is (by place, not only by relation)."""
+    return all(stated.positions)
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, s: ShapeSpec, scale: int, centre: tuple[float, float] | None = None) -> None:
@@ -367,12 +376,18 @@ def sample(seed: int, index: int, held_out: bool = False) -> tuple[SceneSpec, st
     return scene, caption(scene, rng), render(scene)
 
 
+def described_captions(seed: int, index: int, n: int) -> tuple[SceneSpec, list[tuple[str, Stated]]]:
+    """sample_captions without drawing the image: the scene and its n captions with what each states."""
+    rng = _rng(seed, index, False)
+    scene = training_scene(rng)
+    return scene, [training_caption(scene, rng) for _ in range(n)]
+
+
 def sample_captions(seed: int, index: int, n: int) -> tuple[SceneSpec, list[str], np.ndarray]:
     """The same scene as sample(seed, index) with n captions of it (the first is sample's):
     more ways of saying one picture, for the same cost of drawing and encoding it."""
-    rng = _rng(seed, index, False)
-    scene = training_scene(rng)
-    return scene, [caption(scene, rng) for _ in range(n)], render(scene)
+    scene, described = described_captions(seed, index, n)
+    return scene, [text for text, _ in described], render(scene)
 
 
 def vocabulary() -> list[str]:

@@ -85,10 +85,19 @@ def encode(args: argparse.Namespace) -> None:
     np.save(os.path.join(args.out, "codes.npy"), all_codes)
     with open(os.path.join(args.out, "captions.json"), "w") as f:
         json.dump(captions, f)
+    write_placed(args.out, args.seed + 2, args.samples, args.captions)
     with open(os.path.join(args.out, "codebook-usage.json"), "w") as f:
         json.dump({"codes_used": usage, "codebook_size": a["codebook"], "samples": args.samples,
                    "captions": args.captions}, f)
     log(f"codebook usage on the training set: {usage}/{a['codebook']}")
+
+
+def write_placed(out: str, seed: int, samples: int, n: int) -> None:
+    """<out>/placed.json: for each caption in captions.json, whether it says where every shape is (the
+    transformer's first phase trains on those; see train_transformer --placed-first)."""
+    placed = [[data.places_all(stated) for _, stated in data.described_captions(seed, i, n)[1]] for i in range(samples)]
+    with open(os.path.join(out, "placed.json"), "w") as f:
+        json.dump(placed, f)
 
 
 def main() -> None:

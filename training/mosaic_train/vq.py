@@ -147,6 +147,21 @@ def load_trained(work: str) -> tuple[VQAutoencoder, dict]:
     return model, ckpt
 
 
+@torch.no_grad()
+def alike_flat_codes(model: VQAutoencoder, colour_tolerance: float = 40, flatness: float = 25) -> torch.Tensor:
+    """bool [codebook, codebook]: both codes decode to a flat patch (channel spread under `flatness`,
+    of 255) of the same colour (within `colour_tolerance`). A flat background is written with several
+    codes (corners, edges and the field near a shape differ), so code equality cannot tell background."""
+    n = model.codebook.size
+    grid = 64 // model.factor
+    pix = model.decode_codes(torch.arange(n)[:, None, None].expand(n, grid, grid)) * 255  # [n, 64, 64, 3]
+    mid = grid // 2 * model.factor
+    block = pix[:, mid : mid + model.factor, mid : mid + model.factor].reshape(n, -1, 3)
+    mean, flat = block.mean(1), block.std(1).amax(1) < flatness
+    close = (mean[:, None, :] - mean[None, :, :]).abs().amax(-1) < colour_tolerance
+    return close & flat[:, None] & flat[None, :]
+
+
 def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [b, 64, 64, 3] -> float [b, 3, 64, 64] in [-1, 1]."""
     return images_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1

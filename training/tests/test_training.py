@@ -104,6 +104,21 @@ class DataTest(unittest.TestCase):
                     found = adherence.score(data.render(scene), scene)["shapes"][0]["found"]
                     self.assertEqual((found["shape"], found["size"], found["position"]), (shape, size, place))
 
+    def test_placed_captions_say_where_every_shape_is(self):
+        # The transformer's first phase trains on these (train_vq writes placed.json from them).
+        placed = 0
+        for i in range(300):
+            scene, described = data.described_captions(1, i, 4)
+            self.assertEqual([t for t, _ in described], data.sample_captions(1, i, 4)[1])
+            for text, stated in described:
+                if not data.places_all(stated):
+                    continue
+                placed += 1
+                for s in scene.shapes:
+                    phrases = [normalise(p) for p in data.POSITION_PHRASES[s.position]]
+                    self.assertTrue(any(p in normalise(text) for p in phrases), (text, s.position))
+        self.assertGreater(placed, 300 * 4 * 0.3)
+
     def test_held_out_never_named_with_its_place_in_training(self):
         place_words = {"top", "bottom", "left", "right", "centre", "center", "middle", "centered", "centred", "upper",
                        "lower", "above", "below", "under", "beneath", "beside", "next"}
@@ -252,6 +267,28 @@ class ImagePositionsTest(unittest.TestCase):
         torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             self.assertEqual(model(ids, mask, tokens).shape, (2, 16, 16))
+
+
+class LossWeightTest(unittest.TestCase):
+    def test_first_place_weights_depend_only_on_earlier_tokens(self):
+        import torch
+
+        from mosaic_train.train_transformer import first_place_weights
+
+        # Codes 0-1 are one background colour, 2-3 a shape's; token 5 is the first shape token.
+        alike = torch.zeros(4, 4, dtype=torch.bool)
+        alike[:2, :2] = True
+        alike[2:, 2:] = True
+        codes = torch.tensor([[0, 1, 0, 0, 1, 2, 0, 3, 0]])
+        w = first_place_weights(codes, alike, 8.0)
+        self.assertEqual(w[0].tolist(), [8.0] * 6 + [1.0] * 3)
+        # A token's own code never changes its weight (so the weighted loss rewards no outcome).
+        for t in range(codes.shape[1]):
+            for c in range(4):
+                other = codes.clone()
+                other[0, t] = c
+                if t > 0:
+                    self.assertEqual(first_place_weights(other, alike, 8.0)[0, t].item(), w[0, t].item(), (t, c))
 
 
 class SmokeTest(unittest.TestCase):
