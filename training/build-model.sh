@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds mosaic-shapes from nothing: the 2.0 recipe of issue #13 (the shipped 1.0.0 came from this
-# script at commit 9510d59; neither run of this one is shipped yet, see training/eval/candidate-2026-12-01).
+# script at commit 9510d59; no run of this one is shipped yet: its models do not read the place a prompt
+# names. training/eval/candidate-2026-12-01 is the last full run; training/eval/place-runs-2026-12-01 has
+# the short runs since, with the place probe that train_transformer now logs, and what to change next).
 # The synthetic data is drawn on the fly from fixed seeds, then the VQ autoencoder, the code sequences, the transformer, the export,
 # and the model card with its adherence measurement. About 2.45 hours on 2 CPU cores (the transformer's
 # share is capped by time, not steps); the training code runs on the CPU only.

@@ -24,13 +24,14 @@ def train(args: argparse.Namespace) -> None:
     setup_torch(args.seed)
     start, history = 0, []
     path = os.path.join(args.out, "vq.pt")
-    shape = {"codebook": args.codebook, "embed_dim": args.embed_dim, "channels": args.channels, "factor": args.factor}
+    shape = {"codebook": args.codebook, "embed_dim": args.embed_dim, "channels": args.channels, "factor": args.factor,
+             "encoder_norm": args.encoder_norm}
     if args.resume:
         # A second phase at a lower learning rate (and an L1 term for sharper edges) continues the
         # first, in the first's shape; the data stream continues where it stopped.
         ckpt = torch.load(path)
-        shape = {**shape, "factor": 4, **{k: ckpt["args"][k] for k in shape if k in ckpt["args"]}}
-    model = VQAutoencoder(shape["codebook"], shape["embed_dim"], shape["channels"], shape["factor"])
+        shape = {**shape, "factor": 4, "encoder_norm": "group", **{k: ckpt["args"][k] for k in shape if k in ckpt["args"]}}
+    model = VQAutoencoder(shape["codebook"], shape["embed_dim"], shape["channels"], shape["factor"], shape["encoder_norm"])
     if args.resume:
         model.load_state_dict(ckpt["model"])
         start, history = ckpt["steps"], ckpt["history"]
@@ -112,6 +113,8 @@ def main() -> None:
     p.add_argument("--codebook", type=int, default=256)
     p.add_argument("--factor", type=int, default=4, help="pixels per code along each side (4: a 16x16 grid)")
     p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--encoder-norm", choices=["group", "none"], default="group",
+                   help="none: codes depend on their neighbourhood only (training/eval/place-runs-2026-12-01)")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--samples", type=int, default=40000)
     p.add_argument("--captions", type=int, default=4, help="captions stored per encoded image")

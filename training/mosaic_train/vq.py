@@ -17,12 +17,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def norm(kind: str, ch: int) -> nn.Module:
+    """GroupNorm normalises over the whole image, so an encoder with it writes the same flat field with
+    different codes depending on what else the image holds ("none": codes depend on the neighbourhood only)."""
+    if kind == "group":
+        return nn.GroupNorm(8, ch)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}")
+
+
 class ResBlock(nn.Module):
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, kind: str = "group"):
         super().__init__()
-        self.norm1 = nn.GroupNorm(8, ch)
+        self.norm1 = norm(kind, ch)
         self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.norm2 = nn.GroupNorm(8, ch)
+        self.norm2 = norm(kind, ch)
         self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -32,13 +42,13 @@ class ResBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, ch: int, embed_dim: int, factor: int = 4):
+    def __init__(self, ch: int, embed_dim: int, factor: int = 4, kind: str = "group"):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, ch, 3, padding=1), nn.SiLU(),
-                                   nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1), ResBlock(ch * 2)]
+                                   nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1), ResBlock(ch * 2, kind)]
         for _ in range(stages(factor) - 1):
-            layers += [nn.Conv2d(ch * 2, ch * 2, 4, stride=2, padding=1), ResBlock(ch * 2)]
-        layers += [nn.GroupNorm(8, ch * 2), nn.SiLU(), nn.Conv2d(ch * 2, embed_dim, 1)]
+            layers += [nn.Conv2d(ch * 2, ch * 2, 4, stride=2, padding=1), ResBlock(ch * 2, kind)]
+        layers += [norm(kind, ch * 2), nn.SiLU(), nn.Conv2d(ch * 2, embed_dim, 1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,10 +123,11 @@ class Codebook(nn.Module):
 
 
 class VQAutoencoder(nn.Module):
-    def __init__(self, codebook_size: int = 256, embed_dim: int = 64, ch: int = 64, factor: int = 4):
+    def __init__(self, codebook_size: int = 256, embed_dim: int = 64, ch: int = 64, factor: int = 4,
+                 encoder_norm: str = "group"):
         super().__init__()
         self.factor = factor
-        self.encoder = Encoder(ch, embed_dim, factor)
+        self.encoder = Encoder(ch, embed_dim, factor, encoder_norm)
         self.codebook = Codebook(codebook_size, embed_dim)
         self.decoder = Decoder(ch, embed_dim, factor)
 
@@ -141,7 +152,7 @@ def load_trained(work: str) -> tuple[VQAutoencoder, dict]:
     """The VQ autoencoder that train_vq wrote to <work>/vq.pt (in eval mode) and its checkpoint."""
     ckpt = torch.load(os.path.join(work, "vq.pt"))
     a = ckpt["args"]
-    model = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"], a.get("factor", 4))
+    model = VQAutoencoder(a["codebook"], a["embed_dim"], a["channels"], a.get("factor", 4), a.get("encoder_norm", "group"))
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, ckpt

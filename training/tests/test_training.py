@@ -235,6 +235,22 @@ class VqShapeTest(unittest.TestCase):
             stages(6)
 
 
+    def test_without_group_norm_a_code_depends_on_its_neighbourhood_only(self):
+        import torch
+
+        from mosaic_train.vq import VQAutoencoder
+
+        torch.manual_seed(0)
+        flat = torch.zeros(1, 3, data.IMAGE_SIZE, data.IMAGE_SIZE)
+        far = flat.clone()
+        far[:, :, 48:, 48:] = 1  # a shape in the far corner, outside the top-left code's receptive field
+        for kind, local in (("none", True), ("group", False)):
+            enc = VQAutoencoder(16, 8, 8, 4, kind).eval().encoder
+            with torch.no_grad():
+                same = torch.equal(enc(flat)[0, :, 0, 0], enc(far)[0, :, 0, 0])
+            self.assertEqual(same, local, kind)
+
+
 class ImagePositionsTest(unittest.TestCase):
     def test_rows_and_columns_fold_into_the_table(self):
         """A rows+cols model gives the same logits, teacher-forced and step by step, once folded into a
