@@ -50,8 +50,9 @@ def first_place_weights(target: torch.Tensor, alike: torch.Tensor, weight: float
 
     Why: where a shape goes is decided at the first token that shows it, one of 256 (after it, the
     tokens around show where it is), so an unweighted loss pays about 2.2 nats an image (log 9) for
-    ignoring the place a caption names, under 5% of it; the 2026-12-01 runs had not learned to read
-    places after 2,000 steps. The weight of a token depends only on the tokens before it, never on the
+    ignoring the place a caption names, under 5% of it. (Measured: with it, run C of
+    training/eval/place-runs-2026-12-01 still read no places at 1,500 steps; kept as sound, not as shown
+    to help.) The weight of a token depends only on the tokens before it, never on the
     token itself, so each token's best prediction stays the true conditional distribution: the weight
     moves where the model spends its effort, not what it should predict (weighting the tokens where
     the code changes would reward predicting a change)."""
@@ -140,9 +141,9 @@ def train(args: argparse.Namespace) -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        # Places first: with every place named, a model learns to read place words within ~1,400 steps
-        # (1.0.0's captions always named it); with about half of the captions naming it from the start,
-        # the 2026-12-01 runs read none after 2,000 (place probe at chance, 11%).
+        # Places first: 1.0.0, whose captions always named the place, read places after 1,399 steps;
+        # about half of these captions name it. (Measured: alone it did not bring place reading by 2,000
+        # steps, run B of training/eval/place-runs-2026-12-01; kept as sound, not as shown to help.)
         ids, mask, inp, target = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True,
                                        placed=frac < args.placed_first)
         logits = run(ids, mask, inp)
