@@ -220,9 +220,10 @@ def training_scene(rng: random.Random) -> SceneSpec:
     what a caption leaves open is drawn from all nine places alike.
 
     Why: when held-out combinations were never drawn at all, a caption without a place taught the
-    model that a (colour, shape, background) never stands at its held-out place, and that learned
-    hole outweighed the place words of a held-out prompt (candidate-2026-12-01: position right in 2%
-    of held-out prompts, below the 11% of chance). No caption ever names a held-out combination
+    model that a (colour, shape, background) never stands at its held-out place: the likely reason why
+    candidate-2026-12-01 put held-out shapes at the asked place in 2% of prompts, below the 11% of
+    chance (likely, not shown: the short runs since read no place words at all yet,
+    training/eval/place-runs-2026-12-01). No caption ever names a held-out combination
     with its place, so the held-out check still asks for word combinations training never had."""
     while True:
         scene = random_scene(rng, held_out=None)
