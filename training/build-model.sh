@@ -13,7 +13,7 @@ PY=${PYTHON:-/usr/bin/python3}
 WORK=${MOSAIC_TRAIN_WORK:-training/work}
 export PYTHONPATH=training
 # The VQ encoder without GroupNorm: its codes depend on their neighbourhood only, so a flat background is
-# one code (0-1% otherwise, 3+ tokens from a shape, against 25-36% with GroupNorm), and its round trip after the
+# one code (0-9% otherwise, 3+ tokens from a shape and the border, against 25-43% with GroupNorm), and its round trip after the
 # same 3,031 steps is 98% against 94% (training/eval/place-runs-2026-12-01).
 "$PY" -m mosaic_train.train_vq train --out "$WORK" --steps 631 --encoder-norm none
 # The VQ's second phase runs 2,400 steps (10-16 min in all): its round trip, the card's ceiling, was 72% after 600
