@@ -19,7 +19,7 @@ from .sampling import Settings
 from .text import WordTokenizer, normalise
 from .train_transformer import tokenize_batch
 from .transformer import Config, DalleBart
-from .vq import VQAutoencoder, load_trained
+from .vq import VQAutoencoder, code_centres, load_trained
 
 # The model's default sampling when no selection was run (select.py chooses it on held-out prompts).
 FALLBACK_SETTINGS = Settings(guidance_scale=1.0, top_k=8, top_p=1.0, temperature=0.7)
@@ -75,13 +75,8 @@ class VQGraph(torch.nn.Module):
 def code_patches(vq: VQAutoencoder, patch: int) -> np.ndarray:
     """uint8 [codebook, patch, patch, 3]: what each code looks like in the middle of a field of
     itself. Tiling these gives the zero-cost mosaic preview."""
-    n = vq.codebook.size
-    grid = data.IMAGE_SIZE // vq.factor
-    pix = vq.decode_codes(torch.arange(n)[:, None, None].expand(n, grid, grid))  # [n, 64, 64, 3]
-    f = pix.shape[1] // grid
-    mid = grid // 2 * f
-    block = pix[:, mid : mid + f, mid : mid + f]
-    if f != patch:
+    block = code_centres(vq)
+    if vq.factor != patch:
         block = torch.nn.functional.interpolate(block.permute(0, 3, 1, 2), size=(patch, patch), mode="area").permute(0, 2, 3, 1)
     return (block.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 

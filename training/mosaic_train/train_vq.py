@@ -66,19 +66,22 @@ def train(args: argparse.Namespace) -> None:
 
 
 def encode(args: argparse.Namespace) -> None:
-    """Writes codes.npy (int16 [n, grid²]) and captions.json (--captions captions of each image) for the
-    transformer."""
+    """Writes codes.npy (int16 [n, grid²]), captions.json (--captions captions of each image) and
+    placed.json (for each caption, whether it says where every shape is: the transformer's first phase
+    trains on those, see train_transformer --placed-first) for the transformer."""
     setup_torch(args.seed)
     model, ckpt = load_trained(args.out)
     a = ckpt["args"]
-    codes, captions = [], []
+    codes, captions, placed = [], [], []
     t0 = time.time()
     for start in range(0, args.samples, 256):
         n = min(256, args.samples - start)
-        samples = [data.sample_captions(args.seed + 2, i, args.captions) for i in range(start, start + n)]
-        x = to_input(torch.from_numpy(np.stack([s[2] for s in samples])))
+        # described_captions + render is sample_captions, keeping what each caption states.
+        samples = [data.described_captions(args.seed + 2, i, args.captions) for i in range(start, start + n)]
+        x = to_input(torch.from_numpy(np.stack([data.render(scene) for scene, _ in samples])))
         codes.append(model.encode(x).reshape(n, -1).numpy().astype(np.int16))
-        captions += [s[1] for s in samples]
+        captions += [[text for text, _ in described] for _, described in samples]
+        placed += [[data.places_all(stated) for _, stated in described] for _, described in samples]
         if start % 4096 == 0:
             log(f"encoded {start + n}/{args.samples} ({time.time() - t0:.0f}s)")
     all_codes = np.concatenate(codes)
@@ -86,19 +89,12 @@ def encode(args: argparse.Namespace) -> None:
     np.save(os.path.join(args.out, "codes.npy"), all_codes)
     with open(os.path.join(args.out, "captions.json"), "w") as f:
         json.dump(captions, f)
-    write_placed(args.out, args.seed + 2, args.samples, args.captions)
+    with open(os.path.join(args.out, "placed.json"), "w") as f:
+        json.dump(placed, f)
     with open(os.path.join(args.out, "codebook-usage.json"), "w") as f:
         json.dump({"codes_used": usage, "codebook_size": a["codebook"], "samples": args.samples,
                    "captions": args.captions}, f)
     log(f"codebook usage on the training set: {usage}/{a['codebook']}")
-
-
-def write_placed(out: str, seed: int, samples: int, n: int) -> None:
-    """<out>/placed.json: for each caption in captions.json, whether it says where every shape is (the
-    transformer's first phase trains on those; see train_transformer --placed-first)."""
-    placed = [[data.places_all(stated) for _, stated in data.described_captions(seed, i, n)[1]] for i in range(samples)]
-    with open(os.path.join(out, "placed.json"), "w") as f:
-        json.dump(placed, f)
 
 
 def main() -> None:

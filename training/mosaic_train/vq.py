@@ -159,15 +159,22 @@ def load_trained(work: str) -> tuple[VQAutoencoder, dict]:
 
 
 @torch.no_grad()
+def code_centres(model: VQAutoencoder) -> torch.Tensor:
+    """float [codebook, factor, factor, 3] in [0, 1]: what each code looks like in the middle of a field of
+    itself (the mosaic preview's patches, export.code_patches; the background test, alike_flat_codes)."""
+    n = model.codebook.size
+    grid = 64 // model.factor
+    pix = model.decode_codes(torch.arange(n)[:, None, None].expand(n, grid, grid))  # [n, 64, 64, 3]
+    mid = grid // 2 * model.factor
+    return pix[:, mid : mid + model.factor, mid : mid + model.factor]
+
+
+@torch.no_grad()
 def alike_flat_codes(model: VQAutoencoder, colour_tolerance: float = 40, flatness: float = 25) -> torch.Tensor:
     """bool [codebook, codebook]: both codes decode to a flat patch (channel spread under `flatness`,
     of 255) of the same colour (within `colour_tolerance`). A flat background is written with several
     codes (corners, edges and the field near a shape differ), so code equality cannot tell background."""
-    n = model.codebook.size
-    grid = 64 // model.factor
-    pix = model.decode_codes(torch.arange(n)[:, None, None].expand(n, grid, grid)) * 255  # [n, 64, 64, 3]
-    mid = grid // 2 * model.factor
-    block = pix[:, mid : mid + model.factor, mid : mid + model.factor].reshape(n, -1, 3)
+    block = (code_centres(model) * 255).reshape(model.codebook.size, -1, 3)
     mean, flat = block.mean(1), block.std(1).amax(1) < flatness
     close = (mean[:, None, :] - mean[None, :, :]).abs().amax(-1) < colour_tolerance
     return close & flat[:, None] & flat[None, :]
