@@ -3,12 +3,15 @@
  * random-weight DALL·E-mini or -mega-size models:
  *
  *   npm run bench:torch -- --size mini [--runs 3] [--provider cpu|webgpu] [--torch-device cpu|cuda]
- *                          [--torch-dtype fp32,fp16] [--warmup 1,9]
+ *                          [--torch-dtype fp32,fp16] [--warmup 1,9] [--weights fp32|int8]
  *
  * The first run creates work/random-<size>/ (published-layout files plus the converted Mosaic model)
  * with training/mosaic_convert/random_weights.py. Both sides use the same weights, prompt and sampling
  * (guidance 16, top-k 256, temperature 1, as min-dalle's defaults), the PyTorch side in a child
  * process that runs first, then Mosaic. Prints a Markdown table of medians (min–max) and ratios.
+ * `--weights int8` runs Mosaic on an 8-bit copy of the model (training/mosaic_convert/quantize.py,
+ * made once into work/random-<size>/model-int8): the same architecture, not the same numbers, so its
+ * tokens differ from PyTorch's fp32 ones. One weights setting per run, so the peak memory is its own.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -28,6 +31,7 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "1,9" },
     work: { type: "string", default: path.join(PACKAGE_ROOT, "work") },
     python: { type: "string", default: process.env.MOSAIC_PYTHON ?? "/usr/bin/python3" },
+    weights: { type: "string", default: "fp32" },
   },
 });
 const runs = Number(values.runs);
@@ -101,6 +105,13 @@ if (!existsSync(path.join(root, "model", "model.json"))) {
   execFileSync(values.python!, ["-m", "mosaic_convert.random_weights", "--size", values.size!, "--out", root], { env: pyEnv, stdio: "inherit" });
 }
 
+if (values.weights !== "fp32" && values.weights !== "int8") throw new Error("--weights is fp32 or int8");
+const mosaicModel = path.join(root, values.weights === "int8" ? "model-int8" : "model");
+if (!existsSync(path.join(mosaicModel, "model.json"))) {
+  console.error(`creating ${mosaicModel} (8-bit weights)…`);
+  execFileSync(values.python!, ["-m", "mosaic_convert.quantize", "--model", path.join(root, "model"), "--out", mosaicModel], { env: pyEnv, stdio: "inherit" });
+}
+
 const torchSides: { result: TorchResult; peakMiB: number | null }[] = [];
 for (const dtype of values["torch-dtype"]!.split(",")) {
   console.error(`PyTorch reference (${dtype})…`);
@@ -110,7 +121,7 @@ for (const dtype of values["torch-dtype"]!.split(",")) {
 console.error("Mosaic…");
 // As the server runs it: an engine thread, and on the CPU its preview thread beside the decoder.
 const mosaicSide = await gpuPeak(async () => {
-  const runner = await ThreadedRunner.start({ modelFolder: path.join(root, "model"), provider: parseProvider(values.provider) });
+  const runner = await ThreadedRunner.start({ modelFolder: mosaicModel, provider: parseProvider(values.provider) });
   for (const count of values.warmup!.split(",").map(Number)) {
     await runner.run({ prompt: PROMPT, count, seed: 0, sampling, previewInterval: count > 1 ? PREVIEW_EVERY : 0 });
   }
@@ -151,7 +162,7 @@ const row = (label: string, pick: (c: (typeof cols)[number]) => string, mosaic: 
 
 console.log(`\n## Mosaic vs PyTorch eager, random ${values.size}-size weights — ${new Date().toISOString().slice(0, 10)}\n`);
 console.log(`Machine: ${os.cpus()[0]?.model ?? "?"} × ${os.cpus().length}${torch0.gpu ? `, ${torch0.gpu}` : ""}. ` +
-  `PyTorch ${torch0.torch} (${torch0.device}); Mosaic: onnxruntime-node, ${m.provider} provider, ${m.device}. ` +
+  `PyTorch ${torch0.torch} (${torch0.device}); Mosaic: onnxruntime-node, ${m.provider} provider, ${m.device}, ${values.weights} weights. ` +
   `${runs} runs each after warm-up (${values.warmup} images); median (min–max). Sampling: guidance 16, top-k 256, temperature 1; ` +
   `previews every ${PREVIEW_EVERY} tokens (8 VQGAN decodes on PyTorch's side, the last is the final image; Mosaic decodes ` +
   `them beside the decoder, as the server does, and skips a stale one when its preview decoder is still busy: ` +

@@ -59,25 +59,30 @@ def store_weights_fp16(path: str, min_elements: int = 1024) -> None:
     save_onnx(model, path)
 
 
-def quantize_int8(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """A [K, N] weight as ONNX Runtime's MatMulNBits holds 8 bits: per output column, blocks of `block`
-    inputs share one fp32 scale (largest magnitude / 127), values stored as round(w / scale) + 128, so
-    the zero point is the op's default and is not stored. Returns (uint8 [N, K / block, block], scales
-    [N * K / block])."""
+def quantize_blocks(w: np.ndarray, block: int, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A [K, N] weight as ONNX Runtime's MatMulNBits holds it: per output column, blocks of `block`
+    inputs share one fp32 scale (largest magnitude / (2^(bits-1) - 1)), values stored as
+    round(w / scale) + 2^(bits-1), so the zero point is the op's default and is not stored; 4-bit values
+    go two to a byte, the first in the low nibble. Returns (uint8 [N, K / block, block * bits / 8],
+    scales [N * K / block])."""
     k, n = w.shape
+    zero = 1 << (bits - 1)
     blocks = w.T.reshape(n, k // block, block).astype(np.float32)
-    scale = np.abs(blocks).max(axis=-1) / 127.0
+    scale = np.abs(blocks).max(axis=-1) / (zero - 1)
     scale[scale == 0] = 1.0
-    q = np.clip(np.rint(blocks / scale[..., None]) + 128, 0, 255).astype(np.uint8)
+    q = np.clip(np.rint(blocks / scale[..., None]) + zero, 0, (1 << bits) - 1).astype(np.uint8)
+    if bits == 4:
+        q = q[..., 0::2] | (q[..., 1::2] << 4)
     return q, scale.reshape(-1).astype(np.float32)
 
 
-def store_weights_int8(path: str, block: int = 32, accuracy_level: int = 0, min_elements: int = 4096) -> int:
+def store_weights_nbits(path: str, bits: int = 8, block: int = 32, accuracy_level: int = 4, min_elements: int = 4096) -> int:
     """Rewrite each MatMul whose right side is a constant weight (fp32, or fp16 with a Cast) as
-    ONNX Runtime's MatMulNBits with 8-bit weights (com.microsoft; CPU, CUDA and WebGPU providers): a
-    quarter of the bytes a decoder step reads. `accuracy_level` 0 multiplies in fp32 after dequantising
-    a block; 4 also quantises the activations to int8 (faster, coarser). Outputs change slightly, so
-    this is an option, never the default. Returns how many MatMuls were rewritten."""
+    ONNX Runtime's MatMulNBits with 8- or 4-bit weights (com.microsoft; CPU, CUDA and WebGPU providers):
+    a quarter or an eighth of the bytes a decoder step reads. `accuracy_level` 4 quantises the
+    activations to int8 too and runs ONNX Runtime's integer kernels; 0 dequantises to fp32 and, for 8
+    bits, ran 10x slower than the fp32 MatMul on our CPU (docs/performance.md). Outputs change
+    slightly, so this is an option, never the default. Returns how many MatMuls were rewritten."""
     model = onnx.load(path)
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -95,11 +100,11 @@ def store_weights_int8(path: str, block: int = 32, accuracy_level: int = 0, min_
             nodes.append(n)
             continue
         k, nn = w.shape
-        q, scales = quantize_int8(w.astype(np.float32), block)
-        qname, sname = f"{n.name or b}_q8", f"{n.name or b}_q8_scales"
+        q, scales = quantize_blocks(w.astype(np.float32), block, bits)
+        qname, sname = f"{n.name or b}_q{bits}", f"{n.name or b}_q{bits}_scales"
         g.initializer.extend([numpy_helper.from_array(q, qname), numpy_helper.from_array(scales, sname)])
-        nodes.append(helper.make_node("MatMulNBits", [n.input[0], qname, sname], list(n.output), name=(n.name or b) + "_q8",
-                                      domain="com.microsoft", K=k, N=nn, bits=8, block_size=block, accuracy_level=accuracy_level))
+        nodes.append(helper.make_node("MatMulNBits", [n.input[0], qname, sname], list(n.output), name=f"{n.name or b}_q{bits}",
+                                      domain="com.microsoft", K=k, N=nn, bits=bits, block_size=block, accuracy_level=accuracy_level))
         done += 1
         # The fp32 (or fp16 + Cast) original goes when nothing else reads it.
         users[b] -= 1

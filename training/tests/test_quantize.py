@@ -12,7 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from mosaic_convert.quantize import quantize_folder
-from mosaic_train.graphs import quantize_int8, store_weights_int8
+from mosaic_train.graphs import quantize_blocks, store_weights_nbits
 
 
 def dequantize(q: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
@@ -25,7 +25,7 @@ class QuantizeTest(unittest.TestCase):
         rng = np.random.default_rng(0)
         w = (rng.standard_normal((128, 48)) * 0.05).astype(np.float32)
         w[:32, 0] = 0  # an all-zero block keeps a usable scale
-        q, scales = quantize_int8(w, 32)
+        q, scales = quantize_blocks(w, 32)
         self.assertEqual(q.shape, (48, 4, 32))
         self.assertEqual(q.dtype, np.uint8)
         back = dequantize(q, scales, 128)
@@ -37,6 +37,17 @@ class QuantizeTest(unittest.TestCase):
         self.assertEqual(peaks[0, 0], 0)
         peaks[0, 0] = 127
         self.assertTrue(np.all(peaks == 127))
+
+    def test_four_bits_go_two_to_a_byte_low_nibble_first(self):
+        rng = np.random.default_rng(2)
+        w = rng.standard_normal((64, 8)).astype(np.float32)
+        q, scales = quantize_blocks(w, 32, bits=4)
+        self.assertEqual(q.shape, (8, 2, 16))
+        values = np.stack([q & 15, q >> 4], axis=-1).reshape(8, 2, 32)  # low nibble, then high
+        back = ((values.astype(np.float32) - 8) * scales.reshape(8, 2, 1)).reshape(8, 64).T
+        step = np.repeat(scales.reshape(8, 2), 32, axis=1).T
+        self.assertTrue(np.all(np.abs(back - w) <= step / 2 + 1e-6))
+        self.assertTrue(np.all(np.abs(values.astype(int) - 8).max(axis=-1) == 7))
 
     def graph(self, path: str) -> dict[str, np.ndarray]:
         """x -> MatMul(fp32 weight) -> MatMul(fp16 weight + Cast) -> MatMul(x-shaped activation): the
@@ -61,7 +72,7 @@ class QuantizeTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "g.onnx")
             weights = self.graph(path)
-            self.assertEqual(store_weights_int8(path, block=32, min_elements=16), 2)
+            self.assertEqual(store_weights_nbits(path, bits=8, block=32, accuracy_level=0, min_elements=16), 2)
             m = onnx.load(path)
             onnx.checker.check_model(m)
             ops = [(n.name, n.op_type) for n in m.graph.node]
