@@ -1,36 +1,31 @@
 /**
  * A worker: claims queued generations of its model and hands them to its engine thread, which
  * decodes them together in one continuous batch (joining at step boundaries, up to a limit of
- * images). The engine's events come back as messages and are recorded here — progress, previews,
- * images, notifications — beside decoding, never between steps: the engine does not wait for the
- * database, and this thread never waits for the engine. A cancelled generation stops within one
- * decoder step. Leases: the worker's heartbeat (the database's clock) keeps its jobs; a job whose
- * worker died is requeued with its codes and resumed by the next worker. Writes that fail because
- * the database is away are retried; the jobs' state stays in memory meanwhile.
+ * images). The engine's events come back as messages and are recorded (recorder.ts) — progress,
+ * previews, images, notifications — beside decoding, never between steps: the engine does not wait
+ * for the database, and this thread never waits for the engine. A cancelled generation stops within
+ * one decoder step. Leases: the worker's heartbeat (the database's clock) keeps its jobs; a job whose
+ * worker died is requeued with its codes and resumed by the next worker.
  */
 import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { Prisma } from "../db/client.ts";
-import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
+import { errorSummary } from "../db/errors.ts";
 import type { Generation } from "../db/generated/client.ts";
-import { MosaicError } from "../engine/errors.ts";
-import type { Frame, GenerationEvent } from "../engine/generate.ts";
+import type { MosaicError } from "../engine/errors.ts";
+import type { GenerationEvent } from "../engine/generate.ts";
 import type { ModelInfo } from "../engine/model.ts";
 import type { RemoteEngine } from "../engine/thread/remote.ts";
-import { encodeFrame } from "../images/encode.ts";
 import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
-import { packCodes, unpackCodes } from "./codes.ts";
+import { unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
-import { claimNext, DEFAULT_QUEUE, deleteExpired, dropOldPreviews, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
+import { LostJob, Recorder, seconds, type Job } from "./recorder.ts";
+import { claimNext, DEFAULT_QUEUE, deleteExpired, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
 
-/** Progress (with the codes a resume needs) is written at most this often per generation, plus at every preview. */
-const PROGRESS_EVERY_MS = 100;
 const POLL_MS = 2_000;
 export const DEFAULT_BATCH_IMAGES = 16;
-/** How long a write is retried while the database is unreachable before the job is given up. */
-const RETRY_FOR_MS = 10 * 60_000;
 
 export interface WorkerOptions {
   /** Lifecycle lines carry `event` and `generationId` fields. */
@@ -47,28 +42,6 @@ export interface WorkerOptions {
   retentionDays?: number;
 }
 
-interface Job {
-  row: Generation;
-  grids: Int32Array[];
-  /** Its terminal event has arrived from the engine: its room in the batch is free. */
-  finished: boolean;
-  /** Dropped (lost, failed): events still in flight for it are ignored. */
-  dropped: boolean;
-  /** Its events are recorded in order, one after another, beside decoding. */
-  chain: Promise<void>;
-  /** Tokens per image drawn so far, and how many of them are saved in the row. */
-  tokensDone: number;
-  tokensSaved: number;
-  lastWrite: number;
-  /** When this worker claimed it (performance.now()). */
-  claimedAt: number;
-  /** Its wait in the queue (startedAt - createdAt, the database's clock) on its first claim; null when resumed. */
-  queueWaitMs: number | null;
-  /** A preview was stored in this attempt. */
-  previewed: boolean;
-}
-
-class LostJob extends Error {}
 
 export class Worker {
   readonly id: string;
@@ -89,6 +62,7 @@ export class Worker {
   private rateReportedAt = 0;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
+  private readonly recorder: Recorder;
 
   constructor(private readonly prisma: Prisma, private readonly bus: EventBus, private readonly engine: RemoteEngine, model: ModelInfo, private readonly o: WorkerOptions) {
     this.id = o.id ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -96,6 +70,7 @@ export class Worker {
     this.queue = o.queue ?? DEFAULT_QUEUE;
     this.modelName = model.manifest.name;
     this.tokensPerImage = model.manifest.architecture.grid.width * model.manifest.architecture.grid.height;
+    this.recorder = new Recorder(prisma, this.id, o, () => this.stopped);
   }
 
   async start(): Promise<void> {
@@ -173,7 +148,7 @@ export class Worker {
     for (const [id, job] of this.jobs) {
       if (job.dropped || job.finished) continue;
       try {
-        if (job.tokensDone > job.tokensSaved) await this.saveProgress(job);
+        if (job.tokensDone > job.tokensSaved) await this.recorder.saveProgress(job);
         if (await releaseJob(this.prisma, id, this.id)) {
           this.o.metrics?.requeued.inc({ reason: "handed_back" });
           this.o.log(`mosaic: generation ${id} handed back at token ${job.tokensDone} (worker stopping)`, { event: "handed_back", generationId: id, workerId: this.id, tokensDone: job.tokensDone });
@@ -255,7 +230,7 @@ export class Worker {
       this.queueChanged = true;
     }
     job.chain = job.chain.then(async () => {
-      for (const ev of events) if (!job.dropped) await this.record(job, ev);
+      for (const ev of events) if (!job.dropped) await this.recorder.record(job, ev);
       if (job.finished) this.jobs.delete(id);
     }).catch((e: unknown) => this.drop(job, e));
   }
@@ -273,7 +248,7 @@ export class Worker {
     const id = job.row.id;
     job.dropped = true;
     if (e instanceof LostJob) this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`, { event: "dropped", generationId: id, workerId: this.id, level: "warn" });
-    else await this.fail(id, e);
+    else await this.recorder.fail(id, e);
     this.engine.cancel(id);
     this.jobs.delete(id);
     this.queueChanged = true;
@@ -320,137 +295,4 @@ export class Worker {
     // Cancelled, or no longer ours (requeued after we were presumed dead): stop either way.
     if (row && this.jobs.has(id) && (row.cancelRequested || row.workerId !== this.id || row.status !== "RUNNING")) this.engine.cancel(id);
   }
-
-  /** Runs a database write, retrying with backoff while the database is unreachable (other errors are not retried). */
-  private async retrying<T>(what: string, id: string, fn: () => Promise<T>): Promise<T> {
-    const start = performance.now();
-    let wait = 100;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (e) {
-        if (!isDatabaseUnavailable(e) || this.stopped || performance.now() - start > RETRY_FOR_MS) throw e;
-        if (attempt === 1) {
-          this.o.metrics?.databaseRetries.inc({ operation: what });
-          this.o.log(`mosaic: generation ${id}: ${what} failed (${errorSummary(e)}); retrying until the database answers`, { event: "database_retry", generationId: id, operation: what, level: "warn" });
-        }
-        await new Promise((r) => setTimeout(r, wait));
-        wait = Math.min(wait * 2, 2_000);
-      }
-    }
-  }
-
-  /** The job's codes and progress, written only while it is still ours and running. */
-  private async saveProgress(job: Job): Promise<void> {
-    const id = job.row.id;
-    const codes = packCodes(job.grids);
-    const n = await this.retrying("saving progress", id, () => this.prisma.$executeRaw`
-      UPDATE "Generation" SET "tokensDone" = ${job.tokensDone}, codes = ${codes}, "heartbeatAt" = now()
-      WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`);
-    if (n !== 1) throw new LostJob();
-    job.tokensSaved = job.tokensDone;
-  }
-
-  private async record(job: Job, ev: GenerationEvent): Promise<void> {
-    const id = job.row.id;
-    if (ev.type === "progress") {
-      ev.tokens.forEach((t, i) => { job.grids[i]![ev.tokensDone - 1] = t; });
-      job.tokensDone = ev.tokensDone;
-      const now = performance.now();
-      if (!ev.previews && now - job.lastWrite < PROGRESS_EVERY_MS && ev.tokensDone < ev.tokensTotal) return;
-      job.lastWrite = now;
-      // A preview may show an earlier point than this step (previews run beside the decoder).
-      if (ev.previews) await this.savePreviews(id, ev.previewTokens ?? ev.tokensDone, ev.previews);
-      await this.saveProgress(job);
-      if (ev.previews && !job.previewed) {
-        job.previewed = true;
-        // Time to first preview: for a first attempt, its wait plus this worker's time to it.
-        if (job.queueWaitMs !== null) {
-          const s = (job.queueWaitMs + performance.now() - job.claimedAt) / 1000;
-          this.o.metrics?.firstPreview.observe(s);
-          this.o.log(`mosaic: generation ${id} first preview at token ${ev.previewTokens ?? ev.tokensDone}`, { event: "first_preview", generationId: id, tokensDone: ev.previewTokens ?? ev.tokensDone, seconds: round(s) });
-        }
-      }
-      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
-    } else if (ev.type === "completed") {
-      const images = await Promise.all(ev.images.map(async (img) => ({
-        id: randomUUID(), generationId: id, index: img.index, seed: img.seed, format: "png",
-        width: img.width, height: img.height, bytes: toBytes(await encodeFrame(img, { format: "png" })),
-      })));
-      const codes = packCodes(ev.images.map((i) => i.codes));
-      // Creation to finish, both stamped by the database (now()), whichever worker started it.
-      const totalMs = await this.retrying("storing the images", id, () => this.prisma.$transaction(async (tx) => {
-        const done = await tx.$queryRaw<{ totalMs: number }[]>`
-          UPDATE "Generation" SET status = 'COMPLETED', "tokensDone" = ${job.row.tokensTotal}, "finishedAt" = now(), codes = ${codes}
-          WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'
-          RETURNING (EXTRACT(EPOCH FROM "finishedAt" - "createdAt") * 1000)::float AS "totalMs"`;
-        if (done.length !== 1) return null;
-        await tx.image.createMany({ data: images });
-        // The final images supersede every preview.
-        await tx.preview.deleteMany({ where: { generationId: id } });
-        return done[0]!.totalMs;
-      }));
-      if (totalMs === null) throw new LostJob();
-      const runMs = performance.now() - job.claimedAt;
-      const m = this.o.metrics;
-      m?.generations.inc({ outcome: "completed" });
-      m?.images.inc(images.length);
-      m?.runTime.observe(runMs / 1000);
-      m?.endToEnd.observe(totalMs / 1000);
-      this.o.log(`mosaic: generation ${id} completed in ${(ev.timings.totalMs / 1000).toFixed(2)} s (this attempt)`, {
-        event: "completed", generationId: id, images: images.length, engineSeconds: round(ev.timings.totalMs / 1000), runSeconds: round(runMs / 1000),
-        queueWaitSeconds: seconds(job.queueWaitMs), totalSeconds: round(totalMs / 1000), resumed: job.queueWaitMs === null,
-      });
-      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
-    } else if (ev.type === "cancelled") {
-      const n = await this.retrying("recording the cancellation", id, () => this.prisma.$executeRaw`
-        UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()
-        WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING' AND "cancelRequested"`);
-      if (n === 1) {
-        await this.retrying("dropping old previews", id, () => dropOldPreviews(this.prisma, id));
-        this.o.metrics?.generations.inc({ outcome: "cancelled" });
-        this.o.log(`mosaic: generation ${id} cancelled at token ${ev.tokensDone}`, { event: "cancelled", generationId: id, tokensDone: ev.tokensDone });
-        await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
-      }
-    }
-  }
-
-  /**
-   * Ends a job FAILED with a code and a plain message; the detail (driver text, stack) goes to the
-   * log with the generation id, never to clients.
-   */
-  private async fail(id: string, e: unknown): Promise<void> {
-    const known = e instanceof MosaicError && e.code !== "INFERENCE_FAILED";
-    const code = e instanceof MosaicError ? e.code : "INTERNAL";
-    const message = known ? (e as MosaicError).message
-      : code === "INFERENCE_FAILED" ? "inference failed; the server log has the details under this generation's id"
-        : "internal error; the server log has the details under this generation's id";
-    // Once, with the stack and the cause (pino serializes both from `err`).
-    this.o.log(`mosaic: generation ${id} failed [${code}]: ${e instanceof Error ? e.message : String(e)}`, { event: "failed", generationId: id, code, err: e });
-    const n = await this.retrying("recording the failure", id, () => this.prisma.$executeRaw`
-      UPDATE "Generation" SET status = 'FAILED', "errorCode" = ${code}, "errorMessage" = ${message}, "finishedAt" = now()
-      WHERE id = ${id}::uuid AND "workerId" = ${this.id} AND status = 'RUNNING'`).catch(() => 0);
-    if (n === 1) {
-      await dropOldPreviews(this.prisma, id).catch(() => {});
-      this.o.metrics?.generations.inc({ outcome: "failed" });
-      this.o.metrics?.failures.inc({ code });
-      await publish(this.prisma, { kind: "generation", id }).catch(() => {});
-    }
-  }
-
-  private async savePreviews(id: string, tokensDone: number, frames: Frame[]): Promise<void> {
-    const data = await Promise.all(frames.map(async (f, index) => ({
-      id: randomUUID(), generationId: id, tokensDone, index, width: f.width, height: f.height,
-      bytes: toBytes(await encodeFrame(f, { format: "png" })),
-    })));
-    await this.retrying("saving previews", id, () => this.prisma.preview.createMany({ data, skipDuplicates: true }));
-  }
-}
-
-const round = (s: number) => Math.round(s * 1000) / 1000;
-const seconds = (ms: number | null) => (ms === null ? null : round(ms / 1000));
-
-/** Prisma's Bytes wants a Uint8Array over a plain ArrayBuffer. */
-function toBytes(b: Buffer): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer);
 }

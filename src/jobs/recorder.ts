@@ -1,0 +1,193 @@
+/**
+ * What a worker writes for its jobs: progress with the codes a resume needs, previews, the final
+ * images, a cancellation or a failure. Every write is conditional on the job still being this
+ * worker's and running (a job requeued meanwhile throws LostJob), and a write that fails because the
+ * database is away is retried with backoff, the job's state staying in memory meanwhile.
+ * Split from the worker, which decides what runs; this module only records what happened.
+ */
+import { randomUUID } from "node:crypto";
+import type { Prisma } from "../db/client.ts";
+import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
+import type { Generation } from "../db/generated/client.ts";
+import { MosaicError } from "../engine/errors.ts";
+import type { Frame, GenerationEvent } from "../engine/generate.ts";
+import { encodeFrame } from "../images/encode.ts";
+import type { LogFn } from "../ops/log.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import { packCodes } from "./codes.ts";
+import { publish } from "./events.ts";
+import { dropOldPreviews } from "./queue.ts";
+
+/** Progress (with the codes a resume needs) is written at most this often per generation, plus at every preview. */
+const PROGRESS_EVERY_MS = 100;
+/** How long a write is retried while the database is unreachable before the job is given up. */
+const RETRY_FOR_MS = 10 * 60_000;
+
+/** A claimed generation, as its worker holds it. */
+export interface Job {
+  row: Generation;
+  grids: Int32Array[];
+  /** Its terminal event has arrived from the engine: its room in the batch is free. */
+  finished: boolean;
+  /** Dropped (lost, failed): events still in flight for it are ignored. */
+  dropped: boolean;
+  /** Its events are recorded in order, one after another, beside decoding. */
+  chain: Promise<void>;
+  /** Tokens per image drawn so far, and how many of them are saved in the row. */
+  tokensDone: number;
+  tokensSaved: number;
+  lastWrite: number;
+  /** When this worker claimed it (performance.now()). */
+  claimedAt: number;
+  /** Its wait in the queue (startedAt - createdAt, the database's clock) on its first claim; null when resumed. */
+  queueWaitMs: number | null;
+  /** A preview was stored in this attempt. */
+  previewed: boolean;
+}
+
+/** The job is no longer this worker's (it was requeued and claimed again, or ended meanwhile). */
+export class LostJob extends Error {}
+
+export interface RecorderOptions {
+  log: LogFn;
+  metrics?: Metrics;
+}
+
+export class Recorder {
+  /** `stopping`: the worker is stopping, so a write is not retried any longer. */
+  constructor(private readonly prisma: Prisma, private readonly workerId: string, private readonly o: RecorderOptions, private readonly stopping: () => boolean) {}
+
+  /** Runs a database write, retrying with backoff while the database is unreachable (other errors are not retried). */
+  private async retrying<T>(what: string, id: string, fn: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    let wait = 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!isDatabaseUnavailable(e) || this.stopping() || performance.now() - start > RETRY_FOR_MS) throw e;
+        if (attempt === 1) {
+          this.o.metrics?.databaseRetries.inc({ operation: what });
+          this.o.log(`mosaic: generation ${id}: ${what} failed (${errorSummary(e)}); retrying until the database answers`, { event: "database_retry", generationId: id, operation: what, level: "warn" });
+        }
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, 2_000);
+      }
+    }
+  }
+
+  /** The job's codes and progress, written only while it is still ours and running. */
+  async saveProgress(job: Job): Promise<void> {
+    const id = job.row.id;
+    const codes = packCodes(job.grids);
+    const n = await this.retrying("saving progress", id, () => this.prisma.$executeRaw`
+      UPDATE "Generation" SET "tokensDone" = ${job.tokensDone}, codes = ${codes}, "heartbeatAt" = now()
+      WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'`);
+    if (n !== 1) throw new LostJob();
+    job.tokensSaved = job.tokensDone;
+  }
+
+  async record(job: Job, ev: GenerationEvent): Promise<void> {
+    const id = job.row.id;
+    if (ev.type === "progress") {
+      ev.tokens.forEach((t, i) => { job.grids[i]![ev.tokensDone - 1] = t; });
+      job.tokensDone = ev.tokensDone;
+      const now = performance.now();
+      if (!ev.previews && now - job.lastWrite < PROGRESS_EVERY_MS && ev.tokensDone < ev.tokensTotal) return;
+      job.lastWrite = now;
+      // A preview may show an earlier point than this step (previews run beside the decoder).
+      if (ev.previews) await this.savePreviews(id, ev.previewTokens ?? ev.tokensDone, ev.previews);
+      await this.saveProgress(job);
+      if (ev.previews && !job.previewed) {
+        job.previewed = true;
+        // Time to first preview: for a first attempt, its wait plus this worker's time to it.
+        if (job.queueWaitMs !== null) {
+          const s = (job.queueWaitMs + performance.now() - job.claimedAt) / 1000;
+          this.o.metrics?.firstPreview.observe(s);
+          this.o.log(`mosaic: generation ${id} first preview at token ${ev.previewTokens ?? ev.tokensDone}`, { event: "first_preview", generationId: id, tokensDone: ev.previewTokens ?? ev.tokensDone, seconds: round(s) });
+        }
+      }
+      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
+    } else if (ev.type === "completed") {
+      const images = await Promise.all(ev.images.map(async (img) => ({
+        id: randomUUID(), generationId: id, index: img.index, seed: img.seed, format: "png",
+        width: img.width, height: img.height, bytes: toBytes(await encodeFrame(img, { format: "png" })),
+      })));
+      const codes = packCodes(ev.images.map((i) => i.codes));
+      // Creation to finish, both stamped by the database (now()), whichever worker started it.
+      const totalMs = await this.retrying("storing the images", id, () => this.prisma.$transaction(async (tx) => {
+        const done = await tx.$queryRaw<{ totalMs: number }[]>`
+          UPDATE "Generation" SET status = 'COMPLETED', "tokensDone" = ${job.row.tokensTotal}, "finishedAt" = now(), codes = ${codes}
+          WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'
+          RETURNING (EXTRACT(EPOCH FROM "finishedAt" - "createdAt") * 1000)::float AS "totalMs"`;
+        if (done.length !== 1) return null;
+        await tx.image.createMany({ data: images });
+        // The final images supersede every preview.
+        await tx.preview.deleteMany({ where: { generationId: id } });
+        return done[0]!.totalMs;
+      }));
+      if (totalMs === null) throw new LostJob();
+      const runMs = performance.now() - job.claimedAt;
+      const m = this.o.metrics;
+      m?.generations.inc({ outcome: "completed" });
+      m?.images.inc(images.length);
+      m?.runTime.observe(runMs / 1000);
+      m?.endToEnd.observe(totalMs / 1000);
+      this.o.log(`mosaic: generation ${id} completed in ${(ev.timings.totalMs / 1000).toFixed(2)} s (this attempt)`, {
+        event: "completed", generationId: id, images: images.length, engineSeconds: round(ev.timings.totalMs / 1000), runSeconds: round(runMs / 1000),
+        queueWaitSeconds: seconds(job.queueWaitMs), totalSeconds: round(totalMs / 1000), resumed: job.queueWaitMs === null,
+      });
+      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
+    } else if (ev.type === "cancelled") {
+      const n = await this.retrying("recording the cancellation", id, () => this.prisma.$executeRaw`
+        UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()
+        WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING' AND "cancelRequested"`);
+      if (n === 1) {
+        await this.retrying("dropping old previews", id, () => dropOldPreviews(this.prisma, id));
+        this.o.metrics?.generations.inc({ outcome: "cancelled" });
+        this.o.log(`mosaic: generation ${id} cancelled at token ${ev.tokensDone}`, { event: "cancelled", generationId: id, tokensDone: ev.tokensDone });
+        await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
+      }
+    }
+  }
+
+  /**
+   * Ends a job FAILED with a code and a plain message; the detail (driver text, stack) goes to the
+   * log with the generation id, never to clients.
+   */
+  async fail(id: string, e: unknown): Promise<void> {
+    const known = e instanceof MosaicError && e.code !== "INFERENCE_FAILED";
+    const code = e instanceof MosaicError ? e.code : "INTERNAL";
+    const message = known ? (e as MosaicError).message
+      : code === "INFERENCE_FAILED" ? "inference failed; the server log has the details under this generation's id"
+        : "internal error; the server log has the details under this generation's id";
+    // Once, with the stack and the cause (pino serializes both from `err`).
+    this.o.log(`mosaic: generation ${id} failed [${code}]: ${e instanceof Error ? e.message : String(e)}`, { event: "failed", generationId: id, code, err: e });
+    const n = await this.retrying("recording the failure", id, () => this.prisma.$executeRaw`
+      UPDATE "Generation" SET status = 'FAILED', "errorCode" = ${code}, "errorMessage" = ${message}, "finishedAt" = now()
+      WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'`).catch(() => 0);
+    if (n === 1) {
+      await dropOldPreviews(this.prisma, id).catch(() => {});
+      this.o.metrics?.generations.inc({ outcome: "failed" });
+      this.o.metrics?.failures.inc({ code });
+      await publish(this.prisma, { kind: "generation", id }).catch(() => {});
+    }
+  }
+
+  private async savePreviews(id: string, tokensDone: number, frames: Frame[]): Promise<void> {
+    const data = await Promise.all(frames.map(async (f, index) => ({
+      id: randomUUID(), generationId: id, tokensDone, index, width: f.width, height: f.height,
+      bytes: toBytes(await encodeFrame(f, { format: "png" })),
+    })));
+    await this.retrying("saving previews", id, () => this.prisma.preview.createMany({ data, skipDuplicates: true }));
+  }
+}
+
+
+const round = (s: number) => Math.round(s * 1000) / 1000;
+export const seconds = (ms: number | null) => (ms === null ? null : round(ms / 1000));
+
+/** Prisma's Bytes wants a Uint8Array over a plain ArrayBuffer. */
+function toBytes(b: Buffer): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer);
+}
