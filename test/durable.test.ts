@@ -293,22 +293,26 @@ test("back to back: the next job starts within 100 ms of the last one's end; que
   }
 });
 
-test("the API answers health within 100 ms (p99) while the engine runs a 3×3 grid in the same process", async () => {
+test("the API answers health within 100 ms (p99) while the engine runs 3×3 grids in the same process", async () => {
   const app = await startTestApp(db.url, "all");
   try {
-    const g = await create(app, { prompt: "a big green triangle in the centre, white background", count: 9, seed: 6, previewInterval: 16 });
-    const id = uuidOf(g.id);
-    await waitFor("the grid to start", async () => (await row(db.url, id)).tokensDone > 0);
     const base = new URL(app.url!).origin;
     const times: number[] = [];
-    while ((await row(db.url, id)).status === "RUNNING") {
-      const t0 = performance.now();
-      const res = await fetch(`${base}/health`);
-      await res.text();
-      times.push(performance.now() - t0);
-      await new Promise((r) => setTimeout(r, 5));
+    // Grid after grid until there are enough samples: on a fast machine one 3×3 can end after fewer than
+    // 20 checks (CI once saw 17), which says nothing about latency.
+    for (let seed = 6; times.length < 40 && seed < 12; seed++) {
+      const g = await create(app, { prompt: "a big green triangle in the centre, white background", count: 9, seed, previewInterval: 16 });
+      const id = uuidOf(g.id);
+      await waitFor("the grid to start", async () => (await row(db.url, id)).tokensDone > 0);
+      while ((await row(db.url, id)).status === "RUNNING") {
+        const t0 = performance.now();
+        const res = await fetch(`${base}/health`);
+        await res.text();
+        times.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 5));
+      }
     }
-    assert.ok(times.length >= 20, `${times.length} health checks during the run`);
+    assert.ok(times.length >= 20, `${times.length} health checks during the runs`);
     times.sort((a, b) => a - b);
     const p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))]!;
     assert.ok(p99 < 100, `health p99 ${p99.toFixed(1)} ms over ${times.length} requests`);
