@@ -5,15 +5,13 @@
  * and engine must agree (the published files themselves are not available to us).
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
-import { PACKAGE_ROOT } from "../src/config.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
-import { collect, finalImages, maxAbsDiff } from "./helpers.ts";
+import { collect, finalImages, int64, maxAbsDiff, python } from "./helpers.ts";
 
 const TOL = 1e-3; // the bound, fp32; observed differences are ~1e-6
 
@@ -31,13 +29,6 @@ interface Parity {
   long: { prompt: string; normalised: string; tokens: number; inputIds: number[]; greedyCodes: number[] };
 }
 
-/** The Python tooling, run as the README does (from training/, on Debian's PyTorch). */
-function python(args: string[]): Buffer {
-  return execFileSync("/usr/bin/python3", args, {
-    cwd: path.join(PACKAGE_ROOT, "training"), env: { ...process.env, PYTHONPATH: "." }, stdio: ["ignore", "ignore", "pipe"],
-  });
-}
-
 let dir: string;
 let ref: Parity;
 let model: Model;
@@ -53,10 +44,6 @@ after(async () => {
   await model?.release();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function int64(rows: number[][]): ort.Tensor {
-  return new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]!.length]);
-}
 
 test("the converted model declares dalle-mini's text pipeline and the published sizes", () => {
   const m = model.manifest;

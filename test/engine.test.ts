@@ -5,15 +5,11 @@ import { MosaicError } from "../src/engine/errors.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";
 import { mosaic, mostFrequent } from "../src/engine/previews.ts";
-import { collect, finalImages, maxAbsDiff, reference, settingsOf, sharedModel } from "./helpers.ts";
+import { collect, finalImages, int64, maxAbsDiff, reference, settingsOf, sharedModel } from "./helpers.ts";
 
 // ONNX Runtime and PyTorch order float sums differently; 1e-4 absolute is far below anything that
 // changes a token (the greedy test below checks whole sequences exactly).
 const TOL = 1e-4;
-
-function int64(rows: number[][]): ort.Tensor {
-  return new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]!.length]);
-}
 
 test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => {
   const model = await sharedModel();

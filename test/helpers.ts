@@ -1,5 +1,7 @@
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import ort from "onnxruntime-node";
 import { DEFAULT_MODEL, PACKAGE_ROOT } from "../src/config.ts";
 import { generate, type GenerateRequest, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
@@ -69,4 +71,16 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
+}
+
+/** An int64 tensor [rows, columns] from rows of numbers. */
+export function int64(rows: number[][]): ort.Tensor {
+  return new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]!.length]);
+}
+
+/** The Python tooling, run as the README does (from training/, on Debian's PyTorch; MOSAIC_PYTHON as scripts/test.sh). */
+export function python(args: string[]): Buffer {
+  return execFileSync(process.env.MOSAIC_PYTHON ?? "/usr/bin/python3", args, {
+    cwd: path.join(PACKAGE_ROOT, "training"), env: { ...process.env, PYTHONPATH: "." }, stdio: ["ignore", "ignore", "pipe"],
+  });
 }

@@ -5,15 +5,13 @@
  * training/tests/test_quantize.py.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
-import { PACKAGE_ROOT } from "../src/config.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
-import { collect, finalImages, MODEL_DIR, reference, sharedModel } from "./helpers.ts";
+import { collect, finalImages, int64, maxAbsDiff, MODEL_DIR, python, reference, sharedModel } from "./helpers.ts";
 
 let dir: string;
 let int8: Model;
@@ -23,9 +21,7 @@ let fp32: Model;
 /** The shipped model quantized by the Python tool, as a user would run it. */
 async function quantized(bits: number): Promise<Model> {
   const out = path.join(dir, `int${bits}`);
-  execFileSync(process.env.MOSAIC_PYTHON ?? "/usr/bin/python3", ["-m", "mosaic_convert.quantize", "--model", MODEL_DIR, "--out", out, "--bits", String(bits)], {
-    cwd: path.join(PACKAGE_ROOT, "training"), env: { ...process.env, PYTHONPATH: "." }, stdio: ["ignore", "ignore", "pipe"],
-  });
+  python(["-m", "mosaic_convert.quantize", "--model", MODEL_DIR, "--out", out, "--bits", String(bits)]);
   return loadModel(out, { log: () => {} });
 }
 
@@ -40,10 +36,6 @@ after(async () => {
   await int4?.release();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function int64(rows: number[][]): ort.Tensor {
-  return new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]!.length]);
-}
 
 /** The reference's first decoder step on a model: its logits, both rows. */
 async function firstStep(model: Model): Promise<Float32Array> {
@@ -63,13 +55,9 @@ async function firstStep(model: Model): Promise<Float32Array> {
 
 /** The largest difference of two logit vectors, and the range of the first. */
 function spread(a: Float32Array, b: Float32Array): { diff: number; range: number } {
-  let diff = 0, lo = Infinity, hi = -Infinity;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    lo = Math.min(lo, a[i]!);
-    hi = Math.max(hi, a[i]!);
-  }
-  return { diff, range: hi - lo };
+  let lo = Infinity, hi = -Infinity;
+  for (const x of a) [lo, hi] = [Math.min(lo, x), Math.max(hi, x)];
+  return { diff: maxAbsDiff(a, b), range: hi - lo };
 }
 
 test("the quantized copies are MatMulNBits under their own names; their logits stay close to fp32's", async () => {
