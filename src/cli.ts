@@ -32,7 +32,7 @@ Environment:
   MOSAIC_WORKER_BATCH   the most images a worker decodes together (default 16)
   MOSAIC_LEASE_SECONDS  a running job whose worker is silent this long is requeued and resumed (default 15)
   MOSAIC_MAX_ATTEMPTS   a job lost this many times ends FAILED with WORKER_LOST (default 3)
-  MOSAIC_PREVIEW_THREADS  threads for the preview decoder beside the decoder steps (default: half the cores)
+  MOSAIC_PREVIEW_THREADS  threads for the preview decoder beside the decoder steps (default: one per core)
   MOSAIC_HEALTH_FILE    a worker touches this file at every heartbeat (container health checks)
   MOSAIC_METRICS_PORT   port of /metrics, /livez, /readyz and /health for mosaic worker (default 9464, or a
                         free port if that one is taken); serve answers them on PORT, and here too when set

@@ -11,6 +11,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
 import { loadModel, type Model } from "../src/engine/model.ts";
+import { mostFrequent } from "../src/engine/previews.ts";
 import { collect, finalImages, int64, maxAbsDiff, python } from "./helpers.ts";
 
 const TOL = 1e-3; // the issue's bound, fp32; observed differences are ~1e-6
@@ -25,6 +26,8 @@ interface Parity {
   stepLogits: number[][][];
   vqCodes: number[][];
   pixels: number[];
+  stripRows: number;
+  stripPixels: number[];
   greedy: { guidanceScale: number; codes: number[] };
   long: { prompt: string; normalised: string; tokens: number; inputIds: number[]; greedyCodes: number[] };
 }
@@ -99,6 +102,16 @@ test("ONNX text encoder, decoder step and VQGAN match the PyTorch DALL·E mini w
   const diff = maxAbsDiff(out.pixels!.data as Float32Array, ref.pixels);
   assert.ok(diff < TOL, `VQGAN pixels: ${diff}`);
   assert.ok(ref.pixels.some((p) => p > 0 && p < 1), "the reference pixels are not all clipped");
+
+  // The rows are free (model.json says "rows"): a preview decodes the first rows of a grid alone.
+  assert.equal(model.manifest.graphs.vqDecoder.inputs[0]!.shape[1], "rows");
+  const rows = ref.stripRows, w = a.grid.width;
+  const strip = await model.vqDecoder!.run({
+    codes: new ort.Tensor("int64", BigInt64Array.from(ref.vqCodes.flatMap((c) => c.slice(0, rows * w)).map(BigInt)), [2, rows, w]),
+  });
+  assert.deepEqual(strip.pixels!.dims, [2, rows * (a.imageSize.height / a.grid.height), a.imageSize.width, 3]);
+  const stripDiff = maxAbsDiff(strip.pixels!.data as Float32Array, ref.stripPixels);
+  assert.ok(stripDiff < TOL, `VQGAN strip pixels: ${stripDiff}`);
 });
 
 test("the engine's greedy generation with guidance equals the PyTorch reference loop", async () => {
@@ -108,6 +121,35 @@ test("the engine's greedy generation with guidance equals the PyTorch reference 
   });
   const [img] = finalImages(events);
   assert.deepEqual(Array.from(img!.codes), ref.greedy.codes);
+});
+
+test("a preview decodes only the rows generated so far and one fill row, the rest of the frame painted with that row", async () => {
+  const a = model.manifest.architecture;
+  const w = a.grid.width, band = a.imageSize.height / a.grid.height, rowBytes = a.imageSize.width * 3;
+  const events = await collect(model, {
+    prompt: ref.prompt, seed: 1, previewInterval: w,
+    sampling: { guidanceScale: ref.greedy.guidanceScale, topK: 1, topP: 1, temperature: 1 },
+  });
+  const codes = finalImages(events)[0]!.codes;
+  const bytes = (pixels: Float32Array) => Uint8Array.from(pixels, (p) => Math.round(Math.min(1, Math.max(0, p)) * 255));
+  const seen: number[] = [];
+  for (const e of events) {
+    if (e.type !== "progress" || !e.previews) continue;
+    const done = e.previewTokens!, frame = e.previews[0]!;
+    seen.push(done);
+    assert.deepEqual([frame.width, frame.height], [a.imageSize.width, a.imageSize.height]);
+    const rows = Math.min(a.grid.height, Math.ceil(done / w) + 1);
+    const grid = Array.from(codes.slice(0, rows * w), (c, i) => (i < done ? c : mostFrequent(codes, done, a.codebookSize)));
+    const out = await model.vqDecoder!.run({ codes: new ort.Tensor("int64", BigInt64Array.from(grid.map(BigInt)), [1, rows, w]) });
+    const want = bytes(out.pixels!.data as Float32Array);
+    assert.deepEqual(frame.data.subarray(0, want.length), want, `preview after ${done} tokens: the decoded rows`);
+    const fill = want.subarray(want.length - band * rowBytes);
+    for (let y = rows * band; y < a.imageSize.height; y += band) {
+      assert.deepEqual(frame.data.subarray(y * rowBytes, (y + band) * rowBytes), fill, `preview after ${done} tokens: row ${y / band}`);
+    }
+  }
+  assert.ok(seen.includes(w), `the first preview (${w} tokens: 2 of ${a.grid.height} rows) arrived: ${seen}`);
+  assert.equal(seen.at(-1), a.grid.height * w, "the last preview is the whole grid");
 });
 
 test("a prompt longer than the text encoder reads is cut as the reference cuts it, keeping </s>", async () => {

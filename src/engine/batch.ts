@@ -8,9 +8,9 @@ import ort from "onnxruntime-node";
 import { MosaicError } from "./errors.ts";
 import { resolveRequest, type CompletedEvent, type Frame, type GenerateRequest, type GenerationEvent, type ProgressEvent, type ResolvedRequest } from "./request.ts";
 import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-state.ts";
-import { decodeGrids, int64 } from "./vq.ts";
+import { decodeGrids, hasFreeRows, int64 } from "./vq.ts";
 import type { Model } from "./model.ts";
-import { filledGrid, previewSchedule } from "./previews.ts";
+import { previewGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
 import { createSampler, isGreedy, type Sampler } from "./sampling.ts";
 
@@ -95,6 +95,9 @@ export class DecodeBatch {
   private readonly state: BatchState;
   private textMask: ort.Tensor | null = null;
   private readonly total: number;
+  private readonly grid: { height: number; width: number };
+  /** Previews decode only the rows generated so far (the model's VQ graph takes any number of rows). */
+  private readonly freeRows: boolean;
   private readonly dims: { L: number; H: number; D: number; T: number; C: number };
 
   /** The VQ decode in flight for previews (one at a time), and the newest grids waiting for it. */
@@ -114,6 +117,8 @@ export class DecodeBatch {
     this.decodeImages = o.decodeImages ?? own;
     const a = model.manifest.architecture;
     this.total = a.grid.height * a.grid.width;
+    this.grid = a.grid;
+    this.freeRows = hasFreeRows(model.manifest);
     this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize };
     const dims = { ...this.dims, N: this.total };
     this.state = model.deviceOps ? new DeviceState(dims, model.deviceOps) : new HostState(dims);
@@ -264,7 +269,9 @@ export class DecodeBatch {
 
     // Previews run beside the decoder: a due grid is handed to the preview run and decoding goes on.
     // The last one is different: it is the final image, so the member waits for it (below).
-    for (const m of previewing) if (m.pos < this.total) this.wanted.set(m, { tokensDone: m.pos, grids: m.codes.map((c) => filledGrid(c, m.pos, C)) });
+    for (const m of previewing) {
+      if (m.pos < this.total) this.wanted.set(m, { tokensDone: m.pos, grids: m.codes.map((c) => previewGrid(c, m.pos, C, this.grid, this.freeRows)) });
+    }
     this.pumpPreviews();
 
     for (const m of this.members) {

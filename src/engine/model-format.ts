@@ -85,8 +85,10 @@ export function requiredGraphs(a: Architecture): Record<keyof ModelManifest["gra
       ],
     },
     vqDecoder: {
-      inputs: [{ name: "codes", dtype: "int64", shape: ["batch", a.grid.height, a.grid.width] }],
-      outputs: [{ name: "pixels", dtype: "float32", shape: ["batch", a.imageSize.height, a.imageSize.width, 3] }],
+      // Rows may be fixed (the grid's height) or free ("rows"): a graph with free rows lets a preview
+      // decode only the rows generated so far (vq.ts). Which one a model has is read from model.json.
+      inputs: [{ name: "codes", dtype: "int64", shape: ["batch", "rows", a.grid.width] }],
+      outputs: [{ name: "pixels", dtype: "float32", shape: ["batch", "height", a.imageSize.width, 3] }],
     },
   };
 }

@@ -89,7 +89,9 @@ function checkSession(session: ort.InferenceSession, spec: GraphSpec, required: 
       if (meta.type !== decl.dtype) {
         throw new MosaicError("MODEL_INVALID", `${file}: ${kind} "${want.name}" is ${meta.type}, model.json says ${decl.dtype}`);
       }
-      if (meta.shape.length > 0 && !shapesAgree([...meta.shape], decl.shape)) {
+      // A fixed size where model.json names a free axis is a mismatch too: the engine would feed other sizes.
+      const fixedWhereFree = meta.shape.some((d, i) => typeof d === "number" && typeof decl.shape[i] === "string");
+      if (meta.shape.length > 0 && (!shapesAgree([...meta.shape], decl.shape) || fixedWhereFree)) {
         throw new MosaicError("MODEL_INVALID",
           `${file}: ${kind} "${want.name}" has shape ${JSON.stringify(meta.shape)}, model.json says ${JSON.stringify(decl.shape)}`);
       }

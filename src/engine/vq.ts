@@ -15,27 +15,59 @@ export function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
  */
 const PIXELS_PER_RUN = 256 * 256;
 
-/** Decode full or partial grids of n images with the VQ decoder -> RGB frames. */
+/** Whether the model's VQ graph takes fewer rows than the grid's (model.json names the axis). */
+export function hasFreeRows(manifest: Model["manifest"]): boolean {
+  const codes = manifest.graphs.vqDecoder.inputs.find((i) => i.name === "codes");
+  return typeof codes?.shape[1] === "string";
+}
+
+/**
+ * Decode grids of n images with the VQ decoder -> RGB frames of the full image size. A grid may hold
+ * fewer rows than the model's (a preview's strip, `previewGrid`, on a graph with free rows): the
+ * frame is then the strip's pixels, and below them its last row's band of pixels repeated (that row
+ * is the fill code, the preview's background).
+ */
 export async function decodeGrids(model: Pick<Model, "manifest" | "vqDecoder">, grids: Int32Array[]): Promise<Frame[]> {
   const vq = model.vqDecoder;
   if (!vq) throw new Error("this model was loaded without its VQ decoder (its images decode in the preview thread)");
   const a = model.manifest.architecture;
-  const per = Math.max(1, Math.floor(PIXELS_PER_RUN / (a.imageSize.height * a.imageSize.width)));
   const frames: Frame[] = [];
-  for (let i = 0; i < grids.length; i += per) frames.push(...(await decodeRun(vq, a, grids.slice(i, i + per))));
+  for (let i = 0; i < grids.length;) {
+    const rows = rowsOf(grids[i]!, a);
+    const pixels = rows * (a.imageSize.height / a.grid.height) * a.imageSize.width;
+    const per = Math.max(1, Math.floor(PIXELS_PER_RUN / pixels));
+    let end = i + 1;
+    while (end < grids.length && end - i < per && grids[end]!.length === grids[i]!.length) end++;
+    frames.push(...(await decodeRun(vq, a, grids.slice(i, end), rows)));
+    i = end;
+  }
   return frames;
 }
 
-async function decodeRun(vq: ort.InferenceSession, a: Model["manifest"]["architecture"], grids: Int32Array[]): Promise<Frame[]> {
-  const cells = a.grid.height * a.grid.width;
+function rowsOf(grid: Int32Array, a: Model["manifest"]["architecture"]): number {
+  const rows = grid.length / a.grid.width;
+  if (!Number.isInteger(rows) || rows < 1 || rows > a.grid.height) {
+    throw new Error(`a grid of ${grid.length} codes is not whole rows of ${a.grid.width} (at most ${a.grid.height})`);
+  }
+  return rows;
+}
+
+async function decodeRun(vq: ort.InferenceSession, a: Model["manifest"]["architecture"], grids: Int32Array[], rows: number): Promise<Frame[]> {
+  const cells = rows * a.grid.width;
   const flat = new Int32Array(grids.length * cells);
   grids.forEach((g, i) => flat.set(g, i * cells));
-  const out = await vq.run({ codes: int64(flat, [grids.length, a.grid.height, a.grid.width]) });
+  const out = await vq.run({ codes: int64(flat, [grids.length, rows, a.grid.width]) });
   const pixels = out.pixels!.data as Float32Array;
-  const size = a.imageSize.height * a.imageSize.width * 3;
+  const rowBytes = a.imageSize.width * 3;
+  const decoded = (pixels.length / grids.length / rowBytes) | 0;
+  const band = a.imageSize.height / a.grid.height;
   return grids.map((_, i) => {
-    const data = new Uint8Array(size);
-    for (let j = 0; j < size; j++) data[j] = Math.round(Math.min(1, Math.max(0, pixels[i * size + j]!)) * 255);
+    const data = new Uint8Array(a.imageSize.height * rowBytes);
+    const src = pixels.subarray(i * decoded * rowBytes, (i + 1) * decoded * rowBytes);
+    for (let j = 0; j < src.length; j++) data[j] = Math.round(Math.min(1, Math.max(0, src[j]!)) * 255);
+    // Below a strip: its last band (the fill row), over and over.
+    const last = data.subarray((decoded - band) * rowBytes, decoded * rowBytes);
+    for (let y = decoded; y < a.imageSize.height; y += band) data.set(last.subarray(0, Math.min(band, a.imageSize.height - y) * rowBytes), y * rowBytes);
     return { width: a.imageSize.width, height: a.imageSize.height, data };
   });
 }

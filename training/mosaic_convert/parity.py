@@ -93,6 +93,9 @@ def build(folder: str) -> tuple[Published, bpe.ByteLevelBPE]:
     return p, bpe.ByteLevelBPE(vocab, merges)
 
 
+STRIP_ROWS = 3
+
+
 @torch.no_grad()
 def reference(p: Published, tok: bpe.ByteLevelBPE) -> dict:
     d = p.dims
@@ -108,6 +111,8 @@ def reference(p: Published, tok: bpe.ByteLevelBPE) -> dict:
     codes = torch.tensor([[(7 * i + 3) % d.codebook for i in range(d.image_tokens)], list(range(d.image_tokens))])
     side = int(d.image_tokens ** 0.5)
     pixels = p.detokenizer(codes.reshape(2, side, side))
+    # A preview decodes only the rows generated so far: the graph must take fewer rows than the grid's.
+    strip = p.detokenizer(codes.reshape(2, side, side)[:, :STRIP_ROWS])
     greedy = generate(p, ids, images=1, guidance=3.0, top_k=1, temperature=1.0)
     long_ids = tok.encode(LONG_NORMALISED)
     long_greedy = generate(p, long_ids, images=1, guidance=3.0, top_k=1, temperature=1.0)
@@ -121,6 +126,8 @@ def reference(p: Published, tok: bpe.ByteLevelBPE) -> dict:
         "stepLogits": steps,
         "vqCodes": codes.tolist(),
         "pixels": pixels.flatten().tolist(),
+        "stripRows": STRIP_ROWS,
+        "stripPixels": strip.flatten().tolist(),
         "greedy": {"guidanceScale": 3.0, "codes": greedy[0].tolist()},
         "long": {"prompt": LONG_PROMPT, "normalised": LONG_NORMALISED, "tokens": len(long_ids),
                  "inputIds": text_rows(long_ids, d.text_tokens)[1].tolist(), "greedyCodes": long_greedy[0].tolist()},

@@ -150,8 +150,9 @@ def io_specs(c: Config, image_size: int) -> dict[str, dict[str, list[tuple[str, 
                         ("new_v", "float32", new)],
         },
         "vqDecoder": {
-            "inputs": [("codes", "int64", ["batch", c.grid, c.grid])],
-            "outputs": [("pixels", "float32", ["batch", image_size, image_size, 3])],
+            # Rows are free so that a preview can decode only the rows generated so far (src/engine/vq.ts).
+            "inputs": [("codes", "int64", ["batch", "rows", c.grid])],
+            "outputs": [("pixels", "float32", ["batch", "height", image_size, 3])],
         },
     }
 
@@ -230,7 +231,7 @@ def export_graphs(model: DalleBart, out: str, vq_graph: torch.nn.Module, image_s
                                     "new_k": cache_axes, "new_v": cache_axes})
     onnx_export(vq_graph, (torch.zeros((b, c.grid, c.grid), dtype=torch.long),),
                 os.path.join(out, files["vqDecoder"]), input_names=["codes"], output_names=["pixels"],
-                dynamic_axes={"codes": {0: "batch"}, "pixels": {0: "batch"}})
+                dynamic_axes={"codes": {0: "batch", 1: "rows"}, "pixels": {0: "batch", 1: "height"}})
     graphs = {}
     specs = io_specs(c, image_size)
     for key, name in files.items():

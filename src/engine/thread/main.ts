@@ -23,12 +23,15 @@ let closing = false;
 let wake: (() => void) | null = null;
 
 /**
- * Threads for the preview decoder: it runs while the decoder steps use every core, so it takes a
- * share rather than all of them (MOSAIC_PREVIEW_THREADS overrides; measured in docs/performance.md).
+ * Threads for the preview decoder: one per core, like the decoder's (MOSAIC_PREVIEW_THREADS
+ * overrides). It also decodes the final images, often while the decoder has nothing left to do: with
+ * half the cores the final image of a one-image generation at DALL·E-mini size took 2.4 s instead of
+ * 1.3 s, a third of the whole run; beside the decoder steps the two share the cores either way
+ * (ONNX Runtime's threads do not spin). Measured in docs/performance.md.
  */
 function previewThreads(): number {
   const v = Number(process.env.MOSAIC_PREVIEW_THREADS);
-  return Number.isInteger(v) && v > 0 ? v : Math.max(1, Math.floor(os.availableParallelism() / 2));
+  return Number.isInteger(v) && v > 0 ? v : os.availableParallelism();
 }
 
 /**
