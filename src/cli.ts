@@ -33,6 +33,7 @@ Environment:
   MOSAIC_LEASE_SECONDS  a running job whose worker is silent this long is requeued and resumed (default 15)
   MOSAIC_MAX_ATTEMPTS   a job lost this many times ends FAILED with WORKER_LOST (default 3)
   MOSAIC_PREVIEW_THREADS  threads for the preview decoder beside the decoder steps (default: one per core)
+  MOSAIC_PREVIEW_SHARE    most of the time previews may spend decoding, 0.01-1 (default: 0.25)
   MOSAIC_HEALTH_FILE    a worker touches this file at every heartbeat (container health checks)
   MOSAIC_METRICS_PORT   port of /metrics, /livez, /readyz and /health for mosaic worker (default 9464, or a
                         free port if that one is taken); serve answers them on PORT, and here too when set

@@ -207,6 +207,48 @@ test("a slow preview decode does not hold the decoder back; the newest grid wins
   assert.deepEqual(final.map((i) => Array.from(i.codes)), finalImages(off.events).map((i) => Array.from(i.codes)), "the same images");
 });
 
+test("a preview share bounds the time previews spend decoding; the first and the last are not held back", async () => {
+  const model = await sharedModel();
+  const run = async (previewShare: number) => {
+    const calls: { start: number; end: number }[] = [];
+    const batch = new DecodeBatch(model, {
+      previewShare,
+      decodePreviews: async (grids) => {
+        const call = { start: performance.now(), end: 0 };
+        calls.push(call);
+        await new Promise((r) => setTimeout(r, 30));
+        const frames = await decodeGrids(model, grids);
+        call.end = performance.now();
+        return frames;
+      },
+    });
+    const member = batch.admit({ prompt: "a small red circle at the top left, white background", count: 1, seed: 5, previewInterval: 1 });
+    const events: GenerationEvent[] = [];
+    const t0 = performance.now();
+    while (!member.done) {
+      await batch.step();
+      events.push(...member.drain());
+      // Steps slower than a preview, as at DALL·E size on a CPU, so that a preview is always due.
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return { calls, events, t0 };
+  };
+  const full = await run(1);
+  const quarter = await run(0.25);
+  const gated = quarter.calls.slice(0, -1); // the last call is the final image, never held back
+  for (let i = 1; i < gated.length; i++) {
+    const prev = gated[i - 1]!;
+    const wait = gated[i]!.start - prev.end;
+    assert.ok(wait >= 3 * (prev.end - prev.start) - 5, `run ${i} started ${wait.toFixed(0)} ms after a run of ${(prev.end - prev.start).toFixed(0)} ms`);
+  }
+  assert.ok(quarter.calls.length < full.calls.length / 2, `previews decoded: ${quarter.calls.length} with a quarter share, ${full.calls.length} with all`);
+  const firstDue = (r: typeof full) => r.calls[0]!.start - r.t0;
+  assert.ok(firstDue(quarter) < firstDue(full) + 100, "the first preview starts when it is due");
+  const shown = quarter.events.filter((e): e is ProgressEvent => e.type === "progress" && !!e.previews).map((e) => e.previewTokens!);
+  assert.equal(shown.at(-1), 256, "the last preview arrives");
+  assert.deepEqual(finalImages(quarter.events).map((i) => Array.from(i.codes)), finalImages(full.events).map((i) => Array.from(i.codes)));
+});
+
 test("cancellation stops within one decoder step", async () => {
   const model = await sharedModel();
   const controller = new AbortController();

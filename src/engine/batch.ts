@@ -105,16 +105,25 @@ export class DecodeBatch {
   private readonly wanted = new Map<Member, { tokensDone: number; grids: Int32Array[] }>();
   private readonly decodePreviews: (grids: Int32Array[]) => Promise<Frame[]>;
   private readonly decodeImages: (grids: Int32Array[]) => Promise<Frame[]>;
+  /** Share of the time previews may be decoding (1: whenever one is due); see `pumpPreviews`. */
+  private readonly previewShare: number;
+  /** When the last preview run ended and how long it took: the next waits share-weighted after it. */
+  private lastPreview = { end: 0, ms: 0 };
 
   /**
    * `decodePreviews` decodes preview grids and `decodeImages` the final ones when previews are off
    * (both the model's VQ decoder by default; tests slow the first down to show that decoding does not
    * wait for it; the engine thread sends both to its preview thread).
    */
-  constructor(private readonly model: Model, o: { decodePreviews?: (grids: Int32Array[]) => Promise<Frame[]>; decodeImages?: (grids: Int32Array[]) => Promise<Frame[]> } = {}) {
+  constructor(private readonly model: Model, o: {
+    decodePreviews?: (grids: Int32Array[]) => Promise<Frame[]>;
+    decodeImages?: (grids: Int32Array[]) => Promise<Frame[]>;
+    previewShare?: number;
+  } = {}) {
     const own = (grids: Int32Array[]) => decodeGrids(model, grids);
     this.decodePreviews = o.decodePreviews ?? own;
     this.decodeImages = o.decodeImages ?? own;
+    this.previewShare = Math.min(1, Math.max(0.01, o.previewShare ?? 1));
     const a = model.manifest.architecture;
     this.total = a.grid.height * a.grid.width;
     this.grid = a.grid;
@@ -192,11 +201,20 @@ export class DecodeBatch {
     const joinRows = join.reduce((sum, m) => sum + m.rows, 0);
     let enc: Encoded | null = null;
     if (join.length) {
+      // A generation of n images repeats its two rows (prompt, empty prompt) n times: on the CPU the
+      // encoder runs each distinct row once and the rows are copied out (a 3×3 at DALL·E-mini size
+      // encoded 18 rows in 1.8 s, most of the time to its first preview). The device keeps its
+      // encoder outputs in GPU memory, where this copy is not built; it encodes every row.
+      const ids = join.flatMap((m) => m.ids);
+      const masks = join.flatMap((m) => m.mask);
+      const rows = this.model.deviceOps ? { distinct: ids.map((_, i) => i), of: ids.map((_, i) => i) } : distinctRows(ids, masks);
       const out = await this.model.textEncoder.run({
-        input_ids: int64(join.flatMap((m) => m.ids).flat(), [joinRows, T]),
-        attention_mask: int64(join.flatMap((m) => m.mask).flat(), [joinRows, T]),
+        input_ids: int64(rows.distinct.flatMap((i) => ids[i]!), [rows.distinct.length, T]),
+        attention_mask: int64(rows.distinct.flatMap((i) => masks[i]!), [rows.distinct.length, T]),
       });
-      enc = { k: out.cross_k!, v: out.cross_v! };
+      enc = rows.distinct.length === joinRows
+        ? { k: out.cross_k!, v: out.cross_v! }
+        : { k: spreadRows(out.cross_k!, rows.of), v: spreadRows(out.cross_v!, rows.of) };
       for (const m of join) {
         m.t.text = performance.now() - m.t.start;
         m.t.decodeStart = performance.now();
@@ -304,14 +322,24 @@ export class DecodeBatch {
     }
   }
 
-  /** Starts the next preview run if none is in flight: every waiting grid, for every member, in one VQ run. */
+  /**
+   * Starts the next preview run if none is in flight: every waiting grid, for every member, in one VQ
+   * run. With a preview share s < 1, a run starts only once the time since the last one ended is at
+   * least (1/s − 1) times what that one took, so previews are decoding at most a share s of the time:
+   * on a CPU they take their cores from the decoder steps, and this bounds what they cost them (the
+   * waiting grids are replaced by newer ones meanwhile, the newest wins). The first preview is never
+   * held back, nor the last (the final image, `step`).
+   */
   private pumpPreviews(): void {
     if (this.previewRun || this.wanted.size === 0) return;
+    const gap = this.lastPreview.ms * (1 / this.previewShare - 1);
+    if (performance.now() < this.lastPreview.end + gap) return;
     const batch = [...this.wanted.entries()];
     this.wanted.clear();
     const t0 = performance.now();
     this.previewRun = this.decodePreviews(batch.flatMap(([, w]) => w.grids)).then((frames) => {
       const spent = performance.now() - t0;
+      this.lastPreview = { end: performance.now(), ms: spent };
       let k = 0;
       for (const [m, w] of batch) {
         const mine = frames.slice(k, k + m.n);
@@ -349,4 +377,33 @@ export class DecodeBatch {
       },
     };
   }
+}
+
+/** The first row of each distinct (ids, mask) row, and for every row the index of its distinct row. */
+function distinctRows(ids: number[][], masks: number[][]): { distinct: number[]; of: number[] } {
+  const seen = new Map<string, number>();
+  const distinct: number[] = [];
+  const of = ids.map((row, i) => {
+    const key = `${row.join(",")}|${masks[i]!.join(",")}`;
+    let d = seen.get(key);
+    if (d === undefined) {
+      d = distinct.length;
+      seen.set(key, d);
+      distinct.push(i);
+    }
+    return d;
+  });
+  return { distinct, of };
+}
+
+/** Encoder output [L, distinct, H, T, D] -> [L, rows, H, T, D], row r taken from distinct row of[r]. */
+function spreadRows(t: ort.Tensor, of: number[]): ort.Tensor {
+  const [L, U, ...rest] = t.dims as number[];
+  const size = rest.reduce((a, b) => a * b, 1);
+  const src = t.data as Float32Array;
+  const out = new Float32Array(L! * of.length * size);
+  for (let l = 0; l < L!; l++) {
+    of.forEach((d, r) => out.set(src.subarray((l * U! + d) * size, (l * U! + d + 1) * size), (l * of.length + r) * size));
+  }
+  return new ort.Tensor("float32", out, [L!, of.length, ...rest]);
 }

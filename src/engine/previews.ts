@@ -18,16 +18,16 @@ export function filledGrid(codes: Int32Array, done: number, codebookSize: number
 
 /**
  * What a preview decodes after `done` tokens. With a VQ graph of fixed rows, the whole filled grid.
- * With free rows (model.json's `codes` shape says "rows"), only the rows begun so far and one row of
- * the fill code below them: the VQGAN's time grows with the rows it decodes, so the first preview of
- * a DALL·E-mini 256×256 image (2 rows of 16 after 32 tokens) costs 3/16 of a whole decode, not all of
- * it; `decodeGrids` paints the rest of the frame with that fill row (vq.ts). The last preview, the
- * final image, is always the whole grid.
+ * With free rows (model.json's `codes` shape says "rows"), only the rows begun so far (the rest of the
+ * last one filled): the VQGAN's time grows with the rows it decodes, so the first preview of a
+ * DALL·E-mini 256×256 image (2 rows of 16 after 32 tokens) costs 2/16 of a whole decode; `decodeGrids`
+ * paints the rest of the frame in the fill code's colour (vq.ts). The last preview, the final image,
+ * is always the whole grid.
  */
 export function previewGrid(codes: Int32Array, done: number, codebookSize: number, grid: { height: number; width: number }, freeRows: boolean): Int32Array {
   const filled = filledGrid(codes, done, codebookSize);
   if (!freeRows || done >= codes.length) return filled;
-  const rows = Math.ceil(done / grid.width) + 1;
+  const rows = Math.max(1, Math.ceil(done / grid.width));
   return rows >= grid.height ? filled : filled.slice(0, rows * grid.width);
 }
 

@@ -1,6 +1,7 @@
 /** The VQ decoder: token grids -> RGB frames. */
 import ort from "onnxruntime-node";
 import type { Model } from "./model.ts";
+import { mostFrequent } from "./previews.ts";
 import type { Frame } from "./request.ts";
 
 export function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
@@ -24,8 +25,8 @@ export function hasFreeRows(manifest: Model["manifest"]): boolean {
 /**
  * Decode grids of n images with the VQ decoder -> RGB frames of the full image size. A grid may hold
  * fewer rows than the model's (a preview's strip, `previewGrid`, on a graph with free rows): the
- * frame is then the strip's pixels, and below them its last row's band of pixels repeated (that row
- * is the fill code, the preview's background).
+ * frame is then the strip's pixels, and below them one colour, the mean of the strip's cells that
+ * hold its most frequent code (the fill code: usually the background).
  */
 export async function decodeGrids(model: Pick<Model, "manifest" | "vqDecoder">, grids: Int32Array[]): Promise<Frame[]> {
   const vq = model.vqDecoder;
@@ -60,14 +61,36 @@ async function decodeRun(vq: ort.InferenceSession, a: Model["manifest"]["archite
   const pixels = out.pixels!.data as Float32Array;
   const rowBytes = a.imageSize.width * 3;
   const decoded = (pixels.length / grids.length / rowBytes) | 0;
-  const band = a.imageSize.height / a.grid.height;
-  return grids.map((_, i) => {
+  return grids.map((grid, i) => {
     const data = new Uint8Array(a.imageSize.height * rowBytes);
     const src = pixels.subarray(i * decoded * rowBytes, (i + 1) * decoded * rowBytes);
     for (let j = 0; j < src.length; j++) data[j] = Math.round(Math.min(1, Math.max(0, src[j]!)) * 255);
-    // Below a strip: its last band (the fill row), over and over.
-    const last = data.subarray((decoded - band) * rowBytes, decoded * rowBytes);
-    for (let y = decoded; y < a.imageSize.height; y += band) data.set(last.subarray(0, Math.min(band, a.imageSize.height - y) * rowBytes), y * rowBytes);
+    if (decoded < a.imageSize.height) data.subarray(decoded * rowBytes).set(fillColour(data, grid, a), 0);
     return { width: a.imageSize.width, height: a.imageSize.height, data };
   });
+}
+
+/** The rest of a strip's frame: its fill-code cells' mean colour, repeated over the missing rows. */
+function fillColour(data: Uint8Array, grid: Int32Array, a: Model["manifest"]["architecture"]): Uint8Array {
+  const fill = mostFrequent(grid, grid.length, a.codebookSize);
+  const cellH = a.imageSize.height / a.grid.height, cellW = a.imageSize.width / a.grid.width;
+  let r = 0, g = 0, b = 0, n = 0;
+  grid.forEach((code, cell) => {
+    if (code !== fill) return;
+    const y0 = Math.floor(cell / a.grid.width) * cellH, x0 = (cell % a.grid.width) * cellW;
+    for (let y = y0; y < y0 + cellH; y++) {
+      for (let x = x0; x < x0 + cellW; x++) {
+        const p = (y * a.imageSize.width + x) * 3;
+        r += data[p]!;
+        g += data[p + 1]!;
+        b += data[p + 2]!;
+        n++;
+      }
+    }
+  });
+  const colour = [r, g, b].map((s) => Math.round(s / n));
+  const rows = a.imageSize.height - (grid.length / a.grid.width) * cellH;
+  const out = new Uint8Array(rows * a.imageSize.width * 3);
+  for (let p = 0; p < out.length; p += 3) out.set(colour, p);
+  return out;
 }

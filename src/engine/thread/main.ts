@@ -35,6 +35,19 @@ function previewThreads(): number {
 }
 
 /**
+ * The share of the time VQ previews may be decoding (DecodeBatch.pumpPreviews), MOSAIC_PREVIEW_SHARE
+ * from 0.01 to 1. On 2 CPU cores previews take their time from the decoder steps: a 3×3 of the shipped
+ * model with previews every 16 tokens decoded at 0.73× the tokens/s of previews off with a share of 1
+ * (16 of 16 shown), 0.86× with 0.5 (10 shown) and 0.91× with 0.25 (4 shown), so the default is 0.25
+ * (docs/performance.md). The first preview and the last are never held back.
+ */
+const DEFAULT_PREVIEW_SHARE = 0.25;
+function previewShare(): number {
+  const v = Number(process.env.MOSAIC_PREVIEW_SHARE);
+  return Number.isFinite(v) && v >= 0.01 && v <= 1 ? v : DEFAULT_PREVIEW_SHARE;
+}
+
+/**
  * Runs the shapes the first requests will have once before the thread reports ready: the text
  * encoder and one decoder step for one image and for a 3×3 grid (the API's default and the web app's
  * grid), and a one-image VQ decode. ONNX Runtime plans memory and faults pages in on the first run of
@@ -71,7 +84,7 @@ async function run(): Promise<void> {
     previews = separate ? await PreviewClient.start({ modelFolder: options.modelFolder, provider: "cpu", threads: previewThreads() }, log) : null;
     const thread = previews;
     const decode = thread ? (grids: Int32Array[]) => thread.decode(grids) : (grids: Int32Array[]) => decodeGrids(model, grids);
-    batch = new DecodeBatch(model, { decodePreviews: decode, decodeImages: decode });
+    batch = new DecodeBatch(model, { decodePreviews: decode, decodeImages: decode, previewShare: previewShare() });
     await warm(batch, model, decode);
     send({ type: "ready", provider: model.provider, deviceState: model.deviceOps !== null });
   } catch (e) {
