@@ -3,8 +3,9 @@ import { test } from "node:test";
 import { DecodeBatch, type Member } from "../src/engine/batch.ts";
 import type { GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
-import { decodeGrids } from "../src/engine/vq.ts";
-import { collect, finalImages, MODEL_DIR, sharedModel } from "./helpers.ts";
+import { distinctRows, encodeRows } from "../src/engine/encode-rows.ts";
+import { decodeGrids, int64 } from "../src/engine/vq.ts";
+import { collect, finalImages, maxAbsDiff, MODEL_DIR, sharedModel } from "./helpers.ts";
 
 const sampling = { topK: 32, topP: 0.95, temperature: 1 };
 
@@ -109,5 +110,26 @@ test("a model opened without its VQ decoder decodes nothing itself: its images c
     await assert.rejects(decodeGrids(bare, [new Int32Array(256)]), /without its VQ decoder/);
   } finally {
     await bare.release();
+  }
+});
+
+test("the text encoder runs each distinct row once; every row gets what encoding it alone gives", async () => {
+  const model = await sharedModel();
+  const rows = ["a big red circle in the centre, blue background", "a small white square at the top left, black background"]
+    .map((p) => model.prompts.encode(p));
+  const empty = model.prompts.encodeUnconditional();
+  const order = [rows[0]!, empty, rows[0]!, empty, rows[1]!, empty, rows[0]!];
+  const ids = order.map((e) => e.ids), masks = order.map((e) => e.mask);
+  assert.deepEqual(distinctRows(ids, masks), { distinct: [0, 1, 4], of: [0, 1, 0, 1, 2, 1, 0] });
+  const got = await encodeRows(model, ids, masks);
+  assert.deepEqual(got.k.dims.slice(0, 2), [model.manifest.architecture.decoderLayers, order.length]);
+  const T = model.manifest.architecture.maxTextLength;
+  const all = await model.textEncoder.run({
+    input_ids: int64(ids.flat(), [ids.length, T]),
+    attention_mask: int64(masks.flat(), [masks.length, T]),
+  });
+  for (const [name, a, b] of [["cross_k", got.k, all.cross_k!], ["cross_v", got.v, all.cross_v!]] as const) {
+    const diff = maxAbsDiff(a.data as Float32Array, b.data as Float32Array);
+    assert.ok(diff < 1e-5, `${name}: ${diff} from encoding all ${order.length} rows`);
   }
 });

@@ -8,6 +8,7 @@ import ort from "onnxruntime-node";
 import { MosaicError } from "./errors.ts";
 import { resolveRequest, type CompletedEvent, type Frame, type GenerateRequest, type GenerationEvent, type ProgressEvent, type ResolvedRequest } from "./request.ts";
 import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-state.ts";
+import { encodeRows } from "./encode-rows.ts";
 import { decodeGrids, hasFreeRows, int64 } from "./vq.ts";
 import type { Model } from "./model.ts";
 import { previewGrid, previewSchedule } from "./previews.ts";
@@ -31,6 +32,8 @@ export class Member {
   lastFrames: Frame[] | null = null;
   /** A finished preview waiting for this member's next progress event. */
   readyPreview: { tokensDone: number; frames: Frame[] } | null = null;
+  /** Whether a preview run has taken this member's grids: its first one is never held back. */
+  previewed = false;
   /** This step only replayed saved codes: nothing to report yet. */
   silent = false;
   /** Token ids and attention mask of each row. */
@@ -201,20 +204,7 @@ export class DecodeBatch {
     const joinRows = join.reduce((sum, m) => sum + m.rows, 0);
     let enc: Encoded | null = null;
     if (join.length) {
-      // A generation of n images repeats its two rows (prompt, empty prompt) n times: on the CPU the
-      // encoder runs each distinct row once and the rows are copied out (a 3×3 at DALL·E-mini size
-      // encoded 18 rows in 1.8 s, most of the time to its first preview). The device keeps its
-      // encoder outputs in GPU memory, where this copy is not built; it encodes every row.
-      const ids = join.flatMap((m) => m.ids);
-      const masks = join.flatMap((m) => m.mask);
-      const rows = this.model.deviceOps ? { distinct: ids.map((_, i) => i), of: ids.map((_, i) => i) } : distinctRows(ids, masks);
-      const out = await this.model.textEncoder.run({
-        input_ids: int64(rows.distinct.flatMap((i) => ids[i]!), [rows.distinct.length, T]),
-        attention_mask: int64(rows.distinct.flatMap((i) => masks[i]!), [rows.distinct.length, T]),
-      });
-      enc = rows.distinct.length === joinRows
-        ? { k: out.cross_k!, v: out.cross_v! }
-        : { k: spreadRows(out.cross_k!, rows.of), v: spreadRows(out.cross_v!, rows.of) };
+      enc = await encodeRows(this.model, join.flatMap((m) => m.ids), join.flatMap((m) => m.mask));
       for (const m of join) {
         m.t.text = performance.now() - m.t.start;
         m.t.decodeStart = performance.now();
@@ -327,15 +317,17 @@ export class DecodeBatch {
    * run. With a preview share s < 1, a run starts only once the time since the last one ended is at
    * least (1/s − 1) times what that one took, so previews are decoding at most a share s of the time:
    * on a CPU they take their cores from the decoder steps, and this bounds what they cost them (the
-   * waiting grids are replaced by newer ones meanwhile, the newest wins). The first preview is never
-   * held back, nor the last (the final image, `step`).
+   * waiting grids are replaced by newer ones meanwhile, the newest wins). A member's first preview is
+   * never held back (a run then takes every waiting grid), nor its last (the final image, `step`).
    */
   private pumpPreviews(): void {
     if (this.previewRun || this.wanted.size === 0) return;
     const gap = this.lastPreview.ms * (1 / this.previewShare - 1);
-    if (performance.now() < this.lastPreview.end + gap) return;
+    const first = [...this.wanted.keys()].some((m) => !m.previewed);
+    if (!first && performance.now() < this.lastPreview.end + gap) return;
     const batch = [...this.wanted.entries()];
     this.wanted.clear();
+    for (const [m] of batch) m.previewed = true;
     const t0 = performance.now();
     this.previewRun = this.decodePreviews(batch.flatMap(([, w]) => w.grids)).then((frames) => {
       const spent = performance.now() - t0;
@@ -377,33 +369,4 @@ export class DecodeBatch {
       },
     };
   }
-}
-
-/** The first row of each distinct (ids, mask) row, and for every row the index of its distinct row. */
-function distinctRows(ids: number[][], masks: number[][]): { distinct: number[]; of: number[] } {
-  const seen = new Map<string, number>();
-  const distinct: number[] = [];
-  const of = ids.map((row, i) => {
-    const key = `${row.join(",")}|${masks[i]!.join(",")}`;
-    let d = seen.get(key);
-    if (d === undefined) {
-      d = distinct.length;
-      seen.set(key, d);
-      distinct.push(i);
-    }
-    return d;
-  });
-  return { distinct, of };
-}
-
-/** Encoder output [L, distinct, H, T, D] -> [L, rows, H, T, D], row r taken from distinct row of[r]. */
-function spreadRows(t: ort.Tensor, of: number[]): ort.Tensor {
-  const [L, U, ...rest] = t.dims as number[];
-  const size = rest.reduce((a, b) => a * b, 1);
-  const src = t.data as Float32Array;
-  const out = new Float32Array(L! * of.length * size);
-  for (let l = 0; l < L!; l++) {
-    of.forEach((d, r) => out.set(src.subarray((l * U! + d) * size, (l * U! + d + 1) * size), (l * of.length + r) * size));
-  }
-  return new ort.Tensor("float32", out, [L!, of.length, ...rest]);
 }

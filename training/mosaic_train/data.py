@@ -377,9 +377,14 @@ def sample(seed: int, index: int, held_out: bool = False) -> tuple[SceneSpec, st
     return scene, caption(scene, rng), render(scene)
 
 
-def described_captions(seed: int, index: int, n: int) -> tuple[SceneSpec, list[tuple[str, Stated]]]:
-    """sample_captions without drawing the image: the scene and its n captions with what each states."""
+def described_captions(seed: int, index: int, n: int, scenes: str = "all") -> tuple[SceneSpec, list[tuple[str, Stated]]]:
+    """sample_captions without drawing the image: the scene and its n captions with what each states.
+    scenes="single-full" draws one shape, never a held-out combination, every caption stating every
+    fact in the varied phrasings (an experiment: do places get read without omissions and two shapes?)."""
     rng = _rng(seed, index, False)
+    if scenes == "single-full":
+        scene = random_scene(rng, held_out=False, shapes=1)
+        return scene, [describe(scene, rng, full=True) for _ in range(n)]
     scene = training_scene(rng)
     return scene, [training_caption(scene, rng) for _ in range(n)]
 

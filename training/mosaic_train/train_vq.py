@@ -77,7 +77,7 @@ def encode(args: argparse.Namespace) -> None:
     for start in range(0, args.samples, 256):
         n = min(256, args.samples - start)
         # described_captions + render is sample_captions, keeping what each caption states.
-        samples = [data.described_captions(args.seed + 2, i, args.captions) for i in range(start, start + n)]
+        samples = [data.described_captions(args.seed + 2, i, args.captions, args.scenes) for i in range(start, start + n)]
         x = to_input(torch.from_numpy(np.stack([data.render(scene) for scene, _ in samples])))
         codes.append(model.encode(x).reshape(n, -1).numpy().astype(np.int16))
         captions += [[text for text, _ in described] for _, described in samples]
@@ -114,6 +114,9 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--samples", type=int, default=40000)
     p.add_argument("--captions", type=int, default=4, help="captions stored per encoded image")
+    p.add_argument("--scenes", choices=["all", "single-full"], default="all",
+                   help="single-full: one shape per scene, every caption stating every fact (an experiment "
+                        "bisecting why places are not read, training/eval/place-runs-2026-12-01)")
     p.add_argument("--resume", action="store_true", help="continue training vq.pt for --steps more")
     p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 reconstruction term")
     args = p.parse_args()
