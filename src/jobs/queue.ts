@@ -164,7 +164,7 @@ export async function deleteExpired(prisma: Prisma, days: number): Promise<numbe
 }
 
 /** A generation that stopped short keeps only its newest previews (what it got to); the rest go. */
-export async function dropOldPreviews(prisma: Prisma, id: string): Promise<number> {
+export async function dropOldPreviews(prisma: Pick<Prisma, "$executeRaw">, id: string): Promise<number> {
   return prisma.$executeRaw`
     DELETE FROM "Preview" WHERE "generationId" = ${id}::uuid
       AND "tokensDone" < (SELECT max("tokensDone") FROM "Preview" WHERE "generationId" = ${id}::uuid)`;
