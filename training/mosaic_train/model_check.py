@@ -39,14 +39,21 @@ def required_graphs(a: dict) -> dict:
                                    "text_mask": ("int64", text)},
                         "outputs": {"logits": ("float32", ["batch", a["codebookSize"]]),
                                     "new_k": ("float32", fresh), "new_v": ("float32", fresh)}},
-        "vqDecoder": {"inputs": {"codes": ("int64", ["batch", a["grid"]["height"], a["grid"]["width"]])},
-                      "outputs": {"pixels": ("float32", ["batch", a["imageSize"]["height"], a["imageSize"]["width"], 3])}},
+        # Rows fixed (the grid's height) or free (a name): free rows let a preview decode only the rows
+        # generated so far (src/engine/vq.ts, docs/model-format.md).
+        "vqDecoder": {"inputs": {"codes": ("int64", ["batch", ("rows", a["grid"]["height"]), a["grid"]["width"]])},
+                      "outputs": {"pixels": ("float32", ["batch", ("height", a["imageSize"]["height"]),
+                                                         a["imageSize"]["width"], 3])}},
     }
 
 
 def _agree(got: list, want: list) -> bool:
-    """Named (dynamic) axes match any name; fixed sizes must be equal."""
-    return len(got) == len(want) and all(isinstance(w, str) and isinstance(g, str) or g == w for g, w in zip(got, want))
+    """Named (dynamic) axes match any name; fixed sizes must be equal; a (name, size) pair takes either."""
+    def one(g, w) -> bool:
+        if isinstance(w, tuple):
+            return isinstance(g, str) or g == w[1]
+        return isinstance(w, str) and isinstance(g, str) or g == w
+    return len(got) == len(want) and all(one(g, w) for g, w in zip(got, want))
 
 
 def _onnx_shape(value_info) -> list:
@@ -181,6 +188,8 @@ def check_model_folder(folder: str) -> dict:
                     problems.append(f"graphs.{key}: {name} has shape {d.get('shape')} in model.json, expected {shape}")
                 if not _agree(_onnx_shape(v), shape):
                     problems.append(f"{spec['file']}: {name} has shape {_onnx_shape(v)}, expected {shape} from model.json")
+                elif not _agree(_onnx_shape(v), d.get("shape", [])):
+                    problems.append(f"{spec['file']}: {name} has shape {_onnx_shape(v)}, model.json says {d.get('shape')}")
 
     width, grid = a["modelWidth"], a["grid"]["height"] * a["grid"]["width"]
     expect = {

@@ -114,9 +114,9 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--samples", type=int, default=40000)
     p.add_argument("--captions", type=int, default=4, help="captions stored per encoded image")
-    p.add_argument("--scenes", choices=["all", "single-full"], default="all",
-                   help="single-full: one shape per scene, every caption stating every fact (an experiment "
-                        "bisecting why places are not read, training/eval/place-runs-2026-12-01)")
+    p.add_argument("--scenes", choices=["all", "single", "single-full"], default="all",
+                   help="single: one shape per scene; single-full: and every caption stating every fact "
+                        "(experiments bisecting why places are not read, training/eval/place-runs-2026-12-01)")
     p.add_argument("--resume", action="store_true", help="continue training vq.pt for --steps more")
     p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 reconstruction term")
     args = p.parse_args()

@@ -12,6 +12,7 @@ import tempfile
 import unittest
 
 import numpy as np
+import onnx
 
 from mosaic_train import adherence, data, model_check
 from mosaic_train.sampling import Mulberry32, Settings, choose
@@ -382,7 +383,15 @@ class SmokeTest(unittest.TestCase):
             "code-patches.bin: ": lambda _, d: open(os.path.join(d, "code-patches.bin"), "ab").write(b"x"),
             "outputs": lambda m, _: m["graphs"]["decoderStep"]["outputs"].pop(),
             "tokenizer": lambda m, _: m["text"].update(tokenizer="missing.json"),
+            # model.json says the VQ graph's rows are free, the graph fixes them: the engine would feed other sizes.
+            "model.json says ['batch', 'rows'": lambda _, d: fix_vq_rows(os.path.join(d, "vq_decoder.onnx")),
         }
+
+        def fix_vq_rows(path: str) -> None:
+            g = onnx.load(path)
+            g.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 16
+            onnx.save(g, path)
+
         for problem, edit in cases.items():
             with self.subTest(problem=problem):
                 with self.assertRaisesRegex(model_check.ModelFolderError, re.escape(problem)):
