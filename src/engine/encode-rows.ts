@@ -2,7 +2,7 @@
  * The text encoder over a batch's joining rows. A generation of n images repeats its two rows (the
  * prompt, the empty prompt for guidance) n times: on the CPU the encoder runs each distinct row once
  * and the outputs are copied out to every row that repeats it (a 3×3 at DALL·E-mini size encoded 18
- * rows in 1.80 s, most of the time to its first preview, and 2 rows in 0.61 s; docs/performance.md).
+ * rows in 1.80 s, most of the time to its first preview, and 2 rows in 0.2–0.3 s; docs/performance.md).
  * A GPU provider leaves the outputs in GPU memory, where no such copy is built: it encodes every row.
  */
 import ort from "onnxruntime-node";

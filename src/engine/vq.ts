@@ -65,13 +65,16 @@ async function decodeRun(vq: ort.InferenceSession, a: Model["manifest"]["archite
     const data = new Uint8Array(a.imageSize.height * rowBytes);
     const src = pixels.subarray(i * decoded * rowBytes, (i + 1) * decoded * rowBytes);
     for (let j = 0; j < src.length; j++) data[j] = Math.round(Math.min(1, Math.max(0, src[j]!)) * 255);
-    if (decoded < a.imageSize.height) data.subarray(decoded * rowBytes).set(fillColour(data, grid, a), 0);
+    if (decoded < a.imageSize.height) {
+      const colour = fillColour(data, grid, a);
+      for (let p = decoded * rowBytes; p < data.length; p += 3) data.set(colour, p);
+    }
     return { width: a.imageSize.width, height: a.imageSize.height, data };
   });
 }
 
-/** The rest of a strip's frame: its fill-code cells' mean colour, repeated over the missing rows. */
-function fillColour(data: Uint8Array, grid: Int32Array, a: Model["manifest"]["architecture"]): Uint8Array {
+/** The colour of the rest of a strip's frame: the mean of its fill-code cells. */
+function fillColour(data: Uint8Array, grid: Int32Array, a: Model["manifest"]["architecture"]): number[] {
   const fill = mostFrequent(grid, grid.length, a.codebookSize);
   const cellH = a.imageSize.height / a.grid.height, cellW = a.imageSize.width / a.grid.width;
   let r = 0, g = 0, b = 0, n = 0;
@@ -88,9 +91,5 @@ function fillColour(data: Uint8Array, grid: Int32Array, a: Model["manifest"]["ar
       }
     }
   });
-  const colour = [r, g, b].map((s) => Math.round(s / n));
-  const rows = a.imageSize.height - (grid.length / a.grid.width) * cellH;
-  const out = new Uint8Array(rows * a.imageSize.width * 3);
-  for (let p = 0; p < out.length; p += 3) out.set(colour, p);
-  return out;
+  return [r, g, b].map((s) => Math.round(s / n));
 }

@@ -139,20 +139,28 @@ export class Recorder {
       });
       await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
     } else if (ev.type === "cancelled") {
-      // One transaction: a client that reads CANCELLED never sees the older previews it drops.
-      const n = await this.retrying("recording the cancellation", id, () => this.prisma.$transaction(async (tx) => {
-        const n = await tx.$executeRaw`
-          UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()
-          WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING' AND "cancelRequested"`;
-        if (n === 1) await dropOldPreviews(tx, id);
-        return n;
-      }));
+      const n = await this.retrying("recording the cancellation", id, () => this.endShort(id, (tx) => tx.$executeRaw`
+        UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()
+        WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING' AND "cancelRequested"`));
       if (n === 1) {
         this.o.metrics?.generations.inc({ outcome: "cancelled" });
         this.o.log(`mosaic: generation ${id} cancelled at token ${ev.tokensDone}`, { event: "cancelled", generationId: id, tokensDone: ev.tokensDone });
         await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
       }
     }
+  }
+
+  /**
+   * A job that ends short of its images: its status update (`update`, the rows it changed) and the
+   * dropping of its older previews in one transaction, so that a client that reads the new status
+   * never sees the previews it supersedes.
+   */
+  private endShort(id: string, update: (tx: Pick<Prisma, "$executeRaw">) => Promise<number>): Promise<number> {
+    return this.prisma.$transaction(async (tx) => {
+      const n = await update(tx);
+      if (n === 1) await dropOldPreviews(tx, id);
+      return n;
+    });
   }
 
   /**
@@ -167,13 +175,9 @@ export class Recorder {
         : "internal error; the server log has the details under this generation's id";
     // Once, with the stack and the cause (pino serializes both from `err`).
     this.o.log(`mosaic: generation ${id} failed [${code}]: ${e instanceof Error ? e.message : String(e)}`, { event: "failed", generationId: id, code, err: e });
-    const n = await this.retrying("recording the failure", id, () => this.prisma.$transaction(async (tx) => {
-      const n = await tx.$executeRaw`
-        UPDATE "Generation" SET status = 'FAILED', "errorCode" = ${code}, "errorMessage" = ${message}, "finishedAt" = now()
-        WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'`;
-      if (n === 1) await dropOldPreviews(tx, id);
-      return n;
-    })).catch(() => 0);
+    const n = await this.retrying("recording the failure", id, () => this.endShort(id, (tx) => tx.$executeRaw`
+      UPDATE "Generation" SET status = 'FAILED', "errorCode" = ${code}, "errorMessage" = ${message}, "finishedAt" = now()
+      WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'`)).catch(() => 0);
     if (n === 1) {
       this.o.metrics?.generations.inc({ outcome: "failed" });
       this.o.metrics?.failures.inc({ code });

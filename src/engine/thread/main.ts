@@ -26,7 +26,7 @@ let wake: (() => void) | null = null;
  * Threads for the preview decoder: one per core, like the decoder's (MOSAIC_PREVIEW_THREADS
  * overrides). It also decodes the final images, often while the decoder has nothing left to do: with
  * half the cores the final image of a one-image generation at DALL·E-mini size took 2.4 s instead of
- * 1.3 s, a third of the whole run; beside the decoder steps the two share the cores either way
+ * 1.3 s, a seventh of a 7-8 s run; beside the decoder steps the two share the cores either way
  * (ONNX Runtime's threads do not spin). Measured in docs/performance.md.
  */
 function previewThreads(): number {
