@@ -317,6 +317,11 @@ def caption(scene: SceneSpec, rng: random.Random) -> str:
     return training_caption(scene, rng)[0]
 
 
+def states_all(stated: Stated) -> bool:
+    """Whether a caption states every fact of its scene: background, sizes and places."""
+    return stated.background and all(stated.sizes) and all(stated.positions)
+
+
 def places_all(stated: Stated) -> bool:
     """Whether a caption says where every shape is (by place, not only by relation)."""
     return all(stated.positions)
@@ -382,8 +387,15 @@ def described_captions(seed: int, index: int, n: int, scenes: str = "all") -> tu
     Two experiments bisecting why places were not read (training/eval/place-runs-2026-12-01):
     scenes="single-full" draws one shape, never a held-out combination, every caption stating every
     fact in the varied phrasings; scenes="single" draws one shape with the training captions (any
-    fact may be left out)."""
+    fact may be left out); scenes="single-curriculum" is "single" with one more caption stating every
+    fact, for a first phase on full captions only (run G)."""
     rng = _rng(seed, index, False)
+    if scenes == "single-curriculum":
+        # The recipe's captions, plus one stating every fact where the scene may be named with its place:
+        # encode marks those for the first phase (train_transformer --placed-first).
+        scene = training_scene(rng, shapes=1)
+        described = [training_caption(scene, rng) for _ in range(n)]
+        return scene, described + ([] if names_held_out(scene) else [describe(scene, rng, full=True)])
     if scenes == "single-full":
         scene = random_scene(rng, held_out=False, shapes=1)
         return scene, [describe(scene, rng, full=True) for _ in range(n)]

@@ -120,6 +120,22 @@ class DataTest(unittest.TestCase):
                     self.assertTrue(any(p in normalise(text) for p in phrases), (text, s.position))
         self.assertGreater(placed, 300 * 4 * 0.3)
 
+    def test_curriculum_captions_add_one_stating_every_fact_never_for_held_out(self):
+        # Run G's first phase trains on the captions states_all marks (train_vq encode --scenes single-curriculum).
+        full = 0
+        for i in range(300):
+            scene, described = data.described_captions(1, i, 4, "single-curriculum")
+            self.assertEqual(len(scene.shapes), 1)
+            marked = [stated for _, stated in described if data.states_all(stated)]
+            if data.names_held_out(scene):
+                self.assertEqual(len(described), 4)
+                self.assertFalse(any(data.places_all(stated) for _, stated in described))
+                continue
+            self.assertEqual(len(described), 5)
+            self.assertTrue(data.states_all(described[-1][1]))
+            full += len(marked) > 0
+        self.assertGreater(full, 250)
+
     def test_held_out_never_named_with_its_place_in_training(self):
         place_words = {"top", "bottom", "left", "right", "centre", "center", "middle", "centered", "centred", "upper",
                        "lower", "above", "below", "under", "beneath", "beside", "next"}
