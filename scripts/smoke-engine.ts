@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import ort from "onnxruntime-node";
+import { hostStepInputs } from "../src/engine/batch-state.ts";
 import { generate, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/model.ts";
 // The fixtures' shape and the comparison are the engine tests' own (one definition of each).
@@ -54,7 +55,8 @@ try {
     const out = await model.decoderStep.run({
       token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
       position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
-      past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v!, text_mask: mask,
+      ...hostStepInputs(model.manifest.graphs, { past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v! }, model.manifest.architecture.decoderLayers),
+      text_mask: mask,
     });
     const logits = out.logits!.data as Float32Array;
     assert.equal(logits.length, 2 * a.codebookSize, "logits are [batch, codebookSize]");

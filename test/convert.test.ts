@@ -10,6 +10,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
+import { grownLength, hostStepInputs, type CacheGrowth } from "../src/engine/batch-state.ts";
+import { DecodeBatch, type Member } from "../src/engine/batch.ts";
+import type { GenerationEvent } from "../src/engine/generate.ts";
+import { perLayerInputs } from "../src/engine/model-format.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { mostFrequent } from "../src/engine/previews.ts";
 import { collect, finalImages, int64, maxAbsDiff, python } from "./helpers.ts";
@@ -84,7 +88,8 @@ test("ONNX text encoder, decoder step and VQGAN match the PyTorch DALL·E mini w
     const out = await model.decoderStep.run({
       token: new ort.Tensor("int64", BigInt64Array.of(token, token), [2]),
       position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
-      past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v!, text_mask: mask,
+      ...hostStepInputs(model.manifest.graphs, { past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v! }, model.manifest.architecture.decoderLayers),
+      text_mask: mask,
     });
     const diff = maxAbsDiff(out.logits!.data as Float32Array, ref.stepLogits[pos]!.flat());
     assert.ok(diff < TOL, `decoder step ${pos}: ${diff}`);
@@ -121,6 +126,70 @@ test("the engine's greedy generation with guidance equals the PyTorch reference 
   });
   const [img] = finalImages(events);
   assert.deepEqual(Array.from(img!.codes), ref.greedy.codes);
+});
+
+/**
+ * Generations joining one batch at different steps on `m`, each image's codes, while recording the
+ * cache length of every decoder step. `growth` as DecodeBatch takes it (null: the full cache).
+ */
+async function joinedRun(m: Model, growth: CacheGrowth | null): Promise<{ codes: number[][][]; lengths: number[] }> {
+  const lengths: number[] = [];
+  const step = m.decoderStep;
+  const spy = Object.create(step) as ort.InferenceSession;
+  spy.run = ((feeds: Record<string, ort.Tensor>) => {
+    lengths.push(feeds.past_k_0!.dims[2]!);
+    return step.run(feeds);
+  }) as ort.InferenceSession["run"];
+  const batch = new DecodeBatch({ ...m, decoderStep: spy }, { cacheGrowth: growth });
+  const sampling = { topK: 8, topP: 0.95, temperature: 1 };
+  const requests = [
+    { prompt: ref.prompt, count: 2, seed: 5, sampling, previewInterval: 4 },
+    { prompt: "a small white square", count: 1, seed: 6, sampling: { ...sampling, guidanceScale: 1 }, previewInterval: 0 },
+    { prompt: "green triangle", count: 3, seed: 7, sampling, previewInterval: 8 },
+  ];
+  const joinAt = [0, 3, 9];
+  const members: Member[] = [];
+  const events: GenerationEvent[][] = requests.map(() => []);
+  for (let i = 0; members.length < requests.length || batch.active; i++) {
+    requests.forEach((r, j) => {
+      if (joinAt[j] === i) members[j] = batch.admit(r);
+    });
+    await batch.step();
+    members.forEach((mem, j) => events[j]!.push(...mem.drain()));
+  }
+  return { codes: events.map((ev) => finalImages(ev).map((img) => Array.from(img.codes))), lengths };
+}
+
+test("per-layer inputs with a free cache length: the cache grows as rows advance, and the codes are a full cache's", async () => {
+  const a = model.manifest.architecture;
+  const n = a.grid.height * a.grid.width;
+  assert.ok(perLayerInputs(model.manifest.graphs), "the converter writes each layer's cache as an input of its own");
+  assert.ok(model.manifest.graphs.decoderStep.inputs.every((i) => !i.name.startsWith("past_") || i.shape[2] === "cache_length"));
+  const full = await joinedRun(model, null);
+  assert.deepEqual([...new Set(full.lengths)], [n]);
+  const grown = await joinedRun(model, { first: 2 });
+  assert.deepEqual(grown.codes, full.codes, "the same codes whatever cache length the steps were given");
+  // Rows joining at 3 and 9 start at position 0 beside rows further on: the length follows the furthest.
+  assert.deepEqual([...new Set(grown.lengths)], [2, 4, 8, 16].filter((l) => l <= n));
+  assert.ok(grown.lengths.filter((l) => l < n).length >= 8, `steps with a short cache: ${grown.lengths.join(",")}`);
+  // The GPU path: the state on the device graphs, each layer sliced there (run here on the CPU).
+  const onDevice = await loadModel(path.join(dir, "model"), { state: "device", log: () => {} });
+  try {
+    assert.ok(onDevice.deviceOps);
+    assert.deepEqual((await joinedRun(onDevice, null)).codes, full.codes, "device state gives the host's codes");
+  } finally {
+    await onDevice.release();
+  }
+});
+
+test("the cache length doubles from its first size to what the furthest row needs, never past the grid", () => {
+  const g = { first: 32 };
+  assert.equal(grownLength(0, 1, 256, g), 32);
+  assert.equal(grownLength(32, 32, 256, g), 32);
+  assert.equal(grownLength(32, 33, 256, g), 64);
+  assert.equal(grownLength(32, 129, 256, g), 256);
+  assert.equal(grownLength(0, 1, 16, g), 16, "a grid smaller than the first size starts full");
+  assert.equal(grownLength(64, 200, 200, g), 200);
 });
 
 test("a preview decodes only the rows generated so far; the rest of the frame is the fill code's colour", async () => {

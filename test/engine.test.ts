@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import ort from "onnxruntime-node";
+import { hostStepInputs } from "../src/engine/batch-state.ts";
 import { MosaicError } from "../src/engine/errors.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";
@@ -28,7 +29,8 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
     const out = await model.decoderStep.run({
       token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
       position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
-      past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v!, text_mask: mask,
+      ...hostStepInputs(model.manifest.graphs, { past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v! }, model.manifest.architecture.decoderLayers),
+      text_mask: mask,
     });
     const logits = out.logits!.data as Float32Array;
     assert.ok(maxAbsDiff(logits, ref.stepLogits[pos]!.flat()) < TOL, `decoder step ${pos}`);

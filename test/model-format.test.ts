@@ -58,6 +58,14 @@ test("a wrong input name is named", async () => {
   await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].name = "pastk"; }), "MODEL_INVALID", "decoderStep", "past_k", "missing");
 });
 
+test("a cache length is the grid's size or a name; a free length the graph fixes is refused", async () => {
+  await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].shape[3] = 100; }), "MODEL_INVALID", "past_k", "cache length 100", "256");
+  // The shipped 1.0.0 graph fixes 256 positions: model.json may not call the axis free.
+  await rejects(await variant((m) => {
+    for (const i of m.graphs.decoderStep.inputs.slice(2, 4)) i.shape[3] = "cache_length";
+  }), "MODEL_INVALID", "decoder_step.onnx", "past_k");
+});
+
 test("an architecture that disagrees with the ONNX file is a shape mismatch naming the file", async () => {
   const dir = await variant((m) => {
     m.architecture.decoderLayers += 1;

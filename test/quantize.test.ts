@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
+import { hostStepInputs } from "../src/engine/batch-state.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { collect, finalImages, int64, maxAbsDiff, MODEL_DIR, python, reference, sharedModel } from "./helpers.ts";
 
@@ -48,7 +49,8 @@ async function firstStep(model: Model): Promise<Float32Array> {
   const out = await model.decoderStep.run({
     token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[0]!.map(BigInt)), [2]),
     position: new ort.Tensor("int64", BigInt64Array.of(0n, 0n), [2]),
-    past_k: zeros(), past_v: zeros(), cross_k: cross.cross_k!, cross_v: cross.cross_v!, text_mask: mask,
+    ...hostStepInputs(model.manifest.graphs, { past_k: zeros(), past_v: zeros(), cross_k: cross.cross_k!, cross_v: cross.cross_v! }, model.manifest.architecture.decoderLayers),
+    text_mask: mask,
   });
   return out.logits!.data as Float32Array;
 }

@@ -4,21 +4,52 @@
  *
  * Two places to keep it:
  * - HostState (CPU provider): plain arrays; a step's new keys/values are copied in place at each
- *   row's position, which costs nothing next to the step itself.
+ *   row's position, which costs nothing next to the step itself. Where the model's decoder step takes
+ *   any cache length, the arrays hold only the positions reached so far (`CacheGrowth`): attention
+ *   reads, and ONNX Runtime copies, the whole cache it is given every step (453 MB at batch 18 at
+ *   DALL·E-mini size), so early steps would otherwise move mostly zeros.
  * - DeviceState (GPU providers): ONNX Runtime tensors that stay on the GPU. Uploading the whole
  *   cache every step would move hundreds of megabytes per step at DALL·E-mini size, so the writes,
  *   regroupings and fresh zero caches are tiny graphs run on the device (src/engine/ops/) and only
  *   token ids, positions, masks and logits cross the bus.
  */
 import ort from "onnxruntime-node";
+import { perLayerInputs } from "./model-format.ts";
 
 export interface StateDims {
   L: number;
   H: number;
   D: number;
   T: number;
-  /** Image positions (the cache length). */
+  /** Image positions (the full cache length). */
   N: number;
+  /** The decoder step takes each layer's cache and cross-attention as inputs of their own (model-format.ts perLayerInputs). */
+  perLayer: boolean;
+}
+
+/**
+ * How a HostState's cache length grows when the graph's is free: it starts at `first` positions and
+ * doubles when a row reaches its end, up to N. Doubling keeps the copies to under one full cache in
+ * all and the number of shapes ONNX Runtime sees small (4 at N = 256: 32, 64, 128, 256), while the
+ * cache read by step p is under twice what p needs.
+ */
+export interface CacheGrowth {
+  first: number;
+}
+
+export const DEFAULT_GROWTH: CacheGrowth = { first: 32 };
+
+/** Whether the model's decoder step takes any cache length (model.json names the axis). */
+export function hasFreeCacheLength(graphs: { decoderStep: { inputs: { name: string; shape: (string | number)[] }[] } }): boolean {
+  const past = graphs.decoderStep.inputs.filter((i) => i.name.startsWith("past_"));
+  return past.length > 0 && past.every((i) => typeof i.shape[i.shape.length - 2] === "string");
+}
+
+/** The cache length that holds `needed` positions: doubled from `current` (at least `first`), at most N. */
+export function grownLength(current: number, needed: number, N: number, growth: CacheGrowth): number {
+  let length = Math.max(current, Math.min(N, growth.first));
+  while (length < needed && length < N) length = Math.min(N, length * 2);
+  return length;
 }
 
 export interface Encoded {
@@ -34,7 +65,10 @@ export interface StepFeeds {
 }
 
 export interface BatchState {
+  /** The stacked tensors ([L, batch, …]) the state keeps. */
   readonly feeds: StepFeeds;
+  /** The decoder step's cache and cross-attention inputs: the stacked feeds, or each layer's slice of them. */
+  stepInputs(): Promise<Record<string, ort.Tensor>>;
   /**
    * The new batch: `kept` rows of the current one (in that order), then the `joining` rows whose
    * cross-attention keys/values the text encoder just produced (null when none join).
@@ -52,6 +86,28 @@ export interface DeviceOps {
   concatRows: ort.InferenceSession;
   /** Zeros of a given shape made on the device, so a fresh cache is never uploaded. */
   zeros: ort.InferenceSession;
+  /** One layer of a stacked tensor, for a per-layer decoder step (a copy on the device). */
+  layerOf: ort.InferenceSession;
+}
+
+/** The decoder step's cache and cross-attention inputs from stacked host tensors, for either kind of graph. */
+export function hostStepInputs(graphs: { decoderStep: { inputs: { name: string }[] } }, feeds: StepFeeds, L: number): Record<string, ort.Tensor> {
+  return perLayerInputs(graphs) ? layerViews(feeds, L) : { ...feeds };
+}
+
+/**
+ * Each layer's slice of the stacked feeds as the per-layer decoder step names them (`past_k_0`, …):
+ * views of the same arrays, so nothing is copied (host tensors only).
+ */
+export function layerViews(feeds: StepFeeds, L: number): Record<string, ort.Tensor> {
+  const out: Record<string, ort.Tensor> = {};
+  for (const [kind, t] of Object.entries(feeds)) {
+    const data = t.data as Float32Array;
+    const [, ...dims] = t.dims;
+    const n = size(dims);
+    for (let l = 0; l < L; l++) out[`${kind}_${l}`] = new ort.Tensor("float32", data.subarray(l * n, (l + 1) * n), dims);
+  }
+  return out;
 }
 
 const size = (dims: number[]): number => dims.reduce((a, b) => a * b, 1);
@@ -71,16 +127,32 @@ function copyRow(from: Float32Array, fromRows: number, row: number, out: Float32
 abstract class Base {
   protected cur: StepFeeds | null = null;
   protected rows = 0;
+  /** The cache length the feeds have now (N unless the state grows its cache). */
+  protected length: number;
 
-  constructor(protected readonly dims: StateDims) {}
+  constructor(protected readonly dims: StateDims) {
+    this.length = dims.N;
+  }
+
+  /** The cache length a fresh batch starts with. */
+  protected startLength(): number {
+    return this.dims.N;
+  }
 
   get feeds(): StepFeeds {
     if (!this.cur) throw new Error("the batch has no state yet");
     return this.cur;
   }
 
+  async stepInputs(): Promise<Record<string, ort.Tensor>> {
+    const f = this.feeds;
+    return this.dims.perLayer ? this.layerInputs(f) : { ...f };
+  }
+
+  protected abstract layerInputs(feeds: StepFeeds): Promise<Record<string, ort.Tensor>>;
+
   protected cacheDims(B: number): number[] {
-    return [this.dims.L, B, this.dims.H, this.dims.N, this.dims.D];
+    return [this.dims.L, B, this.dims.H, this.length, this.dims.D];
   }
 
   /** Zeros of a cache shape, where this state keeps its tensors. */
@@ -88,6 +160,7 @@ abstract class Base {
 
   /** A batch of only new rows: the encoder's outputs as they are and a zero cache. */
   protected async startFresh(joining: Encoded, B: number): Promise<void> {
+    this.length = this.startLength();
     const pastK = await this.zeros(this.cacheDims(B));
     const pastV = await this.zeros(this.cacheDims(B));
     this.dispose();
@@ -103,12 +176,30 @@ abstract class Base {
 }
 
 export class HostState extends Base implements BatchState {
+  /** `growth`: the decoder step takes any cache length, so the cache holds only the positions reached. */
+  constructor(dims: StateDims, private readonly growth: CacheGrowth | null = null) {
+    super(dims);
+  }
+
+  protected override startLength(): number {
+    return this.growth ? grownLength(0, 1, this.dims.N, this.growth) : this.dims.N;
+  }
+
   protected async zeros(dims: number[]): Promise<ort.Tensor> {
     return zeros(dims);
   }
 
+  /** Views made once per set of arrays: writes go into the arrays, which the views share. */
+  private views: { of: StepFeeds; inputs: Record<string, ort.Tensor> } | null = null;
+
+  protected async layerInputs(feeds: StepFeeds): Promise<Record<string, ort.Tensor>> {
+    if (this.views?.of !== feeds) this.views = { of: feeds, inputs: layerViews(feeds, this.dims.L) };
+    return this.views.inputs;
+  }
+
   async regroup(kept: number[], joining: Encoded | null, joinRows: number): Promise<void> {
-    const { L, H, D, T, N } = this.dims;
+    const { L, H, D, T } = this.dims;
+    const N = this.length;
     const B = kept.length + joinRows;
     if (kept.length === 0) return this.startFresh(joining!, B);
     const old = this.feeds;
@@ -132,9 +223,31 @@ export class HostState extends Base implements BatchState {
     this.rows = B;
   }
 
+  /** Copies the cache into arrays of `length` positions (what was written stays; the rest is zeros). */
+  private grow(length: number): void {
+    const { L, H, D } = this.dims;
+    const cur = this.feeds;
+    const from = this.length * D, to = length * D;
+    const dims = [L, this.rows, H, length, D];
+    const copy = (t: ort.Tensor): ort.Tensor => {
+      const src = t.data as Float32Array, out = new Float32Array(size(dims));
+      for (let block = 0; block < L * this.rows * H; block++) out.set(src.subarray(block * from, (block + 1) * from), block * to);
+      return new ort.Tensor("float32", out, dims);
+    };
+    this.cur = { ...cur, past_k: copy(cur.past_k), past_v: copy(cur.past_v) };
+    cur.past_k.dispose();
+    cur.past_v.dispose();
+    this.length = length;
+  }
+
   async write(newK: ort.Tensor, newV: ort.Tensor, position: BigInt64Array): Promise<void> {
-    const { L, H, D, N } = this.dims;
+    const { L, H, D } = this.dims;
     const B = position.length;
+    // This step's keys/values go in at each row's position, which the next step reads.
+    let needed = 0;
+    for (const p of position) needed = Math.max(needed, Number(p) + 1);
+    if (this.growth && needed > this.length) this.grow(grownLength(this.length, needed, this.dims.N, this.growth));
+    const N = this.length;
     const k = this.feeds.past_k.data as Float32Array, v = this.feeds.past_v.data as Float32Array;
     const nk = newK.data as Float32Array, nv = newV.data as Float32Array;
     for (let l = 0; l < L; l++) {
@@ -158,6 +271,41 @@ export class DeviceState extends Base implements BatchState {
 
   protected async zeros(dims: number[]): Promise<ort.Tensor> {
     return (await this.ops.zeros.run({ shape: new ort.Tensor("int64", BigInt64Array.from(dims, BigInt), [dims.length]) })).y!;
+  }
+
+  /** Each layer's slice, made on the device; the cross-attention's are kept until the rows change. */
+  private slices = new Map<ort.Tensor, ort.Tensor[]>();
+
+  private async slicesOf(t: ort.Tensor): Promise<ort.Tensor[]> {
+    let got = this.slices.get(t);
+    if (!got) {
+      got = [];
+      for (let l = 0; l < this.dims.L; l++) {
+        got.push((await this.ops.layerOf.run({ x: t, layer: new ort.Tensor("int64", BigInt64Array.of(BigInt(l)), []) })).y!);
+      }
+      this.slices.set(t, got);
+    }
+    return got;
+  }
+
+  protected async layerInputs(feeds: StepFeeds): Promise<Record<string, ort.Tensor>> {
+    // Slices of tensors the state no longer holds go first.
+    const live = new Set<ort.Tensor>(Object.values(feeds));
+    for (const [t, list] of this.slices) {
+      if (!live.has(t)) {
+        for (const x of list) x.dispose();
+        this.slices.delete(t);
+      }
+    }
+    const out: Record<string, ort.Tensor> = {};
+    for (const [kind, t] of Object.entries(feeds)) (await this.slicesOf(t)).forEach((x, l) => (out[`${kind}_${l}`] = x));
+    return out;
+  }
+
+  override dispose(): void {
+    for (const list of this.slices.values()) for (const x of list) x.dispose();
+    this.slices.clear();
+    super.dispose();
   }
 
   private async gather(x: ort.Tensor, kept: number[]): Promise<ort.Tensor> {

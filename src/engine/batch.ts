@@ -7,9 +7,10 @@
 import ort from "onnxruntime-node";
 import { MosaicError } from "./errors.ts";
 import { resolveRequest, type CompletedEvent, type Frame, type GenerateRequest, type GenerationEvent, type ProgressEvent, type ResolvedRequest } from "./request.ts";
-import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-state.ts";
+import { DEFAULT_GROWTH, DeviceState, hasFreeCacheLength, HostState, type BatchState, type CacheGrowth, type Encoded } from "./batch-state.ts";
 import { encodeRows } from "./encode-rows.ts";
 import { decodeGrids, hasFreeRows, int64 } from "./vq.ts";
+import { perLayerInputs } from "./model-format.ts";
 import type { Model } from "./model.ts";
 import { previewGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
@@ -122,6 +123,8 @@ export class DecodeBatch {
     decodePreviews?: (grids: Int32Array[]) => Promise<Frame[]>;
     decodeImages?: (grids: Int32Array[]) => Promise<Frame[]>;
     previewShare?: number;
+    /** How the CPU cache grows where the decoder step takes any length (null: always full; benchmarks compare). */
+    cacheGrowth?: CacheGrowth | null;
   } = {}) {
     const own = (grids: Int32Array[]) => decodeGrids(model, grids);
     this.decodePreviews = o.decodePreviews ?? own;
@@ -132,8 +135,9 @@ export class DecodeBatch {
     this.grid = a.grid;
     this.freeRows = hasFreeRows(model.manifest);
     this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize };
-    const dims = { ...this.dims, N: this.total };
-    this.state = model.deviceOps ? new DeviceState(dims, model.deviceOps) : new HostState(dims);
+    const dims = { ...this.dims, N: this.total, perLayer: perLayerInputs(model.manifest.graphs) };
+    const growth = hasFreeCacheLength(model.manifest.graphs) ? (o.cacheGrowth === undefined ? DEFAULT_GROWTH : o.cacheGrowth) : null;
+    this.state = model.deviceOps ? new DeviceState(dims, model.deviceOps) : new HostState(dims, growth);
   }
 
   /**
@@ -246,7 +250,7 @@ export class DecodeBatch {
     const out = await this.model.decoderStep.run({
       token: new ort.Tensor("int64", token, [B]),
       position: new ort.Tensor("int64", position, [B]),
-      ...this.state.feeds, text_mask: this.textMask!,
+      ...(await this.state.stepInputs()), text_mask: this.textMask!,
     });
     // The cache is ours: this step's keys and values go in at each row's position.
     await this.state.write(out.new_k!, out.new_v!, position);

@@ -57,10 +57,35 @@ export interface ModelManifest {
   training?: unknown;
 }
 
+/** The decoder step's per-layer inputs, in graph order (a per-layer model, `perLayerInputs`). */
+export function stepLayerInputs(layers: number): string[] {
+  return ["past_k", "past_v", "cross_k", "cross_v"].flatMap((kind) => Array.from({ length: layers }, (_, i) => `${kind}_${i}`));
+}
+
+/**
+ * Whether the decoder step takes each layer's cache and cross-attention keys/values as inputs of their
+ * own (`past_k_0`, …; what the exporters write since 2026-12-01) rather than stacked `past_k`, … (older
+ * folders, the shipped 1.0.0). Per-layer inputs are views of the engine's arrays; a stacked input is
+ * sliced inside the graph, which ONNX Runtime does by copying all of it every step.
+ */
+export function perLayerInputs(graphs: { decoderStep: { inputs: { name: string }[] } }): boolean {
+  return graphs.decoderStep.inputs.some((i) => i.name === "past_k_0");
+}
+
 /** The tensors each graph must have: what the engine feeds and reads (names and ranks). */
-export function requiredGraphs(a: Architecture): Record<keyof ModelManifest["graphs"], { inputs: TensorSpec[]; outputs: TensorSpec[] }> {
-  const cache: Dim[] = [a.decoderLayers, "batch", a.heads, a.grid.height * a.grid.width, a.headDim];
+export function requiredGraphs(a: Architecture, perLayer = false): Record<keyof ModelManifest["graphs"], { inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+  // The cache length may be fixed (the grid's size, checked in validateManifest) or free
+  // ("cache_length"): a free one lets a batch pass only the part written so far (batch-state.ts).
+  const cache: Dim[] = [a.decoderLayers, "batch", a.heads, "cache_length", a.headDim];
   const cross: Dim[] = [a.decoderLayers, "batch", a.heads, "text_length", a.headDim];
+  const stepKv: TensorSpec[] = perLayer
+    ? stepLayerInputs(a.decoderLayers).map((name) => ({ name, dtype: "float32", shape: (name.startsWith("past") ? cache : cross).slice(1) }))
+    : [
+      { name: "past_k", dtype: "float32", shape: cache },
+      { name: "past_v", dtype: "float32", shape: cache },
+      { name: "cross_k", dtype: "float32", shape: cross },
+      { name: "cross_v", dtype: "float32", shape: cross },
+    ];
   const fresh: Dim[] = [a.decoderLayers, "batch", a.heads, 1, a.headDim];
   const text: Dim[] = ["batch", "text_length"];
   return {
@@ -72,10 +97,7 @@ export function requiredGraphs(a: Architecture): Record<keyof ModelManifest["gra
       inputs: [
         { name: "token", dtype: "int64", shape: ["batch"] },
         { name: "position", dtype: "int64", shape: ["batch"] },
-        { name: "past_k", dtype: "float32", shape: cache },
-        { name: "past_v", dtype: "float32", shape: cache },
-        { name: "cross_k", dtype: "float32", shape: cross },
-        { name: "cross_v", dtype: "float32", shape: cross },
+        ...stepKv,
         { name: "text_mask", dtype: "int64", shape: text },
       ],
       outputs: [
@@ -182,7 +204,9 @@ export function validateManifest(raw: unknown, file = "model.json"): ModelManife
   }
 
   const graphs = c.object(m.graphs, "graphs");
-  const required = requiredGraphs(arch);
+  const step = c.object(graphs.decoderStep, "graphs.decoderStep");
+  const perLayer = Array.isArray(step.inputs) && perLayerInputs({ decoderStep: { inputs: step.inputs as { name: string }[] } });
+  const required = requiredGraphs(arch, perLayer);
   for (const key of Object.keys(required) as (keyof typeof required)[]) {
     const g = c.object(graphs[key], `graphs.${key}`);
     c.string(g, "file", `graphs.${key}`);
@@ -198,6 +222,14 @@ export function validateManifest(raw: unknown, file = "model.json"): ModelManife
           c.fail(path, `has shape ${JSON.stringify(got.shape)}, expected ${JSON.stringify(want.shape)} (from the architecture)`);
         }
       }
+    }
+  }
+  const n = arch.grid.height * arch.grid.width;
+  for (const want of required.decoderStep.inputs.filter((i) => i.name.startsWith("past_"))) {
+    const shape = (step.inputs as Json[]).find((x) => x.name === want.name)!.shape as Dim[];
+    const length = shape[shape.length - 2];
+    if (typeof length === "number" && length !== n) {
+      c.fail(`graphs.decoderStep.inputs[${want.name}]`, `has cache length ${length}, expected ${n} (the grid's size) or a name`);
     }
   }
   return m as unknown as ModelManifest;

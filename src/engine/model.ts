@@ -7,7 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type ort from "onnxruntime-node";
 import { MosaicError } from "./errors.ts";
-import { requiredGraphs, shapesAgree, validateManifest, type GraphSpec, type ModelManifest } from "./model-format.ts";
+import { perLayerInputs, requiredGraphs, shapesAgree, validateManifest, type GraphSpec, type ModelManifest } from "./model-format.ts";
 import { openSession, type Logger, type ProviderName } from "./providers.ts";
 import { PromptEncoder } from "./text.ts";
 import type { DeviceOps } from "./batch-state.ts";
@@ -157,7 +157,7 @@ export async function loadModel(folder: string, options: LoadOptions = {}): Prom
 }
 
 async function openSessions(info: ModelInfo, requested: ProviderName, state: NonNullable<LoadOptions["state"]>, withVq: boolean, log: Logger): Promise<{ model: Model; consistent: boolean }> {
-  const required = requiredGraphs(info.manifest.architecture);
+  const required = requiredGraphs(info.manifest.architecture, perLayerInputs(info.manifest.graphs));
   const g = info.manifest.graphs;
   let provider = requested;
   const used: ProviderName[] = [];
@@ -194,6 +194,7 @@ async function openSessions(info: ModelInfo, requested: ProviderName, state: Non
       gatherRows: await op("gather-rows", ["y"]),
       concatRows: await op("concat-rows", ["y"]),
       zeros: await op("zeros", ["y"]),
+      layerOf: await op("layer-of", ["y"]),
     }
     : null;
   const model: Model = {

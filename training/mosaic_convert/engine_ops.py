@@ -16,7 +16,7 @@ RANK5 = ["l", "b", "h", "n", "d"]
 
 
 def tensor(name: str, dtype=TensorProto.FLOAT, shape=None):
-    return helper.make_tensor_value_info(name, dtype, shape or RANK5)
+    return helper.make_tensor_value_info(name, dtype, RANK5 if shape is None else shape)
 
 
 def save(name: str, nodes, inputs, outputs) -> None:
@@ -42,6 +42,10 @@ def main() -> None:
     save("zeros", [helper.make_node("ConstantOfShape", ["shape"], ["y"],
                                     value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))],
          [tensor("shape", TensorProto.INT64, [5])], [tensor("y")])
+    # One layer's slice of a stacked cache or cross-attention tensor, for a decoder step that takes each
+    # layer as an input of its own (docs/model-format.md).
+    save("layer-of", [helper.make_node("Gather", ["x", "layer"], ["y"], axis=0)],
+         [tensor("x"), tensor("layer", TensorProto.INT64, [])], [tensor("y", shape=["b", "h", "n", "d"])])
     save("concat-rows", [helper.make_node("Concat", ["a", "b"], ["y"], axis=1)],
          [tensor("a", shape=["l", "b1", "h", "n", "d"]), tensor("b", shape=["l", "b2", "h", "n", "d"])],
          [tensor("y", shape=["l", "b12", "h", "n", "d"])])

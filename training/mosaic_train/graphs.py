@@ -131,10 +131,20 @@ def store_weights_nbits(path: str, bits: int = 8, block: int = 32, accuracy_leve
 DTYPES = {TensorProto.FLOAT: "float32", TensorProto.INT64: "int64", TensorProto.FLOAT16: "float16"}
 
 
+def step_cache_inputs(layers: int) -> list[str]:
+    """The decoder step's per-layer cache and cross-attention inputs, in graph order."""
+    return [f"{kind}_{i}" for kind in ("past_k", "past_v", "cross_k", "cross_v") for i in range(layers)]
+
+
 def io_specs(c: Config, image_size: int) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
     """The documented inputs and outputs of each graph (name, dtype, shape with named dynamic axes)."""
-    cache = [c.decoder_layers, "batch", c.heads, c.image_len, c.head_dim]
     cross = [c.decoder_layers, "batch", c.heads, "text_length", c.head_dim]
+    # The decoder step takes each layer's cache and cross-attention keys/values as inputs of their own:
+    # slicing one stacked input per layer made ONNX Runtime copy all of them every step (a Split, half
+    # of a step's time at batch 18), where a caller can pass views of one array for nothing. The cache
+    # length is free: the engine passes only the part written so far (transformer.decode_step).
+    layer_inputs = [(name, "float32", ["batch", c.heads, "cache_length" if name.startswith("past") else "text_length",
+                                       c.head_dim]) for name in step_cache_inputs(c.decoder_layers)]
     new = [c.decoder_layers, "batch", c.heads, 1, c.head_dim]
     text = ["batch", "text_length"]
     return {
@@ -143,8 +153,7 @@ def io_specs(c: Config, image_size: int) -> dict[str, dict[str, list[tuple[str, 
             "outputs": [("cross_k", "float32", cross), ("cross_v", "float32", cross)],
         },
         "decoderStep": {
-            "inputs": [("token", "int64", ["batch"]), ("position", "int64", ["batch"]), ("past_k", "float32", cache),
-                       ("past_v", "float32", cache), ("cross_k", "float32", cross), ("cross_v", "float32", cross),
+            "inputs": [("token", "int64", ["batch"]), ("position", "int64", ["batch"]), *layer_inputs,
                        ("text_mask", "int64", text)],
             "outputs": [("logits", "float32", ["batch", c.codebook_size]), ("new_k", "float32", new),
                         ("new_v", "float32", new)],
@@ -191,8 +200,11 @@ class StepGraph(torch.nn.Module):
         super().__init__()
         self.m = m
 
-    def forward(self, token, position, past_k, past_v, cross_k, cross_v, text_mask):
-        return self.m.decode_step(token, position, past_k, past_v, cross_k, cross_v, text_mask)
+    def forward(self, token, position, *rest):
+        """rest: each layer's past_k, then past_v, cross_k, cross_v (step_cache_inputs), then text_mask."""
+        n = self.m.config.decoder_layers
+        kv = [list(rest[i * n:(i + 1) * n]) for i in range(4)]
+        return self.m.decode_step(token, position, *kv, rest[-1])
 
 
 ALL_GRAPHS = ("textEncoder", "decoderStep", "vqDecoder")
@@ -208,7 +220,9 @@ def export_graphs(model: DalleBart, out: str, vq_graph: torch.nn.Module, image_s
     mask = torch.ones((b, t), dtype=torch.long)
     cross_k, cross_v = model.encode(ids, mask)
     past_k, past_v = model.empty_cache(b)
-    cache_axes = {1: "batch"}
+    new_axes = {1: "batch"}
+    layer_axes = {name: {0: "batch", 2: "cache_length" if name.startswith("past") else "text_length"}
+                  for name in step_cache_inputs(c.decoder_layers)}
     cross_axes = {1: "batch", 3: "text_length"}
     files = {
         "textEncoder": "text_encoder.onnx",
@@ -221,14 +235,14 @@ def export_graphs(model: DalleBart, out: str, vq_graph: torch.nn.Module, image_s
                                     "attention_mask": {0: "batch", 1: "text_length"},
                                     "cross_k": cross_axes, "cross_v": cross_axes})
     onnx_export(StepGraph(model),
-                      (torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long), past_k, past_v, cross_k, cross_v, mask),
+                      (torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long),
+                       *past_k, *past_v, *cross_k, *cross_v, mask),
                       os.path.join(out, files["decoderStep"]),
-                      input_names=["token", "position", "past_k", "past_v", "cross_k", "cross_v", "text_mask"],
+                      input_names=["token", "position", *step_cache_inputs(c.decoder_layers), "text_mask"],
                       output_names=["logits", "new_k", "new_v"],
-                      dynamic_axes={"token": {0: "batch"}, "position": {0: "batch"}, "past_k": cache_axes, "past_v": cache_axes,
-                                    "cross_k": cross_axes, "cross_v": cross_axes,
+                      dynamic_axes={"token": {0: "batch"}, "position": {0: "batch"}, **layer_axes,
                                     "text_mask": {0: "batch", 1: "text_length"}, "logits": {0: "batch"},
-                                    "new_k": cache_axes, "new_v": cache_axes})
+                                    "new_k": new_axes, "new_v": new_axes})
     onnx_export(vq_graph, (torch.zeros((b, c.grid, c.grid), dtype=torch.long),),
                 os.path.join(out, files["vqDecoder"]), input_names=["codes"], output_names=["pixels"],
                 dynamic_axes={"codes": {0: "batch", 1: "rows"}, "pixels": {0: "batch", 1: "height"}})

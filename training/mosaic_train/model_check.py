@@ -23,19 +23,31 @@ class ModelFolderError(ValueError):
     pass
 
 
-def required_graphs(a: dict) -> dict:
+def layered(decoder_step: dict) -> bool:
+    """Whether the decoder step takes each layer's cache as inputs of its own (past_k_0, ...) rather than
+    one stacked past_k (models exported before 2026-12-01)."""
+    return any(i.get("name") == "past_k_0" for i in decoder_step.get("inputs", []))
+
+
+def required_graphs(a: dict, per_layer: bool = True) -> dict:
     """The tensors each graph must have (docs/model-format.md; src/engine/model-format.ts requiredGraphs)."""
     n = a["grid"]["height"] * a["grid"]["width"]
-    cache = [a["decoderLayers"], "batch", a["heads"], n, a["headDim"]]
+    # The cache length fixed (the grid's size) or free (a name): a free one lets the engine pass only the
+    # part of the cache written so far (src/engine/batch-state.ts).
+    cache = [a["decoderLayers"], "batch", a["heads"], ("cache_length", n), a["headDim"]]
     cross = [a["decoderLayers"], "batch", a["heads"], "text_length", a["headDim"]]
+    if per_layer:
+        step_kv = {f"{kind}_{i}": ("float32", (cache if kind.startswith("past") else cross)[1:])
+                   for kind in ("past_k", "past_v", "cross_k", "cross_v") for i in range(a["decoderLayers"])}
+    else:
+        step_kv = {"past_k": ("float32", cache), "past_v": ("float32", cache),
+                   "cross_k": ("float32", cross), "cross_v": ("float32", cross)}
     fresh = [a["decoderLayers"], "batch", a["heads"], 1, a["headDim"]]
     text = ["batch", "text_length"]
     return {
         "textEncoder": {"inputs": {"input_ids": ("int64", text), "attention_mask": ("int64", text)},
                         "outputs": {"cross_k": ("float32", cross), "cross_v": ("float32", cross)}},
-        "decoderStep": {"inputs": {"token": ("int64", ["batch"]), "position": ("int64", ["batch"]),
-                                   "past_k": ("float32", cache), "past_v": ("float32", cache),
-                                   "cross_k": ("float32", cross), "cross_v": ("float32", cross),
+        "decoderStep": {"inputs": {"token": ("int64", ["batch"]), "position": ("int64", ["batch"]), **step_kv,
                                    "text_mask": ("int64", text)},
                         "outputs": {"logits": ("float32", ["batch", a["codebookSize"]]),
                                     "new_k": ("float32", fresh), "new_v": ("float32", fresh)}},
@@ -159,7 +171,7 @@ def check_model_folder(folder: str) -> dict:
                 problems.append(f"{cp['file']}: {os.path.getsize(cp_path)} bytes, expected codebook × patch² × 3 = {expected}")
 
     # the graphs are what model.json says, and hold tables of the sizes it gives
-    required = required_graphs(a)
+    required = required_graphs(a, layered(graphs["decoderStep"]))
     tables = {}
     for key, spec in graphs.items():
         if key not in required or not (full := existing(spec["file"], f"graphs.{key}.file")):

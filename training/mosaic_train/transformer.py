@@ -214,17 +214,20 @@ class DalleBart(nn.Module):
         return self.lm_head(self.decoder_final_ln(x))
 
     def decode_step(self, token, position, past_k, past_v, cross_k, cross_v, text_mask):
-        """One step against a fixed-size cache that the caller owns; every row has its own position,
+        """One step against a cache that the caller owns; every row has its own position,
         so rows of different generations at different points can share a batch.
 
-        token, position int64 [b]; past_k/v float [layers, b, heads, image_len, head_dim] holding the
+        token, position int64 [b]; past_k/v float [layers, b, heads, length, head_dim] (or a list of
+        each layer's [b, heads, length, head_dim], as the exported graph takes them; cross_k/v alike) holding the
         keys/values of positions < position -> logits [b, codebook] and this step's new_k/new_v
         [layers, b, heads, 1, head_dim], which the caller writes into its cache at `position`.
         The graph never copies the cache: attention reads the past and the new key side by side.
+        `length` is any size from the largest row position up to image_len: a caller may pass only the
+        part of the cache written so far, and early steps then read a fraction of it (the exported graph
+        keeps the axis free, docs/model-format.md).
         """
-        c = self.config
         x = self._embed_image(token[:, None], position[:, None])
-        slots = torch.arange(c.image_len, device=token.device)
+        slots = torch.arange(past_k[0].shape[-2], device=token.device)
         past_allowed = (slots[None, :] < position[:, None])[:, None, None, :]  # [b, 1, 1, n]
         cross_allowed = (text_mask > 0)[:, None, None, :]
         new_k, new_v = [], []
