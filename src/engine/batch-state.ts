@@ -186,7 +186,18 @@ export class HostState extends Base implements BatchState {
   }
 
   protected async zeros(dims: number[]): Promise<ort.Tensor> {
-    return zeros(dims);
+    return this.growth && dims.length === 5 && dims[3] === this.length ? this.cacheArray(dims[1]!) : zeros(dims);
+  }
+
+  /**
+   * A zero cache of B rows at the current length, in an array with room for all N positions: growing
+   * then moves what is written within the same memory (`grow`), and pages beyond it are never touched
+   * until the cache reaches them.
+   */
+  private cacheArray(B: number): ort.Tensor {
+    const { L, H, D, N } = this.dims;
+    const dims = [L, B, H, this.length, D];
+    return new ort.Tensor("float32", new Float32Array(L * B * H * N * D).subarray(0, size(dims)), dims);
   }
 
   /** Views made once per set of arrays: writes go into the arrays, which the views share. */
@@ -204,17 +215,19 @@ export class HostState extends Base implements BatchState {
     if (kept.length === 0) return this.startFresh(joining!, B);
     const old = this.feeds;
     const gather = (from: ort.Tensor, fresh: ort.Tensor | null, rowSize: number, dims: number[]): ort.Tensor => {
-      const out = new Float32Array(size(dims));
+      const t = this.growth && dims === cacheDims ? this.cacheArray(B) : zeros(dims);
+      const out = t.data as Float32Array;
       kept.forEach((row, i) => copyRow(from.data as Float32Array, this.rows, row, out, B, i, rowSize, L));
       if (fresh) for (let j = 0; j < joinRows; j++) copyRow(fresh.data as Float32Array, joinRows, j, out, B, kept.length + j, rowSize, L);
-      return new ort.Tensor("float32", out, dims);
+      return t;
     };
+    const cacheDims = this.cacheDims(B);
     const crossDims = [L, B, H, T, D];
     const next: StepFeeds = {
       cross_k: gather(old.cross_k, joining?.k ?? null, H * T * D, crossDims),
       cross_v: gather(old.cross_v, joining?.v ?? null, H * T * D, crossDims),
-      past_k: gather(old.past_k, null, H * N * D, this.cacheDims(B)),
-      past_v: gather(old.past_v, null, H * N * D, this.cacheDims(B)),
+      past_k: gather(old.past_k, null, H * N * D, cacheDims),
+      past_v: gather(old.past_v, null, H * N * D, cacheDims),
     };
     this.dispose();
     joining?.k.dispose();
@@ -223,20 +236,24 @@ export class HostState extends Base implements BatchState {
     this.rows = B;
   }
 
-  /** Copies the cache into arrays of `length` positions (what was written stays; the rest is zeros). */
+  /**
+   * Lays the cache out for `length` positions in the same memory (`cacheArray` made room for N): each
+   * [layer, row, head] block moves to its new place, the last first, so no block overwrites one not yet
+   * moved. Positions between the old length and the new one keep stale values; the graph ignores
+   * everything at or after a row's position (docs/model-format.md), and those are written before read.
+   */
   private grow(length: number): void {
     const { L, H, D } = this.dims;
     const cur = this.feeds;
     const from = this.length * D, to = length * D;
     const dims = [L, this.rows, H, length, D];
-    const copy = (t: ort.Tensor): ort.Tensor => {
-      const src = t.data as Float32Array, out = new Float32Array(size(dims));
-      for (let block = 0; block < L * this.rows * H; block++) out.set(src.subarray(block * from, (block + 1) * from), block * to);
-      return new ort.Tensor("float32", out, dims);
+    const move = (t: ort.Tensor): ort.Tensor => {
+      const view = t.data as Float32Array;
+      const all = new Float32Array(view.buffer, view.byteOffset, size(dims));
+      for (let block = L * this.rows * H - 1; block > 0; block--) all.copyWithin(block * to, block * from, (block + 1) * from);
+      return new ort.Tensor("float32", all, dims);
     };
-    this.cur = { ...cur, past_k: copy(cur.past_k), past_v: copy(cur.past_v) };
-    cur.past_k.dispose();
-    cur.past_v.dispose();
+    this.cur = { ...cur, past_k: move(cur.past_k), past_v: move(cur.past_v) };
     this.length = length;
   }
 
