@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import ort from "onnxruntime-node";
-import { hostStepInputs } from "../src/engine/batch-state.ts";
+import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { generate, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/model.ts";
 // The fixtures' shape and the comparison are the engine tests' own (one definition of each).

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import ort from "onnxruntime-node";
-import { hostStepInputs } from "../src/engine/batch-state.ts";
+import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { MosaicError } from "../src/engine/errors.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";

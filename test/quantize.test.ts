@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
-import { hostStepInputs } from "../src/engine/batch-state.ts";
+import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { collect, finalImages, int64, maxAbsDiff, MODEL_DIR, python, reference, sharedModel } from "./helpers.ts";
 

@@ -5,16 +5,17 @@
  * Two places to keep it:
  * - HostState (CPU provider): plain arrays; a step's new keys/values are copied in place at each
  *   row's position, which costs nothing next to the step itself. Where the model's decoder step takes
- *   any cache length, the arrays hold only the positions reached so far (`CacheGrowth`): attention
- *   reads, and ONNX Runtime copies, the whole cache it is given every step (453 MB at batch 18 at
- *   DALL·E-mini size), so early steps would otherwise move mostly zeros.
+ *   any cache length, the step is given only the positions reached so far (cache-growth.ts): attention
+ *   reads the whole cache it is given every step (453 MB at batch 18 at DALL·E-mini size), so early
+ *   steps would otherwise read mostly zeros.
  * - DeviceState (GPU providers): ONNX Runtime tensors that stay on the GPU. Uploading the whole
  *   cache every step would move hundreds of megabytes per step at DALL·E-mini size, so the writes,
  *   regroupings and fresh zero caches are tiny graphs run on the device (src/engine/ops/) and only
  *   token ids, positions, masks and logits cross the bus.
  */
 import ort from "onnxruntime-node";
-import { perLayerInputs } from "./model-format.ts";
+import { grownLength, type CacheGrowth } from "./cache-growth.ts";
+import { layerViews } from "./step-inputs.ts";
 
 export interface StateDims {
   L: number;
@@ -25,31 +26,6 @@ export interface StateDims {
   N: number;
   /** The decoder step takes each layer's cache and cross-attention as inputs of their own (model-format.ts perLayerInputs). */
   perLayer: boolean;
-}
-
-/**
- * How a HostState's cache length grows when the graph's is free: it starts at `first` positions and
- * doubles when a row reaches its end, up to N. Doubling keeps the copies to under one full cache in
- * all and the number of shapes ONNX Runtime sees small (4 at N = 256: 32, 64, 128, 256), while the
- * cache read by step p is under twice what p needs.
- */
-export interface CacheGrowth {
-  first: number;
-}
-
-export const DEFAULT_GROWTH: CacheGrowth = { first: 32 };
-
-/** Whether the model's decoder step takes any cache length (model.json names the axis). */
-export function hasFreeCacheLength(graphs: { decoderStep: { inputs: { name: string; shape: (string | number)[] }[] } }): boolean {
-  const past = graphs.decoderStep.inputs.filter((i) => i.name.startsWith("past_"));
-  return past.length > 0 && past.every((i) => typeof i.shape[i.shape.length - 2] === "string");
-}
-
-/** The cache length that holds `needed` positions: doubled from `current` (at least `first`), at most N. */
-export function grownLength(current: number, needed: number, N: number, growth: CacheGrowth): number {
-  let length = Math.max(current, Math.min(N, growth.first));
-  while (length < needed && length < N) length = Math.min(N, length * 2);
-  return length;
 }
 
 export interface Encoded {
@@ -88,26 +64,6 @@ export interface DeviceOps {
   zeros: ort.InferenceSession;
   /** One layer of a stacked tensor, for a per-layer decoder step (a copy on the device). */
   layerOf: ort.InferenceSession;
-}
-
-/** The decoder step's cache and cross-attention inputs from stacked host tensors, for either kind of graph. */
-export function hostStepInputs(graphs: { decoderStep: { inputs: { name: string }[] } }, feeds: StepFeeds, L: number): Record<string, ort.Tensor> {
-  return perLayerInputs(graphs) ? layerViews(feeds, L) : { ...feeds };
-}
-
-/**
- * Each layer's slice of the stacked feeds as the per-layer decoder step names them (`past_k_0`, …):
- * views of the same arrays, so nothing is copied (host tensors only).
- */
-export function layerViews(feeds: StepFeeds, L: number): Record<string, ort.Tensor> {
-  const out: Record<string, ort.Tensor> = {};
-  for (const [kind, t] of Object.entries(feeds)) {
-    const data = t.data as Float32Array;
-    const [, ...dims] = t.dims;
-    const n = size(dims);
-    for (let l = 0; l < L; l++) out[`${kind}_${l}`] = new ort.Tensor("float32", data.subarray(l * n, (l + 1) * n), dims);
-  }
-  return out;
 }
 
 const size = (dims: number[]): number => dims.reduce((a, b) => a * b, 1);

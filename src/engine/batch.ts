@@ -7,7 +7,8 @@
 import ort from "onnxruntime-node";
 import { MosaicError } from "./errors.ts";
 import { resolveRequest, type CompletedEvent, type Frame, type GenerateRequest, type GenerationEvent, type ProgressEvent, type ResolvedRequest } from "./request.ts";
-import { DEFAULT_GROWTH, DeviceState, hasFreeCacheLength, HostState, type BatchState, type CacheGrowth, type Encoded } from "./batch-state.ts";
+import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-state.ts";
+import { DEFAULT_GROWTH, hasFreeCacheLength, type CacheGrowth } from "./cache-growth.ts";
 import { encodeRows } from "./encode-rows.ts";
 import { decodeGrids, hasFreeRows, int64 } from "./vq.ts";
 import { perLayerInputs } from "./model-format.ts";
