@@ -75,7 +75,7 @@ export function perLayerInputs(graphs: { decoderStep: { inputs: { name: string }
 /** The tensors each graph must have: what the engine feeds and reads (names and ranks). */
 export function requiredGraphs(a: Architecture, perLayer = false): Record<keyof ModelManifest["graphs"], { inputs: TensorSpec[]; outputs: TensorSpec[] }> {
   // The cache length may be fixed (the grid's size, checked in validateManifest) or free
-  // ("cache_length"): a free one lets a batch pass only the part written so far (batch-state.ts).
+  // ("cache_length"): a free one lets a batch pass only the part written so far (cache-growth.ts).
   const cache: Dim[] = [a.decoderLayers, "batch", a.heads, "cache_length", a.headDim];
   const cross: Dim[] = [a.decoderLayers, "batch", a.heads, "text_length", a.headDim];
   const stepKv: TensorSpec[] = perLayer
@@ -226,7 +226,7 @@ export function validateManifest(raw: unknown, file = "model.json"): ModelManife
   }
   const n = arch.grid.height * arch.grid.width;
   for (const want of required.decoderStep.inputs.filter((i) => i.name.startsWith("past_"))) {
-    const shape = (step.inputs as Json[]).find((x) => x.name === want.name)!.shape as Dim[];
+    const shape = (step.inputs as Json[]).find((x) => x?.name === want.name)!.shape as Dim[];
     const length = shape[shape.length - 2];
     if (typeof length === "number" && length !== n) {
       c.fail(`graphs.decoderStep.inputs[${want.name}]`, `has cache length ${length}, expected ${n} (the grid's size) or a name`);
