@@ -388,12 +388,13 @@ def described_captions(seed: int, index: int, n: int, scenes: str = "all") -> tu
     scenes="single-full" draws one shape, never a held-out combination, every caption stating every
     fact in the varied phrasings; scenes="single" draws one shape with the training captions (any
     fact may be left out); scenes="single-curriculum" is "single" with one more caption stating every
-    fact, for a first phase on full captions only (run G)."""
+    fact, for a first phase on full captions only (run G); scenes="curriculum" is the same with the
+    recipe's scenes, one or two shapes (run H)."""
     rng = _rng(seed, index, False)
-    if scenes == "single-curriculum":
+    if scenes in ("single-curriculum", "curriculum"):
         # The recipe's captions, plus one stating every fact where the scene may be named with its place:
         # encode marks those for the first phase (train_transformer --placed-first).
-        scene = training_scene(rng, shapes=1)
+        scene = training_scene(rng, shapes=1 if scenes == "single-curriculum" else None)
         described = [training_caption(scene, rng) for _ in range(n)]
         return scene, described + ([] if names_held_out(scene) else [describe(scene, rng, full=True)])
     if scenes == "single-full":

@@ -68,7 +68,7 @@ def train(args: argparse.Namespace) -> None:
 def encode(args: argparse.Namespace) -> None:
     """Writes codes.npy (int16 [n, grid²]), captions.json (--captions captions of each image) and
     placed.json (for each caption, whether it says where every shape is, or with --scenes single-curriculum
-    whether it states every fact: the transformer's first phase
+    or curriculum whether it states every fact: the transformer's first phase
     trains on those, see train_transformer --placed-first) for the transformer."""
     setup_torch(args.seed)
     model, ckpt = load_trained(args.out)
@@ -82,7 +82,7 @@ def encode(args: argparse.Namespace) -> None:
         x = to_input(torch.from_numpy(np.stack([data.render(scene) for scene, _ in samples])))
         codes.append(model.encode(x).reshape(n, -1).numpy().astype(np.int16))
         captions += [[text for text, _ in described] for _, described in samples]
-        first = data.states_all if args.scenes == "single-curriculum" else data.places_all
+        first = data.states_all if args.scenes.endswith("curriculum") else data.places_all
         placed += [[first(stated) for _, stated in described] for _, described in samples]
         if start % 4096 == 0:
             log(f"encoded {start + n}/{args.samples} ({time.time() - t0:.0f}s)")
@@ -116,9 +116,10 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--samples", type=int, default=40000)
     p.add_argument("--captions", type=int, default=4, help="captions stored per encoded image")
-    p.add_argument("--scenes", choices=["all", "single", "single-full", "single-curriculum"], default="all",
+    p.add_argument("--scenes", choices=["all", "single", "single-full", "single-curriculum", "curriculum"], default="all",
                    help="single: one shape per scene; single-full: and every caption stating every fact "
-                        "single-curriculum: single plus one full caption, and placed.json marks the full ones "
+                        "single-curriculum: single plus one full caption, and placed.json marks the full ones; "
+                        "curriculum: the same with one or two shapes "
                         "(experiments bisecting why places are not read, training/eval/place-runs-2026-12-01)")
     p.add_argument("--resume", action="store_true", help="continue training vq.pt for --steps more")
     p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 reconstruction term")

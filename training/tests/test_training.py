@@ -121,11 +121,15 @@ class DataTest(unittest.TestCase):
         self.assertGreater(placed, 300 * 4 * 0.3)
 
     def test_curriculum_captions_add_one_stating_every_fact_never_for_held_out(self):
-        # Run G's first phase trains on the captions states_all marks (train_vq encode --scenes single-curriculum).
-        full = 0
+        # Runs G and H train first on the captions states_all marks (train_vq encode --scenes [single-]curriculum).
+        self.curriculum_captions("single-curriculum", {1})
+        self.curriculum_captions("curriculum", {1, 2})
+
+    def curriculum_captions(self, scenes: str, shape_counts: set):
+        full, counts = 0, set()
         for i in range(300):
-            scene, described = data.described_captions(1, i, 4, "single-curriculum")
-            self.assertEqual(len(scene.shapes), 1)
+            scene, described = data.described_captions(1, i, 4, scenes)
+            counts.add(len(scene.shapes))
             marked = [stated for _, stated in described if data.states_all(stated)]
             if data.names_held_out(scene):
                 self.assertEqual(len(described), 4)
@@ -134,6 +138,7 @@ class DataTest(unittest.TestCase):
             self.assertEqual(len(described), 5)
             self.assertTrue(data.states_all(described[-1][1]))
             full += len(marked) > 0
+        self.assertEqual(counts, shape_counts)
         self.assertGreater(full, 250)
 
     def test_held_out_never_named_with_its_place_in_training(self):
