@@ -183,6 +183,33 @@ test("per-layer inputs with a free cache length: the cache grows as rows advance
   }
 });
 
+test("a warm-up runs the decoder step once at each cache length, and the batch then generates as a fresh one", async () => {
+  const lengths: number[] = [];
+  const step = model.decoderStep;
+  const spy = Object.create(step) as ort.InferenceSession;
+  spy.run = ((feeds: Record<string, ort.Tensor>) => {
+    lengths.push(feeds.past_k_0!.dims[2]!);
+    return step.run(feeds);
+  }) as ort.InferenceSession["run"];
+  const batch = new DecodeBatch({ ...model, decoderStep: spy }, { cacheGrowth: { first: 2 } });
+  const abort = new AbortController();
+  const warm = batch.admit({ prompt: "", count: 2, seed: 0, previewInterval: 0, signal: abort.signal });
+  await batch.step();
+  await batch.warmCacheLengths();
+  assert.deepEqual(lengths, [2, 2, 4, 8, 16], "one step, then one at each length");
+  abort.abort();
+  while (batch.active) await batch.step();
+  warm.drain();
+  const request = { prompt: ref.prompt, count: 2, seed: 5, sampling: { topK: 8, topP: 0.95, temperature: 1 }, previewInterval: 0 };
+  const after = batch.admit(request);
+  const events: GenerationEvent[] = [];
+  while (batch.active) {
+    await batch.step();
+    events.push(...after.drain());
+  }
+  assert.deepEqual(finalImages(events).map((i) => Array.from(i.codes)), finalImages(await collect(model, request)).map((i) => Array.from(i.codes)));
+});
+
 test("the cache length doubles from its first size to what the furthest row needs, never past the grid", () => {
   const g = { first: 32 };
   assert.equal(grownLength(0, 1, 256, g), 32);

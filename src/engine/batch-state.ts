@@ -52,6 +52,10 @@ export interface BatchState {
   regroup(kept: number[], joining: Encoded | null, joinRows: number): Promise<void>;
   /** Writes a step's keys/values ([L, B, H, 1, D]) at each row's position. */
   write(newK: ort.Tensor, newV: ort.Tensor, position: BigInt64Array): Promise<void>;
+  /** The cache lengths a batch may pass to the decoder step, shortest first (just N unless it grows). */
+  lengths(): number[];
+  /** Grows the cache to `length` now (a warm-up runs each length once); no-op where it does not grow. */
+  reach(length: number): void;
   dispose(): void;
 }
 
@@ -94,6 +98,12 @@ abstract class Base {
   protected startLength(): number {
     return this.dims.N;
   }
+
+  lengths(): number[] {
+    return [this.dims.N];
+  }
+
+  reach(_length: number): void {}
 
   get feeds(): StepFeeds {
     if (!this.cur) throw new Error("the batch has no state yet");
@@ -139,6 +149,17 @@ export class HostState extends Base implements BatchState {
 
   protected override startLength(): number {
     return this.growth ? grownLength(0, 1, this.dims.N, this.growth) : this.dims.N;
+  }
+
+  override lengths(): number[] {
+    if (!this.growth) return [this.dims.N];
+    const out = [this.startLength()];
+    while (out.at(-1)! < this.dims.N) out.push(grownLength(out.at(-1)!, out.at(-1)! + 1, this.dims.N, this.growth));
+    return out;
+  }
+
+  override reach(length: number): void {
+    if (this.growth && length > this.length) this.grow(length);
   }
 
   protected async zeros(dims: number[]): Promise<ort.Tensor> {

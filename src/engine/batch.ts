@@ -234,8 +234,8 @@ export class DecodeBatch {
     this.textMask = null;
   }
 
-  private async decode(): Promise<void> {
-    const { C } = this.dims;
+  /** Each row's previous token and position, for the next decoder step. */
+  private stepRows(): { token: BigInt64Array; position: BigInt64Array } {
     const B = this.members.reduce((s, m) => s + m.rows, 0);
     const token = new BigInt64Array(B);
     const position = new BigInt64Array(B);
@@ -248,17 +248,43 @@ export class DecodeBatch {
       }
       offset += m.rows;
     }
-    const out = await this.model.decoderStep.run({
-      token: new ort.Tensor("int64", token, [B]),
-      position: new ort.Tensor("int64", position, [B]),
+    return { token, position };
+  }
+
+  private async runStep(token: BigInt64Array, position: BigInt64Array): Promise<ort.InferenceSession.OnnxValueMapType> {
+    return this.model.decoderStep.run({
+      token: new ort.Tensor("int64", token, [token.length]),
+      position: new ort.Tensor("int64", position, [position.length]),
       ...(await this.state.stepInputs()), text_mask: this.textMask!,
     });
+  }
+
+  /**
+   * Runs the decoder step once at each cache length the batch's rows can reach (`CacheGrowth`), keeping
+   * nothing: ONNX Runtime's first run of a shape plans and allocates, and a server should pay that at
+   * start (thread/main.ts warm), not in its first generation of this batch size. Call it on a batch
+   * that is about to be dropped: the cache is left at its full length.
+   */
+  async warmCacheLengths(): Promise<void> {
+    await this.reshape();
+    if (this.members.length === 0) return;
+    const { token, position } = this.stepRows();
+    for (const length of this.state.lengths()) {
+      this.state.reach(length);
+      await this.runStep(token, position);
+    }
+  }
+
+  private async decode(): Promise<void> {
+    const { C } = this.dims;
+    const { token, position } = this.stepRows();
+    const out = await this.runStep(token, position);
     // The cache is ours: this step's keys and values go in at each row's position.
     await this.state.write(out.new_k!, out.new_v!, position);
     const logits = out.logits!.data as Float32Array;
 
     const previewing: Member[] = [];
-    offset = 0;
+    let offset = 0;
     for (const m of this.members) {
       const base = offset;
       offset += m.rows;
