@@ -129,11 +129,8 @@ test("the engine's greedy generation with guidance equals the PyTorch reference 
   assert.deepEqual(Array.from(img!.codes), ref.greedy.codes);
 });
 
-/**
- * Generations joining one batch at different steps on `m`, each image's codes, while recording the
- * cache length of every decoder step. `growth` as DecodeBatch takes it (null: the full cache).
- */
-async function joinedRun(m: Model, growth: CacheGrowth | null): Promise<{ codes: number[][][]; lengths: number[] }> {
+/** `m` with a decoder step that records the cache length (of layer 0) it is given at each run. */
+function recordingLengths(m: Model): { spied: Model; lengths: number[] } {
   const lengths: number[] = [];
   const step = m.decoderStep;
   const spy = Object.create(step) as ort.InferenceSession;
@@ -141,7 +138,16 @@ async function joinedRun(m: Model, growth: CacheGrowth | null): Promise<{ codes:
     lengths.push(feeds.past_k_0!.dims[2]!);
     return step.run(feeds);
   }) as ort.InferenceSession["run"];
-  const batch = new DecodeBatch({ ...m, decoderStep: spy }, { cacheGrowth: growth });
+  return { spied: { ...m, decoderStep: spy }, lengths };
+}
+
+/**
+ * Generations joining one batch at different steps on `m`, each image's codes, while recording the
+ * cache length of every decoder step. `growth` as DecodeBatch takes it (null: the full cache).
+ */
+async function joinedRun(m: Model, growth: CacheGrowth | null): Promise<{ codes: number[][][]; lengths: number[] }> {
+  const { spied, lengths } = recordingLengths(m);
+  const batch = new DecodeBatch(spied, { cacheGrowth: growth });
   const sampling = { topK: 8, topP: 0.95, temperature: 1 };
   const requests = [
     { prompt: ref.prompt, count: 2, seed: 5, sampling, previewInterval: 4 },
@@ -184,14 +190,8 @@ test("per-layer inputs with a free cache length: the cache grows as rows advance
 });
 
 test("a warm-up runs the decoder step once at each cache length, and the batch then generates as a fresh one", async () => {
-  const lengths: number[] = [];
-  const step = model.decoderStep;
-  const spy = Object.create(step) as ort.InferenceSession;
-  spy.run = ((feeds: Record<string, ort.Tensor>) => {
-    lengths.push(feeds.past_k_0!.dims[2]!);
-    return step.run(feeds);
-  }) as ort.InferenceSession["run"];
-  const batch = new DecodeBatch({ ...model, decoderStep: spy }, { cacheGrowth: { first: 2 } });
+  const { spied, lengths } = recordingLengths(model);
+  const batch = new DecodeBatch(spied, { cacheGrowth: { first: 2 } });
   const abort = new AbortController();
   const warm = batch.admit({ prompt: "", count: 2, seed: 0, previewInterval: 0, signal: abort.signal });
   await batch.step();
