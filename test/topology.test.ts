@@ -116,9 +116,11 @@ test("a worker whose job was taken from it (requeued and claimed elsewhere) drop
   try {
     const g = await create(app, { prompt: "a big yellow circle on the right, black background", count: 9, seed: 31, previewInterval: 16 });
     const id = uuidOf(g.id);
-    await waitFor("32 tokens", async () => ((await app.db.prisma.generation.findUnique({ where: { id } }))?.tokensDone ?? 0) >= 32, 60_000);
-    // What another worker does after presuming this one dead: the row is now its.
-    await app.db.prisma.$executeRaw`UPDATE "Generation" SET "workerId" = 'another-worker' WHERE id = ${id}::uuid`;
+    // What another worker does after presuming this one dead: the row is now its. Taken only while it
+    // is RUNNING, in one statement: a check ("32 tokens done") and a separate update raced with the
+    // worker finishing under load (CI, 2026-12-01: the row was COMPLETED, with 256 tokens, by the update).
+    await waitFor("the job running, then taken", async () => (await app.db.prisma.$executeRaw`
+      UPDATE "Generation" SET "workerId" = 'another-worker' WHERE id = ${id}::uuid AND status = 'RUNNING'`) === 1, 60_000);
     await waitFor("the worker to notice", async () => lines.some((l) => l.includes(`generation ${id} was taken from this worker`)), 30_000);
     const row = await app.db.prisma.generation.findUnique({ where: { id }, include: { images: true } });
     assert.equal(row!.workerId, "another-worker");
