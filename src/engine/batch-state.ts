@@ -163,13 +163,13 @@ export class HostState extends Base implements BatchState {
   }
 
   protected async zeros(dims: number[]): Promise<ort.Tensor> {
-    return this.growth && dims.length === 5 && dims[3] === this.length ? this.cacheArray(dims[1]!) : zeros(dims);
+    return this.cacheArray(dims[1]!);
   }
 
   /**
    * A zero cache of B rows at the current length, in an array with room for all N positions: growing
    * then moves what is written within the same memory (`grow`), and pages beyond it are never touched
-   * until the cache reaches them.
+   * until the cache reaches them. (Without growth the length is N and the array is exactly the cache.)
    */
   private cacheArray(B: number): ort.Tensor {
     const { L, H, D, N } = this.dims;
@@ -192,7 +192,7 @@ export class HostState extends Base implements BatchState {
     if (kept.length === 0) return this.startFresh(joining!, B);
     const old = this.feeds;
     const gather = (from: ort.Tensor, fresh: ort.Tensor | null, rowSize: number, dims: number[]): ort.Tensor => {
-      const t = this.growth && dims === cacheDims ? this.cacheArray(B) : zeros(dims);
+      const t = dims === cacheDims ? this.cacheArray(B) : zeros(dims);
       const out = t.data as Float32Array;
       kept.forEach((row, i) => copyRow(from.data as Float32Array, this.rows, row, out, B, i, rowSize, L));
       if (fresh) for (let j = 0; j < joinRows; j++) copyRow(fresh.data as Float32Array, joinRows, j, out, B, kept.length + j, rowSize, L);

@@ -2,6 +2,7 @@
  * How long a cache the decoder step is given on the CPU when its graph takes any length
  * (docs/model-format.md): only the positions reached so far, rounded up by doubling.
  */
+
 /**
  * How a HostState's cache length grows when the graph's is free: it starts at `first` positions and
  * doubles when a row reaches its end, up to N. Doubling keeps the moves to under one full cache in

@@ -29,11 +29,11 @@ def layered(decoder_step: dict) -> bool:
     return any(i.get("name") == "past_k_0" for i in decoder_step.get("inputs", []))
 
 
-def required_graphs(a: dict, per_layer: bool = True) -> dict:
+def required_graphs(a: dict, per_layer: bool) -> dict:
     """The tensors each graph must have (docs/model-format.md; src/engine/model-format.ts requiredGraphs)."""
     n = a["grid"]["height"] * a["grid"]["width"]
     # The cache length fixed (the grid's size) or free (a name): a free one lets the engine pass only the
-    # part of the cache written so far (src/engine/batch-state.ts).
+    # part of the cache written so far (src/engine/cache-growth.ts).
     cache = [a["decoderLayers"], "batch", a["heads"], ("cache_length", n), a["headDim"]]
     cross = [a["decoderLayers"], "batch", a["heads"], "text_length", a["headDim"]]
     if per_layer:

@@ -50,9 +50,10 @@ function previewShare(): number {
 /**
  * Runs the shapes the first requests will have once before the thread reports ready: the text
  * encoder and one decoder step for one image and for a 3×3 grid (the API's default and the web app's
- * grid), at each cache length a CPU batch passes (32 to 256 positions), and a one-image VQ decode. ONNX Runtime plans memory and faults pages in on the first run of
- * each input shape, which made the first 3×3 after start 1.2× slower than PyTorch's at DALL·E-mini
- * size (issue #14); a user's first request should not pay it.
+ * grid), at each cache length a CPU batch passes (32 to 256 positions), and a one-image VQ decode.
+ * ONNX Runtime plans memory and faults pages in on the first run of each input shape, which made the
+ * first 3×3 after start 1.2× slower than PyTorch's at DALL·E-mini size (issue #14); a user's first
+ * request should not pay it.
  */
 async function warm(batch: DecodeBatch, model: Model, decode: (grids: Int32Array[]) => Promise<unknown>): Promise<void> {
   for (const count of [1, 9]) {
