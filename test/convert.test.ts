@@ -11,6 +11,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
 import { grownLength, type CacheGrowth } from "../src/engine/cache-growth.ts";
+import type { DeviceOps } from "../src/engine/batch-state.ts";
 import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { DecodeBatch, type Member } from "../src/engine/batch.ts";
 import type { GenerationEvent } from "../src/engine/generate.ts";
@@ -183,7 +184,21 @@ test("per-layer inputs with a free cache length: the cache grows as rows advance
   const onDevice = await loadModel(path.join(dir, "model"), { state: "device", log: () => {} });
   try {
     assert.ok(onDevice.deviceOps);
-    assert.deepEqual((await joinedRun(onDevice, null)).codes, full.codes, "device state gives the host's codes");
+    // Every run of the device graphs (by name) and of the decoder step.
+    const runs: Record<string, number> = {};
+    const counted = (s: ort.InferenceSession, name: string): ort.InferenceSession => {
+      const spy = Object.create(s) as ort.InferenceSession;
+      spy.run = ((feeds: Record<string, ort.Tensor>) => ((runs[name] = (runs[name] ?? 0) + 1), s.run(feeds))) as ort.InferenceSession["run"];
+      return spy;
+    };
+    const ops = Object.fromEntries(Object.entries(onDevice.deviceOps).map(([k, s]) => [k, s && counted(s, k)])) as unknown as DeviceOps;
+    const device = await joinedRun({ ...onDevice, deviceOps: ops, decoderStep: counted(onDevice.decoderStep, "step") }, null);
+    assert.deepEqual(device.codes, full.codes, "device state gives the host's codes");
+    // One device run per step besides the step itself (the write, which also slices every layer), whatever
+    // L is; the others only when the rows change: 3 joins and 3 leaves, at most 14 runs each.
+    const { step, cacheWriteLayers, ...rest } = runs;
+    assert.equal(cacheWriteLayers, step, JSON.stringify(runs));
+    assert.ok(Object.values(rest).reduce((a, b) => a + b, 0) <= 6 * 14, JSON.stringify(runs));
   } finally {
     await onDevice.release();
   }

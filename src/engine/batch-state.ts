@@ -66,8 +66,12 @@ export interface DeviceOps {
   concatRows: ort.InferenceSession;
   /** Zeros of a given shape made on the device, so a fresh cache is never uploaded. */
   zeros: ort.InferenceSession;
-  /** One layer of a stacked tensor, for a per-layer decoder step (a copy on the device). */
-  layerOf: ort.InferenceSession;
+  /**
+   * For a per-layer decoder step (null otherwise), built for the model's L (ops/layer-graphs.ts): every
+   * layer's slice of a stacked tensor in one run, and the cache write that also gives the next step's slices.
+   */
+  splitLayers: ort.InferenceSession | null;
+  cacheWriteLayers: ort.InferenceSession | null;
 }
 
 const size = (dims: number[]): number => dims.reduce((a, b) => a * b, 1);
@@ -267,19 +271,30 @@ export class DeviceState extends Base implements BatchState {
     return (await this.ops.zeros.run({ shape: new ort.Tensor("int64", BigInt64Array.from(dims, BigInt), [dims.length]) })).y!;
   }
 
-  /** Each layer's slice, made on the device; the cross-attention's are kept until the rows change. */
+  /**
+   * Each stacked tensor's layer slices (copies on the device), kept while the tensor is: the cache's come
+   * with every write, the cross-attention's are made once after the rows change.
+   */
   private slices = new Map<ort.Tensor, ort.Tensor[]>();
+
+  private layerNames(prefix: string): string[] {
+    return Array.from({ length: this.dims.L }, (_, l) => `${prefix}${l}`);
+  }
 
   private async slicesOf(t: ort.Tensor): Promise<ort.Tensor[]> {
     let got = this.slices.get(t);
     if (!got) {
-      got = [];
-      for (let l = 0; l < this.dims.L; l++) {
-        got.push((await this.ops.layerOf.run({ x: t, layer: new ort.Tensor("int64", BigInt64Array.of(BigInt(l)), []) })).y!);
-      }
+      const out = await this.splitOps().split.run({ x: t });
+      got = this.layerNames("y_").map((n) => out[n]!);
       this.slices.set(t, got);
     }
     return got;
+  }
+
+  private splitOps(): { split: ort.InferenceSession; write: ort.InferenceSession } {
+    const { splitLayers: split, cacheWriteLayers: write } = this.ops;
+    if (!split || !write) throw new Error("a per-layer decoder step needs the layer graphs (loadModel opens them)");
+    return { split, write };
   }
 
   protected async layerInputs(feeds: StepFeeds): Promise<Record<string, ort.Tensor>> {
@@ -344,10 +359,13 @@ export class DeviceState extends Base implements BatchState {
     const slot = new Uint8Array(B * N);
     position.forEach((p, b) => (slot[b * N + Number(p)] = 1));
     const cur = this.feeds;
-    const out = await this.ops.cacheWrite.run({
-      past_k: cur.past_k, past_v: cur.past_v, new_k: newK, new_v: newV,
-      slot: new ort.Tensor("bool", slot, [1, B, 1, N, 1]),
-    });
+    const feeds = { past_k: cur.past_k, past_v: cur.past_v, new_k: newK, new_v: newV, slot: new ort.Tensor("bool", slot, [1, B, 1, N, 1]) };
+    // Per layer, one run writes and slices (2 runs a step with the decoder step, not 2 + 2·L).
+    const out = await (this.dims.perLayer ? this.splitOps().write : this.ops.cacheWrite).run(feeds);
+    if (this.dims.perLayer) {
+      this.slices.set(out.present_k!, this.layerNames("present_k_").map((n) => out[n]!));
+      this.slices.set(out.present_v!, this.layerNames("present_v_").map((n) => out[n]!));
+    }
     cur.past_k.dispose();
     cur.past_v.dispose();
     newK.dispose();

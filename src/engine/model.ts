@@ -11,6 +11,7 @@ import { perLayerInputs, requiredGraphs, shapesAgree, validateManifest, type Gra
 import { openSession, type Logger, type ProviderName } from "./providers.ts";
 import { PromptEncoder } from "./text.ts";
 import type { DeviceOps } from "./batch-state.ts";
+import { cacheWriteLayersGraph, splitLayersGraph } from "./ops/layer-graphs.ts";
 
 export interface LoadOptions {
   provider?: ProviderName;
@@ -162,13 +163,14 @@ async function openSessions(info: ModelInfo, requested: ProviderName, state: Non
   let provider = requested;
   const used: ProviderName[] = [];
   const opened: ort.InferenceSession[] = [];
-  const open = async (file: string, deviceOutputs: string[]) => {
+  /** `file`: a graph's path, or the bytes of one built here (named for errors by `name`). */
+  const open = async (file: string | Uint8Array, deviceOutputs: string[], name = String(file)) => {
     let o;
     try {
       o = await openSession({ path: file, provider, deviceOutputs }, log);
     } catch (e) {
       await Promise.all(opened.map((s) => s.release()));
-      throw new MosaicError("MODEL_INVALID", `${file}: ONNX Runtime cannot load it: ${(e as Error).message}`, { cause: e });
+      throw new MosaicError("MODEL_INVALID", `${name}: ONNX Runtime cannot load it: ${(e as Error).message}`, { cause: e });
     }
     // One fallback line is enough: later sessions go straight to the provider that worked.
     provider = o.provider;
@@ -188,13 +190,19 @@ async function openSessions(info: ModelInfo, requested: ProviderName, state: Non
   const textEncoder = await graph(g.textEncoder, "textEncoder", onDevice() ? ["cross_k", "cross_v"] : []);
   const vqDecoder = withVq ? await graph(g.vqDecoder, "vqDecoder") : null;
   const op = (name: string, outputs: string[]) => open(path.join(OPS_DIR, `${name}.onnx`), outputs);
+  const L = info.manifest.architecture.decoderLayers;
+  const perLayer = perLayerInputs(g);
+  const layers = (prefix: string) => Array.from({ length: L }, (_, l) => `${prefix}${l}`);
   const deviceOps: DeviceOps | null = onDevice()
     ? {
       cacheWrite: await op("cache-write", ["present_k", "present_v"]),
       gatherRows: await op("gather-rows", ["y"]),
       concatRows: await op("concat-rows", ["y"]),
       zeros: await op("zeros", ["y"]),
-      layerOf: await op("layer-of", ["y"]),
+      splitLayers: perLayer ? await open(splitLayersGraph(L), layers("y_"), `split-layers-${L}`) : null,
+      cacheWriteLayers: perLayer
+        ? await open(cacheWriteLayersGraph(L), ["present_k", "present_v", ...layers("present_k_"), ...layers("present_v_")], `cache-write-layers-${L}`)
+        : null,
     }
     : null;
   const model: Model = {

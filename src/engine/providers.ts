@@ -9,7 +9,8 @@ export type ProviderName = "cpu" | "webgpu" | "cuda";
 export const PROVIDERS: readonly ProviderName[] = ["cpu", "webgpu", "cuda"];
 
 export interface SessionRequest {
-  path: string;
+  /** A graph's file, or its bytes (graphs built when a model loads: ops/layer-graphs.ts). */
+  path: string | Uint8Array;
   provider: ProviderName;
   /** Outputs to leave in GPU memory (WebGPU) for the next run to read; ignored on the CPU. */
   deviceOutputs?: string[];
@@ -40,12 +41,16 @@ export async function openSession(req: SessionRequest, log: Logger): Promise<Ope
       options.preferredOutputLocation = Object.fromEntries(req.deviceOutputs.map((n) => [n, "gpu-buffer" as const]));
     }
     try {
-      return { session: await ort.InferenceSession.create(req.path, options), provider: req.provider };
+      return { session: await create(req.path, options), provider: req.provider };
     } catch (e) {
       log(`mosaic: the ${req.provider} execution provider is not available (${firstLine(e)}); using the CPU`);
     }
   }
-  return { session: await ort.InferenceSession.create(req.path, { ...base, executionProviders: ["cpu"] }), provider: "cpu" };
+  return { session: await create(req.path, { ...base, executionProviders: ["cpu"] }), provider: "cpu" };
+}
+
+function create(from: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  return typeof from === "string" ? ort.InferenceSession.create(from, options) : ort.InferenceSession.create(from, options);
 }
 
 function firstLine(e: unknown): string {

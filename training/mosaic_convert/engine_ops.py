@@ -42,10 +42,8 @@ def main() -> None:
     save("zeros", [helper.make_node("ConstantOfShape", ["shape"], ["y"],
                                     value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))],
          [tensor("shape", TensorProto.INT64, [5])], [tensor("y")])
-    # One layer's slice of a stacked cache or cross-attention tensor, for a decoder step that takes each
-    # layer as an input of its own (docs/model-format.md).
-    save("layer-of", [helper.make_node("Gather", ["x", "layer"], ["y"], axis=0)],
-         [tensor("x"), tensor("layer", TensorProto.INT64, [])], [tensor("y", shape=["b", "h", "n", "d"])])
+    # Graphs for a per-layer decoder step have one output per layer, so they are built for the model's
+    # layer count when it loads (src/engine/ops/layer-graphs.ts).
     save("concat-rows", [helper.make_node("Concat", ["a", "b"], ["y"], axis=1)],
          [tensor("a", shape=["l", "b1", "h", "n", "d"]), tensor("b", shape=["l", "b2", "h", "n", "d"])],
          [tensor("y", shape=["l", "b12", "h", "n", "d"])])
