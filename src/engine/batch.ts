@@ -275,14 +275,20 @@ export class DecodeBatch {
     }
   }
 
+  /** One step for the whole batch: the decoder step, the cache write, each row's next code, previews, events. */
   private async decode(): Promise<void> {
-    const { C } = this.dims;
     const { token, position } = this.stepRows();
     const out = await this.runStep(token, position);
     // The cache is ours: this step's keys and values go in at each row's position.
     await this.state.write(out.new_k!, out.new_v!, position);
-    const logits = out.logits!.data as Float32Array;
+    const previewing = this.sample(out.logits!.data as Float32Array);
+    this.queuePreviews(previewing);
+    await this.report(previewing);
+  }
 
+  /** Each running member's next code for each of its images; returns the members due a preview now. */
+  private sample(logits: Float32Array): Member[] {
+    const { C } = this.dims;
     const previewing: Member[] = [];
     let offset = 0;
     for (const m of this.members) {
@@ -305,14 +311,23 @@ export class DecodeBatch {
       if (m.due.has(m.pos) && (m.pos > m.replayTo || m.pos === this.total)) previewing.push(m);
       m.newest = newest;
     }
+    return previewing;
+  }
 
-    // Previews run beside the decoder: a due grid is handed to the preview run and decoding goes on.
-    // The last one is different: it is the final image, so the member waits for it (below).
+  /**
+   * Previews run beside the decoder: a due grid is handed to the preview run and decoding goes on.
+   * The last one is different: it is the final image, so the member waits for it (`report`).
+   */
+  private queuePreviews(previewing: Member[]): void {
+    const { C } = this.dims;
     for (const m of previewing) {
       if (m.pos < this.total) this.wanted.set(m, { tokensDone: m.pos, grids: m.codes.map((c) => previewGrid(c, m.pos, C, this.grid, this.freeRows)) });
     }
     this.pumpPreviews();
+  }
 
+  /** Each member's progress event (with the newest finished preview, if any), and its completion after the last step. */
+  private async report(previewing: Member[]): Promise<void> {
     for (const m of this.members) {
       if (m.done || m.silent) continue;
       const last = m.pos === this.total;
