@@ -5,7 +5,7 @@
  * previews, images, notifications — beside decoding, never between steps: the engine does not wait
  * for the database, and this thread never waits for the engine. A cancelled generation stops within
  * one decoder step. Leases: the worker's heartbeat (the database's clock) keeps its jobs; a job whose
- * worker died is requeued with its codes and resumed by the next worker.
+ * worker died is requeued with its codes (housekeeping.ts) and resumed by the next worker.
  */
 import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
@@ -22,7 +22,9 @@ import type { Metrics } from "../ops/metrics.ts";
 import { unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
 import { LostJob, Recorder, seconds, type Job } from "./recorder.ts";
-import { claimNext, DEFAULT_QUEUE, deleteExpired, heartbeatMs, releaseJob, requeueStale, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
+import { DecodeRate } from "./decode-rate.ts";
+import { Housekeeping } from "./housekeeping.ts";
+import { claimNext, DEFAULT_QUEUE, heartbeatMs, releaseJob, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
 
 const POLL_MS = 2_000;
 export const DEFAULT_BATCH_IMAGES = 16;
@@ -57,20 +59,20 @@ export class Worker {
   private lastClaim = 0;
   private claiming: Promise<void> | null = null;
   private readonly jobs = new Map<string, Job>();
-  private readonly tokensPerImage: number;
-  private imagesPerSecond: number | null = null;
-  private rateReportedAt = 0;
+  private readonly rate: DecodeRate;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
   private readonly recorder: Recorder;
+  private readonly housekeeping: Housekeeping;
 
   constructor(private readonly prisma: Prisma, private readonly bus: EventBus, private readonly engine: RemoteEngine, model: ModelInfo, private readonly o: WorkerOptions) {
     this.id = o.id ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
     this.queue = o.queue ?? DEFAULT_QUEUE;
     this.modelName = model.manifest.name;
-    this.tokensPerImage = model.manifest.architecture.grid.width * model.manifest.architecture.grid.height;
+    this.rate = new DecodeRate(model.manifest.architecture.grid.width * model.manifest.architecture.grid.height);
     this.recorder = new Recorder(prisma, this.id, o, () => this.stopped);
+    this.housekeeping = new Housekeeping(prisma, { log: o.log, metrics: o.metrics, queue: this.queue, retentionDays: o.retentionDays });
   }
 
   async start(): Promise<void> {
@@ -81,7 +83,9 @@ export class Worker {
       step: (info) => {
         this.o.metrics?.step(info.ms, this.stepTokens, info.images, this.batchImages);
         this.stepTokens = 0;
-        this.measure(info.images, info.wallMs);
+        if (this.rate.add(info.images, info.wallMs)) {
+          void workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond).catch(() => {});
+        }
         this.fill();
       },
       log: (line) => this.o.log(line),
@@ -94,37 +98,13 @@ export class Worker {
       else if (e.kind === "generation" && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
     await workerHeartbeat(this.prisma, this.id, this.modelName);
-    // Jobs left RUNNING by a process that died are put back (or failed, if lost too often).
-    await this.requeue();
+    // Jobs left RUNNING by a process that died are put back (or failed, if lost too often) first.
+    await this.housekeeping.start();
     this.timers.push(setInterval(() => void this.heartbeat(), heartbeatMs(this.queue)));
-    this.timers.push(setInterval(() => void this.requeue(), heartbeatMs(this.queue) * 2));
-    if (this.o.retentionDays) {
-      void this.expire();
-      this.timers.push(setInterval(() => void this.expire(), 60 * 60_000));
-    }
     // Now and then even without a notification, in case one was missed.
     this.timers.push(setInterval(() => this.fill(), POLL_MS));
     this.started = true;
     this.fill();
-  }
-
-  /**
-   * The decoding rate, from the engine thread's wall time between step boundaries (everything the
-   * engine does, not only the decoder): an exponential average over about the last second of work, in
-   * images per second.
-   * Written with each heartbeat; queued ETAs divide the work ahead by it.
-   */
-  private measure(images: number, wallMs: number): void {
-    if (images === 0 || wallMs <= 0) return;
-    const rate = images / this.tokensPerImage / (wallMs / 1000);
-    const w = Math.min(1, wallMs / 1_000);
-    this.imagesPerSecond = this.imagesPerSecond === null ? rate : this.imagesPerSecond * (1 - w) + rate * w;
-    // Queued ETAs read it: report it twice a second while busy, not only with the heartbeat.
-    const now = performance.now();
-    if (now - this.rateReportedAt >= 500) {
-      this.rateReportedAt = now;
-      void workerHeartbeat(this.prisma, this.id, this.modelName, this.imagesPerSecond).catch(() => {});
-    }
   }
 
   /** Started (its engine thread has the model) and not stopping: what a worker's readiness needs. */
@@ -139,6 +119,7 @@ export class Worker {
   async stop(): Promise<void> {
     this.stopped = true;
     this.timers.forEach(clearInterval);
+    this.housekeeping.stop();
     this.unsubscribe?.();
     // The step in progress finishes and its events arrive; then everything they say is recorded.
     const paused = this.engine.pause();
@@ -255,35 +236,9 @@ export class Worker {
     this.fill();
   }
 
-  private async expire(): Promise<void> {
-    try {
-      const n = await deleteExpired(this.prisma, this.o.retentionDays!);
-      if (n) this.o.log(`mosaic: deleted ${n} generation(s) that ended over ${this.o.retentionDays} days ago`, { event: "retention", deleted: n });
-    } catch {
-      // The database is away; the next hour tries again.
-    }
-  }
-
-  private async requeue(): Promise<void> {
-    try {
-      for (const r of await requeueStale(this.prisma, this.queue)) {
-        if (r.status === "FAILED") {
-          this.o.metrics?.generations.inc({ outcome: "failed" });
-          this.o.metrics?.failures.inc({ code: "WORKER_LOST" });
-          this.o.log(`mosaic: generation ${r.id} failed: its worker was lost ${this.queue.maxAttempts} times [WORKER_LOST]`, { event: "failed", generationId: r.id, code: "WORKER_LOST", level: "warn" });
-        } else {
-          this.o.metrics?.requeued.inc({ reason: "lost" });
-          this.o.log(`mosaic: generation ${r.id} requeued: its worker stopped answering`, { event: "requeued", generationId: r.id, level: "warn" });
-        }
-      }
-    } catch {
-      // The database is away; the next round tries again.
-    }
-  }
-
   private async heartbeat(): Promise<void> {
     if (this.o.healthFile) await writeFile(this.o.healthFile, String(Date.now())).catch(() => {});
-    await workerHeartbeat(this.prisma, this.id, this.modelName, this.imagesPerSecond).catch(() => {});
+    await workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond).catch(() => {});
     const ids = [...this.jobs.keys()];
     if (!ids.length) return;
     await this.prisma.$executeRaw`UPDATE "Generation" SET "heartbeatAt" = now() WHERE id = ANY(${ids}::uuid[]) AND "workerId" = ${this.id}`.catch(() => {});
