@@ -15,6 +15,7 @@
  */
 import ort from "onnxruntime-node";
 import { grownLength, type CacheGrowth } from "./cache-growth.ts";
+import { layerNames } from "./ops/layer-graphs.ts";
 import { layerViews } from "./step-inputs.ts";
 
 export interface StateDims {
@@ -61,17 +62,14 @@ export interface BatchState {
 
 /** The small graphs DeviceState runs, opened on the model's provider with outputs left on the device. */
 export interface DeviceOps {
+  /** The step's keys/values written at each row's position; for a per-layer step (ops/layer-graphs.ts) it also gives every layer's slice of the result. */
   cacheWrite: ort.InferenceSession;
   gatherRows: ort.InferenceSession;
   concatRows: ort.InferenceSession;
   /** Zeros of a given shape made on the device, so a fresh cache is never uploaded. */
   zeros: ort.InferenceSession;
-  /**
-   * For a per-layer decoder step (null otherwise), built for the model's L (ops/layer-graphs.ts): every
-   * layer's slice of a stacked tensor in one run, and the cache write that also gives the next step's slices.
-   */
+  /** For a per-layer decoder step (null otherwise), built for the model's L: every layer's slice of a stacked tensor in one run. */
   splitLayers: ort.InferenceSession | null;
-  cacheWriteLayers: ort.InferenceSession | null;
 }
 
 const size = (dims: number[]): number => dims.reduce((a, b) => a * b, 1);
@@ -277,24 +275,15 @@ export class DeviceState extends Base implements BatchState {
    */
   private slices = new Map<ort.Tensor, ort.Tensor[]>();
 
-  private layerNames(prefix: string): string[] {
-    return Array.from({ length: this.dims.L }, (_, l) => `${prefix}${l}`);
-  }
-
   private async slicesOf(t: ort.Tensor): Promise<ort.Tensor[]> {
     let got = this.slices.get(t);
     if (!got) {
-      const out = await this.splitOps().split.run({ x: t });
-      got = this.layerNames("y_").map((n) => out[n]!);
+      if (!this.ops.splitLayers) throw new Error("a per-layer decoder step needs the layer graphs (loadModel opens them)");
+      const out = await this.ops.splitLayers.run({ x: t });
+      got = layerNames("y_", this.dims.L).map((n) => out[n]!);
       this.slices.set(t, got);
     }
     return got;
-  }
-
-  private splitOps(): { split: ort.InferenceSession; write: ort.InferenceSession } {
-    const { splitLayers: split, cacheWriteLayers: write } = this.ops;
-    if (!split || !write) throw new Error("a per-layer decoder step needs the layer graphs (loadModel opens them)");
-    return { split, write };
   }
 
   protected async layerInputs(feeds: StepFeeds): Promise<Record<string, ort.Tensor>> {
@@ -361,10 +350,10 @@ export class DeviceState extends Base implements BatchState {
     const cur = this.feeds;
     const feeds = { past_k: cur.past_k, past_v: cur.past_v, new_k: newK, new_v: newV, slot: new ort.Tensor("bool", slot, [1, B, 1, N, 1]) };
     // Per layer, one run writes and slices (2 runs a step with the decoder step, not 2 + 2·L).
-    const out = await (this.dims.perLayer ? this.splitOps().write : this.ops.cacheWrite).run(feeds);
+    const out = await this.ops.cacheWrite.run(feeds);
     if (this.dims.perLayer) {
-      this.slices.set(out.present_k!, this.layerNames("present_k_").map((n) => out[n]!));
-      this.slices.set(out.present_v!, this.layerNames("present_v_").map((n) => out[n]!));
+      this.slices.set(out.present_k!, layerNames("present_k_", this.dims.L).map((n) => out[n]!));
+      this.slices.set(out.present_v!, layerNames("present_v_", this.dims.L).map((n) => out[n]!));
     }
     cur.past_k.dispose();
     cur.past_v.dispose();

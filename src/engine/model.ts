@@ -11,7 +11,7 @@ import { perLayerInputs, requiredGraphs, shapesAgree, validateManifest, type Gra
 import { openSession, type Logger, type ProviderName } from "./providers.ts";
 import { PromptEncoder } from "./text.ts";
 import type { DeviceOps } from "./batch-state.ts";
-import { cacheWriteLayersGraph, splitLayersGraph } from "./ops/layer-graphs.ts";
+import { cacheWriteLayersGraph, layerNames, splitLayersGraph } from "./ops/layer-graphs.ts";
 
 export interface LoadOptions {
   provider?: ProviderName;
@@ -192,17 +192,16 @@ async function openSessions(info: ModelInfo, requested: ProviderName, state: Non
   const op = (name: string, outputs: string[]) => open(path.join(OPS_DIR, `${name}.onnx`), outputs);
   const L = info.manifest.architecture.decoderLayers;
   const perLayer = perLayerInputs(g);
-  const layers = (prefix: string) => Array.from({ length: L }, (_, l) => `${prefix}${l}`);
   const deviceOps: DeviceOps | null = onDevice()
     ? {
-      cacheWrite: await op("cache-write", ["present_k", "present_v"]),
+      // A per-layer step's write also slices every layer of the result, in the same run.
+      cacheWrite: perLayer
+        ? await open(cacheWriteLayersGraph(L), ["present_k", "present_v", ...layerNames("present_k_", L), ...layerNames("present_v_", L)], `cache-write-layers-${L}`)
+        : await op("cache-write", ["present_k", "present_v"]),
       gatherRows: await op("gather-rows", ["y"]),
       concatRows: await op("concat-rows", ["y"]),
       zeros: await op("zeros", ["y"]),
-      splitLayers: perLayer ? await open(splitLayersGraph(L), layers("y_"), `split-layers-${L}`) : null,
-      cacheWriteLayers: perLayer
-        ? await open(cacheWriteLayersGraph(L), ["present_k", "present_v", ...layers("present_k_"), ...layers("present_v_")], `cache-write-layers-${L}`)
-        : null,
+      splitLayers: perLayer ? await open(splitLayersGraph(L), layerNames("y_", L), `split-layers-${L}`) : null,
     }
     : null;
   const model: Model = {

@@ -65,6 +65,11 @@ function model(name: string, body: Field[]): Uint8Array {
   return concat([int(1, 8), str(2, "mosaic"), msg(8, str(1, ""), int(2, 17)), msg(7, str(2, name), ...body)]);
 }
 
+/** `${prefix}0` … `${prefix}{L-1}`: the names of a graph's per-layer inputs or outputs. */
+export function layerNames(prefix: string, L: number): string[] {
+  return Array.from({ length: L }, (_, l) => `${prefix}${l}`);
+}
+
 const STACKED = ["l", "b", "h", "n", "d"];
 const LAYER = ["b", "h", "n", "d"];
 
@@ -80,7 +85,7 @@ export function splitLayersGraph(L: number): Uint8Array {
     ...slices(L, "x", (l) => `y_${l}`),
     ...indices(L),
     value(11, "x", FLOAT, STACKED),
-    ...Array.from({ length: L }, (_, l) => value(12, `y_${l}`, FLOAT, LAYER)),
+    ...layerNames("y_", L).map((n) => value(12, n, FLOAT, LAYER)),
   ]);
 }
 
@@ -98,6 +103,6 @@ export function cacheWriteLayersGraph(L: number): Uint8Array {
     ...kv.map((x) => value(11, `new_${x}`, FLOAT, ["l", "b", "h", 1, "d"])),
     value(11, "slot", BOOL, [1, "b", 1, "n", 1]),
     ...kv.map((x) => value(12, `present_${x}`, FLOAT, STACKED)),
-    ...kv.flatMap((x) => Array.from({ length: L }, (_, l) => value(12, `present_${x}_${l}`, FLOAT, LAYER))),
+    ...kv.flatMap((x) => layerNames(`present_${x}_`, L).map((n) => value(12, n, FLOAT, LAYER))),
   ]);
 }
