@@ -114,6 +114,11 @@ STATE_SIZE = 0.5
 STATE_PLACE = 0.55
 STATE_RELATION = 0.45
 STATE_PLACES_OF_TWO = 0.75
+# The chance that a scene is drawn with two shapes (else one). Two shapes that do not fit, and a held-out
+# combination kept only as often as a caption leaves its place open (training_scene), are drawn again
+# from the start, so about 18% of training scenes have two shapes (a test measures it). encode
+# --two-shapes sets it for the bisect of training/eval/place-runs-2026-12-01.
+TWO_SHAPES = 0.38
 
 
 @dataclass(frozen=True)
@@ -191,12 +196,12 @@ def relation_holds(relation: str, first: str, second: str) -> bool:
 
 
 def random_scene(rng: random.Random, held_out: bool | None = False, shapes: int | None = None,
-                 relation: str | None = None) -> SceneSpec:
+                 relation: str | None = None, two_shapes: float = TWO_SHAPES) -> SceneSpec:
     """Draw a scene; with held_out=False no held-out combination is returned, with True only those,
     with None either. Two shapes always differ in colour from each other (and both from the background)."""
     while True:
         background = rng.choice(list(COLOURS))
-        n = shapes or (1 if rng.random() < 0.62 else 2)
+        n = shapes or (1 if rng.random() < 1 - two_shapes else 2)
         colours = rng.sample([c for c in COLOURS if c != background], n)
         specs = [ShapeSpec(rng.choice(SHAPES), c, rng.choice(list(SIZES)), rng.choice(list(POSITIONS))) for c in colours]
         if n == 2:
@@ -214,7 +219,7 @@ def random_scene(rng: random.Random, held_out: bool | None = False, shapes: int 
             return SceneSpec(background, tuple(specs))
 
 
-def training_scene(rng: random.Random, shapes: int | None = None) -> SceneSpec:
+def training_scene(rng: random.Random, shapes: int | None = None, two_shapes: float = TWO_SHAPES) -> SceneSpec:
     """A scene to train on. A held-out combination may be drawn, but its captions never say where its
     shapes are (see caption), and it is kept only as often as a caption leaves the place open, so that
     what a caption leaves open is drawn from all nine places alike.
@@ -226,7 +231,7 @@ def training_scene(rng: random.Random, shapes: int | None = None) -> SceneSpec:
     training/eval/place-runs-2026-12-01). No caption ever names a held-out combination
     with its place, so the held-out check still asks for word combinations training never had."""
     while True:
-        scene = random_scene(rng, held_out=None, shapes=shapes)
+        scene = random_scene(rng, held_out=None, shapes=shapes, two_shapes=two_shapes)
         if not names_held_out(scene) or rng.random() < unplaced_rate(len(scene.shapes)):
             return scene
 
@@ -382,7 +387,8 @@ def sample(seed: int, index: int, held_out: bool = False) -> tuple[SceneSpec, st
     return scene, caption(scene, rng), render(scene)
 
 
-def described_captions(seed: int, index: int, n: int, scenes: str = "all") -> tuple[SceneSpec, list[tuple[str, Stated]]]:
+def described_captions(seed: int, index: int, n: int, scenes: str = "all",
+                       two_shapes: float = TWO_SHAPES) -> tuple[SceneSpec, list[tuple[str, Stated]]]:
     """sample_captions without drawing the image: the scene and its n captions with what each states.
     Two experiments bisecting why places were not read (training/eval/place-runs-2026-12-01):
     scenes="single-full" draws one shape, never a held-out combination, every caption stating every
@@ -394,13 +400,13 @@ def described_captions(seed: int, index: int, n: int, scenes: str = "all") -> tu
     if scenes in ("single-curriculum", "curriculum"):
         # The recipe's captions, plus one stating every fact where the scene may be named with its place:
         # encode marks those for the first phase (train_transformer --placed-first).
-        scene = training_scene(rng, shapes=1 if scenes == "single-curriculum" else None)
+        scene = training_scene(rng, shapes=1 if scenes == "single-curriculum" else None, two_shapes=two_shapes)
         described = [training_caption(scene, rng) for _ in range(n)]
         return scene, described + ([] if names_held_out(scene) else [describe(scene, rng, full=True)])
     if scenes == "single-full":
         scene = random_scene(rng, held_out=False, shapes=1)
         return scene, [describe(scene, rng, full=True) for _ in range(n)]
-    scene = training_scene(rng, shapes=1 if scenes == "single" else None)
+    scene = training_scene(rng, shapes=1 if scenes == "single" else None, two_shapes=two_shapes)
     return scene, [training_caption(scene, rng) for _ in range(n)]
 
 

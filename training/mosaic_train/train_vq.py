@@ -78,7 +78,7 @@ def encode(args: argparse.Namespace) -> None:
     for start in range(0, args.samples, 256):
         n = min(256, args.samples - start)
         # described_captions + render is sample_captions, keeping what each caption states.
-        samples = [data.described_captions(args.seed + 2, i, args.captions, args.scenes) for i in range(start, start + n)]
+        samples = [data.described_captions(args.seed + 2, i, args.captions, args.scenes, args.two_shapes) for i in range(start, start + n)]
         x = to_input(torch.from_numpy(np.stack([data.render(scene) for scene, _ in samples])))
         codes.append(model.encode(x).reshape(n, -1).numpy().astype(np.int16))
         captions += [[text for text, _ in described] for _, described in samples]
@@ -95,7 +95,7 @@ def encode(args: argparse.Namespace) -> None:
         json.dump(placed, f)
     with open(os.path.join(args.out, "codebook-usage.json"), "w") as f:
         json.dump({"codes_used": usage, "codebook_size": a["codebook"], "samples": args.samples,
-                   "captions": args.captions}, f)
+                   "captions": args.captions, "scenes": args.scenes, "two_shapes": args.two_shapes}, f)
     log(f"codebook usage on the training set: {usage}/{a['codebook']}")
 
 
@@ -121,6 +121,8 @@ def main() -> None:
                         "single-curriculum: single plus one full caption, and placed.json marks the full ones; "
                         "curriculum: the same with one or two shapes "
                         "(experiments bisecting why places are not read, training/eval/place-runs-2026-12-01)")
+    p.add_argument("--two-shapes", type=float, default=data.TWO_SHAPES,
+                   help="share of scenes with two shapes where a scene may have either (the recipe's: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue training vq.pt for --steps more")
     p.add_argument("--l1", type=float, default=0.0, help="weight of an L1 reconstruction term")
     args = p.parse_args()

@@ -1,6 +1,7 @@
 """Training-side checks: the data generator, the text pipeline, sampling, and a smoke run."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -119,6 +120,21 @@ class DataTest(unittest.TestCase):
                     phrases = [normalise(p) for p in data.POSITION_PHRASES[s.position]]
                     self.assertTrue(any(p in normalise(text) for p in phrases), (text, s.position))
         self.assertGreater(placed, 300 * 4 * 0.3)
+
+    def test_two_shape_share_is_a_setting_and_the_default_keeps_the_recipe_s_scenes(self):
+        # encode --two-shapes (the place-runs bisect); the default must draw the very scenes it drew before.
+        def share(**kw):
+            return sum(len(data.described_captions(1, i, 1, "curriculum", **kw)[0].shapes) == 2 for i in range(1500)) / 1500
+        # Two shapes that do not fit, or name a held-out combination with a caption that might place it,
+        # are drawn again from the start, so the share of training scenes is below the setting's.
+        self.assertAlmostEqual(share(), 0.18, delta=0.03)
+        self.assertAlmostEqual(share(two_shapes=0.1), 0.036, delta=0.015)
+        self.assertEqual(share(two_shapes=0.0), 0.0)
+        self.assertEqual(share(two_shapes=1.0), 1.0)
+        # Shape counts of the first 400 recipe scenes, as the code drew them before the setting existed
+        # (commit fff7edd), so the runs recorded in training/eval stay reproducible.
+        counts = "".join(str(len(data.described_captions(1, i, 1)[0].shapes)) for i in range(400))
+        self.assertEqual(hashlib.sha256(counts.encode()).hexdigest()[:16], "70bf385300787701")
 
     def test_curriculum_captions_add_one_stating_every_fact_never_for_held_out(self):
         # Runs G and H train first on the captions states_all marks (train_vq encode --scenes [single-]curriculum).
