@@ -12,11 +12,10 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import ort from "onnxruntime-node";
-import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { generate, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/model.ts";
 // The fixtures' shape and the comparison are the engine tests' own (one definition of each).
-import { maxAbsDiff, type Reference } from "../test/helpers.ts";
+import { maxAbsDiff, referenceDecoder, type Reference } from "../test/helpers.ts";
 
 const TOL = 1e-4; // as test/engine.test.ts: ONNX Runtime and PyTorch order float sums differently
 
@@ -47,27 +46,13 @@ try {
   const crossDiff = maxAbsDiff(ref.crossKSample.map((_, i) => ck[i * ref.crossKStride]!), ref.crossKSample);
   assert.ok(crossDiff < TOL, `text encoder: ${crossDiff}`);
 
-  const dims = [a.decoderLayers, 2, a.heads, n, a.headDim];
-  const pastK = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
-  const pastV = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const step = referenceDecoder(model, cross, mask, n);
   let stepDiff = 0;
   for (let pos = 0; pos < ref.stepTokens.length; pos++) {
-    const out = await model.decoderStep.run({
-      token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
-      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
-      ...hostStepInputs(model.manifest.graphs, { past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v! }, model.manifest.architecture.decoderLayers),
-      text_mask: mask,
-    });
-    const logits = out.logits!.data as Float32Array;
+    const logits = await step(ref.stepTokens[pos] as [number, number], pos);
     assert.equal(logits.length, 2 * a.codebookSize, "logits are [batch, codebookSize]");
     stepDiff = Math.max(stepDiff, maxAbsDiff(logits, ref.stepLogits[pos]!.flat()), maxAbsDiff(logits, ref.fullForwardLogits[pos]!.flat()));
     assert.ok(stepDiff < TOL, `decoder step ${pos}: ${stepDiff}`);
-    const k = pastK.data as Float32Array, v = pastV.data as Float32Array;
-    const nk = out.new_k!.data as Float32Array, nv = out.new_v!.data as Float32Array;
-    for (let row = 0; row < a.decoderLayers * 2 * a.heads; row++) {
-      k.set(nk.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
-      v.set(nv.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
-    }
   }
 
   const vq = await model.vqDecoder!.run({

@@ -12,13 +12,12 @@ import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
 import { grownLength, type CacheGrowth } from "../src/engine/cache-growth.ts";
 import type { DeviceOps } from "../src/engine/batch-state.ts";
-import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { DecodeBatch, type Member } from "../src/engine/batch.ts";
 import type { GenerationEvent } from "../src/engine/generate.ts";
 import { perLayerInputs } from "../src/engine/model-format.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { mostFrequent } from "../src/engine/previews.ts";
-import { collect, finalImages, int64, maxAbsDiff, python } from "./helpers.ts";
+import { collect, finalImages, int64, maxAbsDiff, python, referenceDecoder } from "./helpers.ts";
 
 const TOL = 1e-3; // the issue's bound, fp32; observed differences are ~1e-6
 
@@ -81,26 +80,10 @@ test("ONNX text encoder, decoder step and VQGAN match the PyTorch DALL·E mini w
   assert.ok(maxAbsDiff(cross.cross_k!.data as Float32Array, ref.crossK) < TOL, "cross-attention keys");
   assert.ok(maxAbsDiff(cross.cross_v!.data as Float32Array, ref.crossV) < TOL, "cross-attention values");
 
-  const n = a.grid.height * a.grid.width;
-  const dims = [a.decoderLayers, 2, a.heads, n, a.headDim];
-  const pastK = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
-  const pastV = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const step = referenceDecoder(model, cross, mask, a.grid.height * a.grid.width);
   for (let pos = 0; pos < ref.stepTokens.length; pos++) {
-    const token = BigInt(ref.stepTokens[pos]!);
-    const out = await model.decoderStep.run({
-      token: new ort.Tensor("int64", BigInt64Array.of(token, token), [2]),
-      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
-      ...hostStepInputs(model.manifest.graphs, { past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v! }, model.manifest.architecture.decoderLayers),
-      text_mask: mask,
-    });
-    const diff = maxAbsDiff(out.logits!.data as Float32Array, ref.stepLogits[pos]!.flat());
+    const diff = maxAbsDiff(await step([ref.stepTokens[pos]!, ref.stepTokens[pos]!], pos), ref.stepLogits[pos]!.flat());
     assert.ok(diff < TOL, `decoder step ${pos}: ${diff}`);
-    const k = pastK.data as Float32Array, v = pastV.data as Float32Array;
-    const nk = out.new_k!.data as Float32Array, nv = out.new_v!.data as Float32Array;
-    for (let row = 0; row < a.decoderLayers * 2 * a.heads; row++) {
-      k.set(nk.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
-      v.set(nv.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
-    }
   }
 
   const out = await model.vqDecoder!.run({

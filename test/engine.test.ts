@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import ort from "onnxruntime-node";
-import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { MosaicError } from "../src/engine/errors.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";
 import { mosaic, mostFrequent } from "../src/engine/previews.ts";
-import { collect, finalImages, int64, maxAbsDiff, reference, settingsOf, sharedModel } from "./helpers.ts";
+import { collect, finalImages, int64, maxAbsDiff, reference, referenceDecoder, settingsOf, sharedModel } from "./helpers.ts";
 
 // ONNX Runtime and PyTorch order float sums differently; 1e-4 absolute is far below anything that
 // changes a token (the greedy test below checks whole sequences exactly).
@@ -22,29 +21,12 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
   const sample = ref.crossKSample.map((_, i) => ck[i * ref.crossKStride]!);
   assert.ok(maxAbsDiff(sample, ref.crossKSample) < TOL, "text encoder");
 
-  const dims = [a.decoderLayers, 2, a.heads, a.grid.height * a.grid.width, a.headDim];
-  const pastK = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
-  const pastV = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const step = referenceDecoder(model, cross, mask, a.grid.height * a.grid.width);
   for (let pos = 0; pos < ref.stepTokens.length; pos++) {
-    const out = await model.decoderStep.run({
-      token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[pos]!.map(BigInt)), [2]),
-      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
-      ...hostStepInputs(model.manifest.graphs, { past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v! }, model.manifest.architecture.decoderLayers),
-      text_mask: mask,
-    });
-    const logits = out.logits!.data as Float32Array;
+    const logits = await step(ref.stepTokens[pos] as [number, number], pos);
     assert.ok(maxAbsDiff(logits, ref.stepLogits[pos]!.flat()) < TOL, `decoder step ${pos}`);
     // The cache-based step equals the full no-cache forward pass over the same tokens.
     assert.ok(maxAbsDiff(logits, ref.fullForwardLogits[pos]!.flat()) < TOL, `cache vs no cache at ${pos}`);
-    // Write the step's keys/values into the cache at this position, as the engine does.
-    const k = pastK.data as Float32Array, v = pastV.data as Float32Array;
-    const nk = out.new_k!.data as Float32Array, nv = out.new_v!.data as Float32Array;
-    for (let l = 0; l < a.decoderLayers; l++) for (let b = 0; b < 2; b++) for (let h = 0; h < a.heads; h++) {
-      const src = ((l * 2 + b) * a.heads + h) * a.headDim;
-      const dst = (((l * 2 + b) * a.heads + h) * 256 + pos) * a.headDim;
-      k.set(nk.subarray(src, src + a.headDim), dst);
-      v.set(nv.subarray(src, src + a.headDim), dst);
-    }
   }
 
   const [frame] = await decodeGrids(model, [Int32Array.from(ref.vq.codes)]);

@@ -5,6 +5,7 @@ import ort from "onnxruntime-node";
 import { DEFAULT_MODEL, PACKAGE_ROOT } from "../src/config.ts";
 import { generate, type GenerateRequest, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
+import { hostStepInputs } from "../src/engine/step-inputs.ts";
 
 /** The shipped model and its PyTorch reference outputs (written by training/mosaic_train/export.py). */
 export const MODEL_DIR = process.env.MOSAIC_TEST_MODEL ?? DEFAULT_MODEL;
@@ -83,4 +84,34 @@ export function python(args: string[]): Buffer {
   return execFileSync(process.env.MOSAIC_PYTHON ?? "/usr/bin/python3", args, {
     cwd: path.join(PACKAGE_ROOT, "training"), env: { ...process.env, PYTHONPATH: "." }, stdio: ["ignore", "ignore", "pipe"],
   });
+}
+
+/**
+ * The reference checks' decoder loop for one prompt (two rows: unconditioned and conditioned) on a plain
+ * host cache of n positions: each step runs the decoder graph, then writes the step's keys and values
+ * at its position, as the engine does. Shared by the engine and converter tests and
+ * scripts/smoke-engine.ts, which compare the logits with PyTorch's.
+ */
+export function referenceDecoder(model: Model, cross: ort.InferenceSession.OnnxValueMapType, mask: ort.Tensor, n: number) {
+  const a = model.manifest.architecture;
+  const dims = [a.decoderLayers, 2, a.heads, n, a.headDim];
+  const pastK = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const pastV = new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
+  const feeds = hostStepInputs(model.manifest.graphs, { past_k: pastK, past_v: pastV, cross_k: cross.cross_k!, cross_v: cross.cross_v! }, a.decoderLayers);
+  return async function step(tokens: readonly [number, number], pos: number): Promise<Float32Array> {
+    const out = await model.decoderStep.run({
+      token: new ort.Tensor("int64", BigInt64Array.from(tokens.map(BigInt)), [2]),
+      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(pos), BigInt(pos)), [2]),
+      ...feeds,
+      text_mask: mask,
+    });
+    const k = pastK.data as Float32Array, v = pastV.data as Float32Array;
+    const nk = out.new_k!.data as Float32Array, nv = out.new_v!.data as Float32Array;
+    // new_k is [L, 2, heads, headDim]; each (layer, row, head) goes to its row of the cache at pos.
+    for (let row = 0; row < a.decoderLayers * 2 * a.heads; row++) {
+      k.set(nk.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
+      v.set(nv.subarray(row * a.headDim, (row + 1) * a.headDim), (row * n + pos) * a.headDim);
+    }
+    return out.logits!.data as Float32Array;
+  };
 }
