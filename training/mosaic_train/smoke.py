@@ -27,8 +27,11 @@ def main() -> None:
     run("mosaic_train.train_vq", "train", "--out", work, "--steps", "3", "--batch", "4", "--codebook", "32",
         "--embed-dim", "16", "--channels", "8")
     run("mosaic_train.train_vq", "encode", "--out", work, "--samples", "600")
-    run("mosaic_train.train_transformer", "--out", work, "--steps", "3", "--batch", "4", "--d-model", "32",
-        "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1", "--glu-dim", "48", "--warmup", "2")
+    dims = ("--batch", "4", "--d-model", "32", "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1",
+            "--glu-dim", "48", "--warmup", "2")
+    run("mosaic_train.train_transformer", "--out", work, "--steps", "3", *dims)
+    # A second phase with the first-place weight on place-naming captions only (names-places.json).
+    run("mosaic_train.train_transformer", "--out", work, "--resume", "--steps", "2", "--place-weight-rows", "naming", *dims)
     run("mosaic_train.select", "--work", work, "--count", "1")
     run("mosaic_train.export", "--work", work, "--out", out, "--fixtures", os.path.join(work, "fixtures.json"))
     for f in ("model.json", "tokenizer.json", "text_encoder.onnx", "decoder_step.onnx", "vq_decoder.onnx",

@@ -44,7 +44,8 @@ def cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def first_place_weights(target: torch.Tensor, alike: torch.Tensor, weight: float) -> torch.Tensor:
+def first_place_weights(target: torch.Tensor, alike: torch.Tensor, weight: float,
+                        naming: torch.Tensor | None = None) -> torch.Tensor:
     """Per-token loss weights: `weight` on every token up to and including the first one that is not
     background (the first token's flat colour, by alike_flat_codes), 1 on the rest.
 
@@ -59,6 +60,12 @@ def first_place_weights(target: torch.Tensor, alike: torch.Tensor, weight: float
     background = alike[target[:, :1], target]
     still_open = torch.ones_like(background)
     still_open[:, 1:] = torch.cumprod(background[:, :-1].int(), 1).bool()
+    if naming is not None:
+        # naming[b]: whether row b's caption says where every shape is. Where it leaves a place open,
+        # where the shape starts cannot be predicted from the caption (about log 9 nats an image), so
+        # weighting those tokens adds noise to exactly the logits that reading a place must set. This
+        # still depends only on the caption, never on the token: each best prediction is unchanged.
+        still_open &= naming[:, None]
     return 1 + (weight - 1) * still_open.float()
 
 
@@ -71,8 +78,15 @@ def train(args: argparse.Namespace) -> None:
     codes = torch.from_numpy(np.load(os.path.join(args.out, "codes.npy")).astype(np.int64))
     with open(os.path.join(args.out, "captions.json")) as f:
         captions: list[list[str]] = json.load(f)
+    # Each caption with whether it says where every shape is (names-places.json, written by encode;
+    # needed by --place-weight-rows naming; older work folders lack it).
+    naming_path = os.path.join(args.out, "names-places.json")
+    if args.place_weight_rows == "naming" and not os.path.exists(naming_path):
+        raise SystemExit(f"--place-weight-rows naming needs {naming_path}: run train_vq encode again")
+    names = json.load(open(naming_path)) if os.path.exists(naming_path) else [[True] * len(cs) for cs in captions]
+    described = [list(zip(cs, ns)) for cs, ns in zip(captions, names)]
     with open(os.path.join(args.out, "placed.json")) as f:
-        placed_captions = [[c for c, p in zip(cs, ps) if p] or cs for cs, ps in zip(captions, json.load(f))]
+        placed_captions = [[d for d, p in zip(ds, ps) if p] or ds for ds, ps in zip(described, json.load(f))]
     codebook = int(json.load(open(os.path.join(args.out, "codebook-usage.json")))["codebook_size"])
     tok = WordTokenizer(data.vocabulary())
     grid = int(round(codes.shape[1] ** 0.5))
@@ -114,16 +128,17 @@ def train(args: argparse.Namespace) -> None:
     budget = args.minutes * 60
     t0, last_save, step = time.time(), time.time(), 0
 
-    def batch(indices: list[int], drop_text: bool, placed: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # Training draws one of each image's captions (in the first phase one that says where every
-        # shape is, where the image has one); validation always reads the first.
-        pool = placed_captions if placed else captions
-        caps = [("" if rng.random() < args.empty_caption_rate else rng.choice(pool[i])) if drop_text else captions[i][0]
-                for i in indices]
-        ids, mask = tokenize_batch(tok, caps, cfg.max_text_len)
+    def batch(indices: list[int], drop_text: bool, placed: bool = False):
+        """ids, mask, decoder input, target, and for each row whether its caption names every shape's place.
+        Training draws one of each image's captions (in the first phase one that says where every
+        shape is, where the image has one); validation always reads the first."""
+        pool = placed_captions if placed else described
+        chosen = [(("", False) if rng.random() < args.empty_caption_rate else rng.choice(pool[i])) if drop_text
+                  else described[i][0] for i in indices]
+        ids, mask = tokenize_batch(tok, [c for c, _ in chosen], cfg.max_text_len)
         target = codes[indices]
         start = torch.full((len(indices), 1), cfg.start_token, dtype=torch.long)
-        return ids, mask, torch.cat([start, target[:, :-1]], 1), target
+        return ids, mask, torch.cat([start, target[:, :-1]], 1), target, torch.tensor([n for _, n in chosen])
 
     def save(final: bool, place_read: dict | None = None) -> None:
         torch.save({"place_read": place_read, "model": model.state_dict(), "config": cfg.to_dict(), "steps": start_step + step, "history": history,
@@ -144,10 +159,11 @@ def train(args: argparse.Namespace) -> None:
         # Places first: 1.0.0, whose captions always named the place, read places after 1,399 steps;
         # about half of these captions name it. (Measured: alone it did not bring place reading by 2,000
         # steps, run B of training/eval/place-runs-2026-12-01; kept as sound, not as shown to help.)
-        ids, mask, inp, target = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True,
-                                       placed=frac < args.placed_first)
+        ids, mask, inp, target, naming = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True,
+                                               placed=frac < args.placed_first)
         logits = run(ids, mask, inp)
-        w = first_place_weights(target, alike, args.first_place_weight)
+        w = first_place_weights(target, alike, args.first_place_weight,
+                                naming if args.place_weight_rows == "naming" else None)
         loss = (F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * w).sum() / w.sum()
         opt.zero_grad()
         loss.backward()
@@ -159,7 +175,7 @@ def train(args: argparse.Namespace) -> None:
             with torch.no_grad():
                 vl = []
                 for s in range(0, n_val, 128):
-                    ids, mask, inp, target = batch(val_idx[s : s + 128], False)
+                    ids, mask, inp, target, _ = batch(val_idx[s : s + 128], False)
                     vl.append(F.cross_entropy(run(ids, mask, inp).reshape(-1, codebook), target.reshape(-1)).item())
             entry = {"step": start_step + step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
                      "seconds": earlier_seconds + time.time() - t0}
@@ -192,6 +208,9 @@ def main() -> None:
     p.add_argument("--empty-caption-rate", type=float, default=0.1)
     p.add_argument("--first-place-weight", type=float, default=8.0,
                    help="loss weight of the tokens up to where the first shape starts (see first_place_weights)")
+    p.add_argument("--place-weight-rows", choices=["all", "naming"], default="all",
+                   help="naming: --first-place-weight only on rows whose caption says where every shape is "
+                        "(the rest weigh 1; needs names-places.json from train_vq encode)")
     p.add_argument("--placed-first", type=float, default=0.35,
                    help="share of the schedule that trains on captions saying where every shape is, where an image has one")
     p.add_argument("--probe-every", type=int, default=500, help="steps between place probes (a multiple of 50)")

@@ -344,6 +344,20 @@ class LossWeightTest(unittest.TestCase):
                 if t > 0:
                     self.assertEqual(first_place_weights(other, alike, 8.0)[0, t].item(), w[0, t].item(), (t, c))
 
+    def test_first_place_weights_only_where_the_caption_names_the_place(self):
+        # train_transformer --place-weight-rows naming: a row whose caption leaves a place open weighs 1.
+        import torch
+
+        from mosaic_train.train_transformer import first_place_weights
+
+        alike = torch.zeros(4, 4, dtype=torch.bool)
+        alike[:2, :2] = True
+        alike[2:, 2:] = True
+        codes = torch.tensor([[0, 1, 2, 0], [0, 0, 1, 3], [1, 0, 2, 2]])
+        w = first_place_weights(codes, alike, 8.0, torch.tensor([True, False, True]))
+        self.assertEqual(w.tolist(), [[8.0, 8.0, 8.0, 1.0], [1.0] * 4, [8.0, 8.0, 8.0, 1.0]])
+        self.assertEqual(first_place_weights(codes, alike, 8.0)[1].tolist(), [8.0] * 4)
+
 
 class SmokeTest(unittest.TestCase):
     """A few steps of every stage (mosaic_train.smoke), then what they exported: model.json against
