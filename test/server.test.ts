@@ -122,7 +122,12 @@ test("a late subscriber first gets the current state, then the outcome", async (
 
   // Joining mid-run: Started, then a Progress carrying the newest preview, then live events.
   const mid = await create(app, { prompt: "a small blue square at the bottom, orange background", count: 9, seed: 1, previewInterval: 16 });
-  await waitFor("48 tokens", async () => (await gql(app, `query($id: ID!) { generation(id: $id) { tokensDone } }`, { id: mid.id })).data.generation.tokensDone >= 48, 60_000);
+  // Previews decode beside the decoder, so on a slow machine the decoder can pass 48 tokens before the
+  // first preview is stored: wait for both (a preview is what the joining state must carry).
+  await waitFor("48 tokens and a preview", async () => {
+    const g = (await gql(app, `query($id: ID!) { generation(id: $id) { tokensDone latestPreviews { tokensDone } } }`, { id: mid.id })).data.generation;
+    return g.tokensDone >= 48 && g.latestPreviews.length === 9;
+  }, 60_000);
   const seen = await eventsOverSse(app, mid.id);
   assert.equal(seen[0].__typename, "Started", "joined while it runs");
   assert.equal(seen[1].__typename, "Progress");
