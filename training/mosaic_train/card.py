@@ -86,6 +86,8 @@ def place_read_note(tr_ckpt: dict, pct) -> str:
     along = "; ".join(f"step {s}: {pct(r['held_out'])} / {pct(r['training'])}" for s, r in shown)
     return (f"\nPlace read (`place_probe.py`, teacher-forced: the asked place's image scores best of the nine, chance 11%), "
             f"held-out / training prompts: {pct(final['held_out'])} / {pct(final['training'])} at the end"
+            + (f" ({pct(final['held_out_guided'])} / {pct(final['training_guided'])} scored as sampling at the "
+               f"default guidance draws)" if "held_out_guided" in final else "")
             + (f"; along the way {along}." if along else "."))
 
 

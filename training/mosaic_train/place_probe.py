@@ -4,7 +4,11 @@ after the card.
 
 For each prompt (one shape, every fact stated) the scene is drawn at each of the nine places and
 VQ-encoded; the model scores the nine code sequences under the caption, and the probe counts how often
-the asked place has the lowest loss. Chance is 1 in 9. Held-out prompts (combinations training never
+the asked place has the lowest loss. Chance is 1 in 9. With a guidance scale, each token's
+probability is the one sampling draws from (softmax of uncond + scale * (cond - uncond), as
+sampling.guide), so the probe also says where guided sampling puts the shape: a model whose caption
+shifts the place only a little against its unconditional prior reads it under guidance, and this
+tells such a model from one that ignores the place word. Held-out prompts (combinations training never
 names) and training prompts are counted apart: a model that reads place words for combinations it has
 seen but not for held-out ones has memorised combinations instead of learning what the words mean
 (candidate-2026-12-01 drew held-out shapes at the asked place 2% of the time).
@@ -31,6 +35,8 @@ class PlaceProbe:
     mask: torch.Tensor
     codes: torch.Tensor  # [prompts * 9, image] the scene at each place
     asked: torch.Tensor  # [prompts] index of the asked place
+    empty_ids: torch.Tensor  # [1, text] the empty caption (the unconditioned row of guidance)
+    empty_mask: torch.Tensor
 
 
 def build(vq: VQAutoencoder, tok: WordTokenizer, max_text_len: int, count: int, held_out: bool,
@@ -48,17 +54,23 @@ def build(vq: VQAutoencoder, tok: WordTokenizer, max_text_len: int, count: int, 
         asked.append(PLACES.index(shape.position))
     ids, mask = tokenize_batch(tok, captions, max_text_len)
     codes = vq.encode(to_input(torch.from_numpy(np.stack(images)))).reshape(len(images), -1)
-    return PlaceProbe(ids, mask, codes, torch.tensor(asked))
+    empty_ids, empty_mask = tokenize_batch(tok, [""], max_text_len)
+    return PlaceProbe(ids, mask, codes, torch.tensor(asked), empty_ids, empty_mask)
 
 
 @torch.no_grad()
-def accuracy(forward, probe: PlaceProbe, start_token: int, batch: int = 144) -> float:
-    """forward(ids, mask, decoder_input) -> logits; the share of prompts whose asked place scores best."""
+def accuracy(forward, probe: PlaceProbe, start_token: int, batch: int = 144, guidance: float = 1.0) -> float:
+    """forward(ids, mask, decoder_input) -> logits; the share of prompts whose asked place scores best,
+    each token scored as guided sampling at `guidance` draws it (1: the caption alone)."""
     losses = []
     for s in range(0, probe.codes.shape[0], batch):
         target = probe.codes[s : s + batch]
-        inp = torch.cat([torch.full((target.shape[0], 1), start_token, dtype=torch.long), target[:, :-1]], 1)
-        logits = forward(probe.ids[s : s + batch], probe.mask[s : s + batch], inp)
+        n = target.shape[0]
+        inp = torch.cat([torch.full((n, 1), start_token, dtype=torch.long), target[:, :-1]], 1)
+        logits = forward(probe.ids[s : s + batch], probe.mask[s : s + batch], inp).float()
+        if guidance != 1.0:
+            uncond = forward(probe.empty_ids.expand(n, -1), probe.empty_mask.expand(n, -1), inp).float()
+            logits = uncond + guidance * (logits - uncond)
         nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
         losses.append(nll)
     best = torch.cat(losses).reshape(-1, len(PLACES)).argmin(1)

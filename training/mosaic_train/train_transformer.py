@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from . import data, place_probe
 from .runtime import log, setup_torch
+from .sampling import Settings
 from .text import WordTokenizer
 from .transformer import Config, DalleBart
 from .vq import alike_flat_codes, load_trained
@@ -113,8 +114,12 @@ def train(args: argparse.Namespace) -> None:
               for name, held_out in (("held_out", True), ("training", False))}
 
     def read_places() -> dict[str, float]:
+        """held_out / training: the caption alone; *_guided: as sampling at the default guidance draws."""
         model.eval()
-        return {k: place_probe.accuracy(run, p, cfg.start_token) for k, p in probes.items()}
+        read = {k: place_probe.accuracy(run, p, cfg.start_token) for k, p in probes.items()}
+        read.update({f"{k}_guided": place_probe.accuracy(run, p, cfg.start_token, guidance=Settings().guidance_scale)
+                     for k, p in probes.items()})
+        return read
 
     def run(ids: torch.Tensor, mask: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -359,6 +359,30 @@ class LossWeightTest(unittest.TestCase):
         self.assertEqual(first_place_weights(codes, alike, 8.0)[1].tolist(), [8.0] * 4)
 
 
+class PlaceProbeTest(unittest.TestCase):
+    def test_guided_probe_scores_as_guided_sampling_draws(self):
+        # A model whose unconditional prior favours place 0 and whose caption shifts the asked place
+        # (2) up, but not past it: the caption alone puts the shape at 0, guidance 3 at 2.
+        import torch
+
+        from mosaic_train.place_probe import PlaceProbe, accuracy
+
+        codes = torch.arange(9)[:, None].expand(9, 4)  # the image at place j is four tokens of code j
+        probe = PlaceProbe(ids=torch.ones(9, 3, dtype=torch.long), mask=torch.ones(9, 3, dtype=torch.long),
+                           codes=codes, asked=torch.tensor([2]),
+                           empty_ids=torch.zeros(1, 3, dtype=torch.long), empty_mask=torch.ones(1, 3, dtype=torch.long))
+
+        def forward(ids, mask, inp):
+            logits = torch.zeros(ids.shape[0], inp.shape[1], 10)
+            logits[..., 0] = 3.0
+            logits[ids[:, 0] == 1, :, 2] = 2.0  # the caption: +2 on the asked place's code
+            return logits
+
+        self.assertEqual(accuracy(forward, probe, start_token=9), 0.0)
+        self.assertEqual(accuracy(forward, probe, start_token=9, guidance=3.0), 1.0)
+        self.assertEqual(accuracy(forward, probe, start_token=9, guidance=1.2), 0.0)
+
+
 class SmokeTest(unittest.TestCase):
     """A few steps of every stage (mosaic_train.smoke), then what they exported: model.json against
     the format and the ONNX graphs (mosaic_train.model_check), and the folder loaded by the TypeScript
