@@ -96,10 +96,11 @@ def train(args: argparse.Namespace) -> None:
                  image_positions=args.image_positions)
     model = DalleBart(cfg)
     start_step, history, earlier_seconds = 0, [], 0.0
-    if args.resume:
+    if args.resume or args.resume_from:
         # A second phase: the trained weights, a fresh optimiser and a new (lower) schedule over
-        # --steps more steps or --minutes more minutes.
-        ckpt = torch.load(checkpoint_path(args.out))
+        # --steps more steps or --minutes more minutes; --resume-from takes the weights from another
+        # work folder with the same VQ, so a phase can train on other captions or scenes.
+        ckpt = torch.load(checkpoint_path(args.resume_from or args.out))
         model.load_state_dict(ckpt["model"])
         start_step, history, earlier_seconds = ckpt["steps"], ckpt["history"], ckpt["seconds"]
         log(f"resuming at step {start_step} ({earlier_seconds / 60:.1f} min so far)")
@@ -221,6 +222,7 @@ def main() -> None:
     p.add_argument("--probe-every", type=int, default=500, help="steps between place probes (a multiple of 50)")
     p.add_argument("--probe-prompts", type=int, default=24, help="prompts per place probe set (each scored at 9 places)")
     p.add_argument("--resume", action="store_true", help="continue transformer.pt with a new schedule")
+    p.add_argument("--resume-from", help="continue the transformer.pt of this work folder (same VQ) on --out's data")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 matrix products where the CPU multiplies bf16 natively, else fp32")
     p.add_argument("--image-positions", choices=["table", "rows+cols"], default="table",
