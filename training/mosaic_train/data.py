@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -311,6 +311,26 @@ def describe(scene: SceneSpec, rng: random.Random, full: bool = False, places: b
         text = _dress(rng, text)
         if len(normalise(text).split()) <= MAX_CAPTION_WORDS:
             return text, stated
+
+
+def place_caption(scene: SceneSpec, rng: random.Random) -> str:
+    """Where the shapes are and nothing else ("big, in the top left corner", "at the top and on the
+    right"): train_transformer --place-only-first trains on these first, so place words are learnt
+    before the caption names a (colour, shape, background) whose places the model could memorise
+    instead; such a caption names no combination, so it never names a held-out one."""
+    parts = []
+    for s in scene.shapes:
+        where = rng.choice(POSITION_PHRASES[s.position])
+        parts.append(f"{rng.choice(SIZE_WORDS[s.size])}, {where}" if rng.random() < STATE_SIZE else where)
+    return " and ".join(parts)
+
+
+def scene_to_dict(scene: SceneSpec) -> dict:
+    return {"background": scene.background, "shapes": [asdict(s) for s in scene.shapes]}
+
+
+def scene_from_dict(d: dict) -> SceneSpec:
+    return SceneSpec(d["background"], tuple(ShapeSpec(**s) for s in d["shapes"]))
 
 
 def training_caption(scene: SceneSpec, rng: random.Random) -> tuple[str, Stated]:

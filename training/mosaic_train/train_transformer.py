@@ -88,6 +88,10 @@ def train(args: argparse.Namespace) -> None:
     described = [list(zip(cs, ns)) for cs, ns in zip(captions, names)]
     with open(os.path.join(args.out, "placed.json")) as f:
         placed_captions = [[d for d, p in zip(ds, ps) if p] or ds for ds, ps in zip(described, json.load(f))]
+    scenes_path = os.path.join(args.out, "scenes.json")
+    if args.place_only_first and not os.path.exists(scenes_path):
+        raise SystemExit(f"--place-only-first needs {scenes_path}: run train_vq encode again")
+    scenes = [data.scene_from_dict(d) for d in json.load(open(scenes_path))] if args.place_only_first else []
     codebook = int(json.load(open(os.path.join(args.out, "codebook-usage.json")))["codebook_size"])
     tok = WordTokenizer(data.vocabulary())
     grid = int(round(codes.shape[1] ** 0.5))
@@ -134,13 +138,19 @@ def train(args: argparse.Namespace) -> None:
     budget = args.minutes * 60
     t0, last_save, step = time.time(), time.time(), 0
 
-    def batch(indices: list[int], drop_text: bool, placed: bool = False):
+    def batch(indices: list[int], drop_text: bool, placed: bool = False, place_only: bool = False):
         """ids, mask, decoder input, target, and for each row whether its caption names every shape's place.
-        Training draws one of each image's captions (in the first phase one that says where every
-        shape is, where the image has one); validation always reads the first."""
+        Training draws one of each image's captions (in the place-only phase a caption naming only where
+        the shapes are, data.place_caption; in the next phase one that says where every shape is, where
+        the image has one); validation always reads the first."""
         pool = placed_captions if placed else described
-        chosen = [(("", False) if rng.random() < args.empty_caption_rate else rng.choice(pool[i])) if drop_text
-                  else described[i][0] for i in indices]
+
+        def draw(i: int) -> tuple[str, bool]:
+            if rng.random() < args.empty_caption_rate:
+                return "", False
+            return (data.place_caption(scenes[i], rng), True) if place_only else rng.choice(pool[i])
+
+        chosen = [draw(i) if drop_text else described[i][0] for i in indices]
         ids, mask = tokenize_batch(tok, [c for c, _ in chosen], cfg.max_text_len)
         target = codes[indices]
         start = torch.full((len(indices), 1), cfg.start_token, dtype=torch.long)
@@ -165,8 +175,14 @@ def train(args: argparse.Namespace) -> None:
         # Places first: 1.0.0, whose captions always named the place, read places after 1,399 steps;
         # about half of these captions name it. (Measured: alone it did not bring place reading by 2,000
         # steps, run B of training/eval/place-runs-2026-12-01; kept as sound, not as shown to help.)
+        # Place words alone first (--place-only-first): a caption that names a (colour, shape,
+        # background) lets the model learn where that combination is instead of what the place word says,
+        # and a held-out combination is never at its held-out place, so that shortcut places it anywhere
+        # else (run M of training/eval/place-runs-2026-12-01: held-out prompts 6 nats worse at the asked place).
+        place_only = frac < args.place_only_first
         ids, mask, inp, target, naming = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True,
-                                               placed=frac < args.placed_first)
+                                               placed=frac < args.place_only_first + args.placed_first,
+                                               place_only=place_only)
         logits = run(ids, mask, inp)
         w = first_place_weights(target, alike, args.first_place_weight,
                                 naming if args.place_weight_rows == "naming" else None)
@@ -217,6 +233,9 @@ def main() -> None:
     p.add_argument("--place-weight-rows", choices=["all", "naming"], default="all",
                    help="naming: --first-place-weight only on rows whose caption says where every shape is "
                         "(the rest weigh 1; needs names-places.json from train_vq encode)")
+    p.add_argument("--place-only-first", type=float, default=0.0,
+                   help="share of the schedule that trains on captions naming only where the shapes are (data.place_caption; "
+                        "needs scenes.json from train_vq encode); --placed-first's phase follows it")
     p.add_argument("--placed-first", type=float, default=0.35,
                    help="share of the schedule that trains on captions saying where every shape is, where an image has one")
     p.add_argument("--probe-every", type=int, default=500, help="steps between place probes (a multiple of 50)")

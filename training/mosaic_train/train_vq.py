@@ -67,14 +67,14 @@ def train(args: argparse.Namespace) -> None:
 
 def encode(args: argparse.Namespace) -> None:
     """Writes codes.npy (int16 [n, grid²]), captions.json (--captions captions of each image) and
-    names-places.json (for each caption, whether it says where every shape is: train_transformer
+    scenes.json (each image's scene: train_transformer --place-only-first), names-places.json (for each caption, whether it says where every shape is: train_transformer
     --place-weight-rows naming), placed.json (the same, or with --scenes single-curriculum
     or curriculum whether it states every fact: the transformer's first phase
     trains on those, see train_transformer --placed-first) for the transformer."""
     setup_torch(args.seed)
     model, ckpt = load_trained(args.out)
     a = ckpt["args"]
-    codes, captions, placed, naming = [], [], [], []
+    codes, captions, placed, naming, scenes = [], [], [], [], []
     t0 = time.time()
     for start in range(0, args.samples, 256):
         n = min(256, args.samples - start)
@@ -86,6 +86,7 @@ def encode(args: argparse.Namespace) -> None:
         first = data.states_all if args.scenes.endswith("curriculum") else data.places_all
         placed += [[first(stated) for _, stated in described] for _, described in samples]
         naming += [[data.places_all(stated) for _, stated in described] for _, described in samples]
+        scenes += [data.scene_to_dict(scene) for scene, _ in samples]
         if start % 4096 == 0:
             log(f"encoded {start + n}/{args.samples} ({time.time() - t0:.0f}s)")
     all_codes = np.concatenate(codes)
@@ -97,6 +98,8 @@ def encode(args: argparse.Namespace) -> None:
         json.dump(placed, f)
     with open(os.path.join(args.out, "names-places.json"), "w") as f:
         json.dump(naming, f)
+    with open(os.path.join(args.out, "scenes.json"), "w") as f:
+        json.dump(scenes, f)
     with open(os.path.join(args.out, "codebook-usage.json"), "w") as f:
         json.dump({"codes_used": usage, "codebook_size": a["codebook"], "samples": args.samples,
                    "captions": args.captions, "scenes": args.scenes, "two_shapes": args.two_shapes}, f)

@@ -121,6 +121,18 @@ class DataTest(unittest.TestCase):
                     self.assertTrue(any(p in normalise(text) for p in phrases), (text, s.position))
         self.assertGreater(placed, 300 * 4 * 0.3)
 
+    def test_place_captions_name_the_places_and_nothing_else(self):
+        # train_transformer --place-only-first: place words without the combination they belong to.
+        rng = random.Random(5)
+        others = set(data.COLOURS) | set(data.SHAPES) | {"background"}
+        for i in range(400):
+            scene = data.random_scene(rng, held_out=None)
+            text = normalise(data.place_caption(scene, rng))
+            self.assertFalse(set(text.split()) & others, text)
+            for s in scene.shapes:
+                self.assertTrue(any(normalise(p) in text for p in data.POSITION_PHRASES[s.position]), (text, s.position))
+            self.assertEqual(data.scene_from_dict(json.loads(json.dumps(data.scene_to_dict(scene)))), scene)
+
     def test_two_shape_share_is_a_setting_and_the_default_keeps_the_recipe_s_scenes(self):
         # encode --two-shapes (the place-runs bisect); the default must draw the very scenes it drew before.
         def share(**kw):
