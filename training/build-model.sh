@@ -30,7 +30,10 @@ export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 # reached), so a faster machine gets more steps from the same command. Where the CPU multiplies bf16
 # natively (AMX or AVX-512 BF16) the matrix products run in bf16: 0.49 s a step against 1.2-1.7 s in
 # fp32 on our 2-core Xeon, so about 9,500 steps in the 95 minutes instead of about 3,000; on our 2-core AMD EPYC
-# (AVX-512 BF16) about 1 s against 2.8 s (50 steps of each, alone), so about 5,500 steps.
+# (AVX-512 BF16) about 1 s against 2.8 s (50 steps of each, alone), so about 5,500 steps; 0.74-0.9 s with
+# the allocator setting above, so about 7,000.
+# Not yet --place-only-first: it makes place words read (training/eval/place-runs-2026-12-01, runs N and O), but
+# the models it gave drew the wrong background, colour and shape when sampled (run O: 0 of 36 held-out prompts).
 "$PY" -m mosaic_train.train_transformer --out "$WORK" --steps 12000 --minutes 95
 "$PY" -m mosaic_train.select --work "$WORK"
 "$PY" -m mosaic_train.export --work "$WORK" --out models/mosaic-shapes --fixtures test/fixtures/mosaic-shapes-reference.json

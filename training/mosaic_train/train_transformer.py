@@ -235,7 +235,8 @@ def main() -> None:
                         "(the rest weigh 1; needs names-places.json from train_vq encode)")
     p.add_argument("--place-only-first", type=float, default=0.0,
                    help="share of the schedule that trains on captions naming only where the shapes are (data.place_caption; "
-                        "needs scenes.json from train_vq encode); --placed-first's phase follows it")
+                        "needs scenes.json from train_vq encode); --placed-first's phase follows it. Runs N and O of "
+                        "training/eval/place-runs-2026-12-01: places read, but sampled models then miss background, colour and shape")
     p.add_argument("--placed-first", type=float, default=0.35,
                    help="share of the schedule that trains on captions saying where every shape is, where an image has one")
     p.add_argument("--probe-every", type=int, default=500, help="steps between place probes (a multiple of 50)")
