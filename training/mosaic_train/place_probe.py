@@ -59,19 +59,25 @@ def build(vq: VQAutoencoder, tok: WordTokenizer, max_text_len: int, count: int, 
 
 
 @torch.no_grad()
-def accuracy(forward, probe: PlaceProbe, start_token: int, batch: int = 144, guidance: float = 1.0) -> float:
-    """forward(ids, mask, decoder_input) -> logits; the share of prompts whose asked place scores best,
-    each token scored as guided sampling at `guidance` draws it (1: the caption alone)."""
-    losses = []
+def accuracies(forward, probe: PlaceProbe, start_token: int, guidances: tuple[float, ...] = (1.0,),
+               batch: int = 144) -> list[float]:
+    """forward(ids, mask, decoder_input) -> logits; for each guidance scale, the share of prompts whose
+    asked place scores best, each token scored as guided sampling at that scale draws it (1: the caption
+    alone). The conditioned and the unconditioned logits are computed once for every scale."""
+    losses: list[list[torch.Tensor]] = [[] for _ in guidances]
     for s in range(0, probe.codes.shape[0], batch):
         target = probe.codes[s : s + batch]
         n = target.shape[0]
         inp = torch.cat([torch.full((n, 1), start_token, dtype=torch.long), target[:, :-1]], 1)
-        logits = forward(probe.ids[s : s + batch], probe.mask[s : s + batch], inp).float()
-        if guidance != 1.0:
-            uncond = forward(probe.empty_ids.expand(n, -1), probe.empty_mask.expand(n, -1), inp).float()
-            logits = uncond + guidance * (logits - uncond)
-        nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
-        losses.append(nll)
-    best = torch.cat(losses).reshape(-1, len(PLACES)).argmin(1)
-    return (best == probe.asked).float().mean().item()
+        cond = forward(probe.ids[s : s + batch], probe.mask[s : s + batch], inp).float()
+        uncond = (forward(probe.empty_ids.expand(n, -1), probe.empty_mask.expand(n, -1), inp).float()
+                  if any(g != 1.0 for g in guidances) else None)
+        for out, g in zip(losses, guidances):
+            logits = cond if g == 1.0 else uncond + g * (cond - uncond)
+            out.append(F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1))
+    return [(torch.cat(out).reshape(-1, len(PLACES)).argmin(1) == probe.asked).float().mean().item() for out in losses]
+
+
+def accuracy(forward, probe: PlaceProbe, start_token: int, batch: int = 144, guidance: float = 1.0) -> float:
+    """accuracies at one guidance scale."""
+    return accuracies(forward, probe, start_token, (guidance,), batch)[0]

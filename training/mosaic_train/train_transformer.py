@@ -121,9 +121,9 @@ def train(args: argparse.Namespace) -> None:
     def read_places() -> dict[str, float]:
         """held_out / training: the caption alone; *_guided: as sampling at the default guidance draws."""
         model.eval()
-        read = {k: place_probe.accuracy(run, p, cfg.start_token) for k, p in probes.items()}
-        read.update({f"{k}_guided": place_probe.accuracy(run, p, cfg.start_token, guidance=Settings().guidance_scale)
-                     for k, p in probes.items()})
+        read = {}
+        for k, p in probes.items():
+            read[k], read[f"{k}_guided"] = place_probe.accuracies(run, p, cfg.start_token, (1.0, Settings().guidance_scale))
         return read
 
     def run(ids: torch.Tensor, mask: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:

@@ -377,7 +377,7 @@ class PlaceProbeTest(unittest.TestCase):
         # (2) up, but not past it: the caption alone puts the shape at 0, guidance 3 at 2.
         import torch
 
-        from mosaic_train.place_probe import PlaceProbe, accuracy
+        from mosaic_train.place_probe import PlaceProbe, accuracies, accuracy
 
         codes = torch.arange(9)[:, None].expand(9, 4)  # the image at place j is four tokens of code j
         probe = PlaceProbe(ids=torch.ones(9, 3, dtype=torch.long), mask=torch.ones(9, 3, dtype=torch.long),
@@ -393,6 +393,7 @@ class PlaceProbeTest(unittest.TestCase):
         self.assertEqual(accuracy(forward, probe, start_token=9), 0.0)
         self.assertEqual(accuracy(forward, probe, start_token=9, guidance=3.0), 1.0)
         self.assertEqual(accuracy(forward, probe, start_token=9, guidance=1.2), 0.0)
+        self.assertEqual(accuracies(forward, probe, 9, (1.0, 3.0, 1.2)), [0.0, 1.0, 0.0])  # one pass, every scale
 
 
 class SmokeTest(unittest.TestCase):
