@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { modelFolder, parseProvider } from "../src/config.ts";
 import { decodeGrids } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/model.ts";
+import { sequenceLength } from "../src/engine/model-format.ts";
 import { stats, timed } from "./common.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, model: { type: "string" }, provider: { type: "string" } } });
@@ -23,7 +24,7 @@ interface Row {
 
 const model = await loadModel(modelFolder(values.model), { provider: parseProvider(values.provider) });
 const a = model.manifest.architecture;
-const tokens = a.grid.height * a.grid.width;
+const tokens = sequenceLength(a);
 const prompt = "a big red circle in the centre, blue background";
 // Warm-up: the first runs pay for ONNX Runtime's lazy initialisation.
 await timed(model, { prompt, count: 1, seed: 0 });
@@ -58,7 +59,7 @@ for (let r = 0; r < runs; r++) {
   img9.samples.push((await timed(model, { prompt, count: 9, seed, previewInterval: 0 })).totalMs / 1000);
   img9p.samples.push((await timed(model, { prompt, count: 9, seed })).totalMs / 1000);
   for (const [row, n] of [[vq1, 1], [vq9, 9]] as const) {
-    const grids = Array.from({ length: n }, () => new Int32Array(tokens).fill(r));
+    const grids = Array.from({ length: n }, () => new Int32Array(a.grid.height * a.grid.width).fill(r));
     const t = performance.now();
     await decodeGrids(model, grids);
     row.samples.push(performance.now() - t);

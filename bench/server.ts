@@ -13,6 +13,7 @@ import { modelFolder } from "../src/config.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import type { GenerateRequest } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
+import { sequenceLength } from "../src/engine/model-format.ts";
 import { enqueue } from "../src/jobs/queue.ts";
 import { createTestDatabase, stopEmbedded } from "../test/server-helpers.ts";
 
@@ -55,7 +56,7 @@ async function server(previewInterval: number): Promise<number> {
     const r = request(i, previewInterval);
     await enqueue(api.db.prisma, {
       prompt: r.prompt, normalizedPrompt: r.prompt, model: model.name, count: 1, seed: r.seed!, ...model.sampling,
-      previewInterval, tokensTotal: model.architecture.grid.width * model.architecture.grid.height,
+      previewInterval, tokensTotal: sequenceLength(model.architecture),
     });
   }
   const worker = await startApp({ ...common, role: "worker", batchImages });

@@ -14,6 +14,7 @@ import { readFileSync } from "node:fs";
 import ort from "onnxruntime-node";
 import { generate, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/model.ts";
+import { outputVocabSize, sequenceLength } from "../src/engine/model-format.ts";
 // The fixtures' shape and the comparison are the engine tests' own (one definition of each).
 import { maxAbsDiff, referenceDecoder, type Reference } from "../test/helpers.ts";
 
@@ -32,7 +33,7 @@ const ref = JSON.parse(readFileSync(fixtures, "utf8")) as Reference;
 const model = await loadModel(folder, { log: () => {} });
 try {
   const a = model.manifest.architecture;
-  const n = a.grid.height * a.grid.width;
+  const n = sequenceLength(a);
   ref.prompts.forEach((prompt, i) => {
     const e = model.prompts.encode(prompt);
     assert.equal(e.normalized, ref.normalised[i], `normalised prompt ${i}`);
@@ -50,7 +51,7 @@ try {
   let stepDiff = 0;
   for (let pos = 0; pos < ref.stepTokens.length; pos++) {
     const logits = await step(ref.stepTokens[pos] as [number, number], pos);
-    assert.equal(logits.length, 2 * a.codebookSize, "logits are [batch, codebookSize]");
+    assert.equal(logits.length, 2 * outputVocabSize(a), "logits are [batch, outputVocabSize]");
     stepDiff = Math.max(stepDiff, maxAbsDiff(logits, ref.stepLogits[pos]!.flat()), maxAbsDiff(logits, ref.fullForwardLogits[pos]!.flat()));
     assert.ok(stepDiff < TOL, `decoder step ${pos}: ${stepDiff}`);
   }

@@ -11,7 +11,7 @@ import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-s
 import { DEFAULT_GROWTH, hasFreeCacheLength, type CacheGrowth } from "./cache-growth.ts";
 import { encodeRows } from "./encode-rows.ts";
 import { decodeGrids, hasFreeRows, int64 } from "./vq.ts";
-import { perLayerInputs } from "./model-format.ts";
+import { imageCodes, outputVocabSize, perLayerInputs, planLength, sequenceLength } from "./model-format.ts";
 import type { Model } from "./model.ts";
 import { previewGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
@@ -48,14 +48,14 @@ export class Member {
   /** Whether sampling a token takes one draw from the image's stream (everything but greedy). */
   private readonly draws: boolean;
 
-  constructor(readonly r: ResolvedRequest, readonly signal: AbortSignal | undefined, total: number) {
+  constructor(readonly r: ResolvedRequest, readonly signal: AbortSignal | undefined, total: number, plan = 0) {
     this.n = r.count;
     this.rows = r.settings.guidanceScale !== 1 ? 2 * r.count : r.count;
     this.seeds = Array.from({ length: this.n }, (_, i) => imageSeed(r.seed, i));
     this.codes = this.seeds.map(() => new Int32Array(total));
     this.rngs = this.seeds.map((s) => new Mulberry32(s));
     this.sample = createSampler(r.settings);
-    this.due = previewSchedule(total, r.previewInterval);
+    this.due = previewSchedule(total, r.previewInterval, plan);
     this.replayTo = r.resume?.tokensDone ?? 0;
     if (r.resume) r.resume.codes.forEach((c, i) => this.codes[i]!.set(c.subarray(0, this.replayTo)));
     this.draws = !isGreedy(r.settings);
@@ -99,11 +99,14 @@ export class DecodeBatch {
   private pending: Member[] = [];
   private readonly state: BatchState;
   private textMask: ort.Tensor | null = null;
+  /** Tokens per image: the plan (if the model writes one), then the grid of codes. */
   private readonly total: number;
+  private readonly plan: number;
   private readonly grid: { height: number; width: number };
   /** Previews decode only the rows generated so far (the model's VQ graph takes any number of rows). */
   private readonly freeRows: boolean;
-  private readonly dims: { L: number; H: number; D: number; T: number; C: number };
+  /** C: the codebook; V: logits per row (the codebook, or with a plan the codebook, start and plan ids). */
+  private readonly dims: { L: number; H: number; D: number; T: number; C: number; V: number };
 
   /** The VQ decode in flight for previews (one at a time), and the newest grids waiting for it. */
   private previewRun: Promise<void> | null = null;
@@ -132,10 +135,11 @@ export class DecodeBatch {
     this.decodeImages = o.decodeImages ?? own;
     this.previewShare = Math.min(1, Math.max(0.01, o.previewShare ?? 1));
     const a = model.manifest.architecture;
-    this.total = a.grid.height * a.grid.width;
+    this.total = sequenceLength(a);
+    this.plan = planLength(a);
     this.grid = a.grid;
     this.freeRows = hasFreeRows(model.manifest);
-    this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize };
+    this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize, V: outputVocabSize(a) };
     const dims = { ...this.dims, N: this.total, perLayer: perLayerInputs(model.manifest.graphs) };
     const growth = hasFreeCacheLength(model.manifest.graphs) ? (o.cacheGrowth === undefined ? DEFAULT_GROWTH : o.cacheGrowth) : null;
     this.state = model.deviceOps ? new DeviceState(dims, model.deviceOps) : new HostState(dims, growth);
@@ -162,7 +166,7 @@ export class DecodeBatch {
   /** Validates the request (throws BAD_INPUT) and queues it to join at the next step. */
   admit(request: GenerateRequest): Member {
     const r = resolveRequest(this.model, request);
-    const m = new Member(r, request.signal, this.total);
+    const m = new Member(r, request.signal, this.total, this.plan);
     const encoded = this.model.prompts.encode(r.prompt);
     const empty = this.model.prompts.encodeUnconditional();
     const rows = Array.from({ length: m.rows }, (_, i) => (i < m.n ? encoded : empty));
@@ -288,7 +292,7 @@ export class DecodeBatch {
 
   /** Each running member's next code for each of its images; returns the members due a preview now. */
   private sample(logits: Float32Array): Member[] {
-    const { C } = this.dims;
+    const { V } = this.dims;
     const previewing: Member[] = [];
     let offset = 0;
     for (const m of this.members) {
@@ -298,8 +302,8 @@ export class DecodeBatch {
       const pos = m.pos;
       const newest: number[] = [];
       for (let i = 0; i < m.n; i++) {
-        const cond = logits.subarray((base + i) * C, (base + i + 1) * C);
-        const uncond = m.guided ? logits.subarray((base + m.n + i) * C, (base + m.n + i + 1) * C) : null;
+        const cond = logits.subarray((base + i) * V, (base + i + 1) * V);
+        const uncond = m.guided ? logits.subarray((base + m.n + i) * V, (base + m.n + i + 1) * V) : null;
         const code = m.next(i, cond, uncond);
         m.codes[i]![pos] = code;
         newest.push(code);
@@ -321,7 +325,10 @@ export class DecodeBatch {
   private queuePreviews(previewing: Member[]): void {
     const { C } = this.dims;
     for (const m of previewing) {
-      if (m.pos < this.total) this.wanted.set(m, { tokensDone: m.pos, grids: m.codes.map((c) => previewGrid(c, m.pos, C, this.grid, this.freeRows)) });
+      // A preview point inside the plan has no codes to show yet.
+      if (m.pos < this.total && m.pos > this.plan) {
+        this.wanted.set(m, { tokensDone: m.pos, grids: m.codes.map((c) => previewGrid(c.subarray(this.plan), m.pos - this.plan, C, this.grid, this.freeRows)) });
+      }
     }
     this.pumpPreviews();
   }
@@ -345,7 +352,7 @@ export class DecodeBatch {
       if (last && previewing.includes(m)) {
         // A preview finished too late to go out before the last step is stale: the final grid wins.
         const tp = performance.now();
-        m.lastFrames = await this.decodePreviews(m.codes.map((c) => c.slice()));
+        m.lastFrames = await this.decodePreviews(m.codes.map((c) => c.slice(this.plan)));
         this.notePreview(m, performance.now() - tp);
         event.previews = m.lastFrames;
         event.previewTokens = m.pos;
@@ -404,7 +411,7 @@ export class DecodeBatch {
   private async complete(m: Member): Promise<CompletedEvent> {
     const tDecode = performance.now();
     // With previews on, the last preview is the whole grid: reuse it rather than decode again.
-    const frames = m.lastFrames ?? (await this.decodeImages(m.codes));
+    const frames = m.lastFrames ?? (await this.decodeImages(m.codes.map((c) => imageCodes(this.model.manifest.architecture, c).slice())));
     const tEnd = performance.now();
     return {
       type: "completed",

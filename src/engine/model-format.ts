@@ -39,6 +39,40 @@ export interface Architecture {
   codebookSize: number;
   startTokenId: number;
   imageSize: { height: number; width: number };
+  /**
+   * A scene plan the decoder writes before the image codes (docs/model-format.md): `length` tokens
+   * whose ids come after the codebook; the decoder step's logits then have `outputVocabSize` entries,
+   * and the graph itself blocks, at each position, the ids that position may not draw. Absent: the
+   * decoder writes the image codes alone.
+   */
+  plan?: { length: number; outputVocabSize: number; firstTokenId: number; words: string[] };
+}
+
+/** Tokens the decoder writes before the image codes (0 without a plan). */
+export function planLength(a: Architecture): number {
+  return a.plan?.length ?? 0;
+}
+
+/** Every token the decoder writes for one image: the plan, then the grid of codes. */
+export function sequenceLength(a: Architecture): number {
+  return planLength(a) + a.grid.height * a.grid.width;
+}
+
+/** The decoder step's logits per row. */
+export function outputVocabSize(a: Architecture): number {
+  return a.plan?.outputVocabSize ?? a.codebookSize;
+}
+
+/** The grid of codes in an image's token sequence (the plan left out). */
+export function imageCodes(a: Architecture, tokens: Int32Array): Int32Array {
+  return planLength(a) ? tokens.subarray(planLength(a)) : tokens;
+}
+
+/** The plan's words in an image's token sequence ([] without a plan). */
+export function planWords(a: Architecture, tokens: ArrayLike<number>): string[] {
+  if (!a.plan) return [];
+  const { length, firstTokenId, words } = a.plan;
+  return Array.from({ length }, (_, i) => words[tokens[i]! - firstTokenId] ?? `?${tokens[i]}`);
 }
 
 export type PreviewFill = "most-frequent";
@@ -101,7 +135,7 @@ export function requiredGraphs(a: Architecture, perLayer = false): Record<keyof 
         { name: "text_mask", dtype: "int64", shape: text },
       ],
       outputs: [
-        { name: "logits", dtype: "float32", shape: ["batch", a.codebookSize] },
+        { name: "logits", dtype: "float32", shape: ["batch", outputVocabSize(a)] },
         { name: "new_k", dtype: "float32", shape: fresh },
         { name: "new_v", dtype: "float32", shape: fresh },
       ],
@@ -171,6 +205,16 @@ export function validateManifest(raw: unknown, file = "model.json"): ModelManife
     c.int(g, "height", `architecture.${k}`);
     c.int(g, "width", `architecture.${k}`);
   }
+  if (a.plan !== undefined) {
+    const pl = c.object(a.plan, "architecture.plan");
+    c.int(pl, "length", "architecture.plan");
+    const first = c.int(pl, "firstTokenId", "architecture.plan", 0);
+    const out = c.int(pl, "outputVocabSize", "architecture.plan");
+    if (!Array.isArray(pl.words) || !pl.words.every((w) => typeof w === "string")) c.fail("architecture.plan.words", "must be a list of strings");
+    if (first <= (a.codebookSize as number) || first + (pl.words as string[]).length !== out) {
+      c.fail("architecture.plan", "firstTokenId must be above codebookSize and firstTokenId + words must equal outputVocabSize");
+    }
+  }
   const arch = a as unknown as Architecture;
   if (arch.heads * arch.headDim !== arch.modelWidth) c.fail("architecture", "heads × headDim must equal modelWidth");
   if (arch.imageSize.height % arch.grid.height !== 0 || arch.imageSize.width % arch.grid.width !== 0) {
@@ -224,12 +268,12 @@ export function validateManifest(raw: unknown, file = "model.json"): ModelManife
       }
     }
   }
-  const n = arch.grid.height * arch.grid.width;
+  const n = sequenceLength(arch);
   for (const want of required.decoderStep.inputs.filter((i) => i.name.startsWith("past_"))) {
     const shape = (step.inputs as Json[]).find((x) => x?.name === want.name)!.shape as Dim[];
     const length = shape[shape.length - 2];
     if (typeof length === "number" && length !== n) {
-      c.fail(`graphs.decoderStep.inputs[${want.name}]`, `has cache length ${length}, expected ${n} (the grid's size) or a name`);
+      c.fail(`graphs.decoderStep.inputs[${want.name}]`, `has cache length ${length}, expected ${n} (the plan and the grid) or a name`);
     }
   }
   return m as unknown as ModelManifest;

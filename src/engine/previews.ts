@@ -71,10 +71,11 @@ export function mosaic(codes: Int32Array, done: number, patches: Uint8Array, g: 
 }
 
 /** Token counts at which a VQ preview is due: every `interval` tokens, and always the last. */
-export function previewSchedule(total: number, interval: number): Set<number> {
+export function previewSchedule(total: number, interval: number, plan = 0): Set<number> {
   const due = new Set<number>();
   if (interval <= 0) return due;
-  for (let t = interval; t < total; t += interval) due.add(t);
+  // Counted in codes: a plan's tokens come first and show nothing.
+  for (let t = plan + interval; t < total; t += interval) due.add(t);
   due.add(total);
   return due;
 }

@@ -4,6 +4,7 @@
  */
 import { badInput } from "./errors.ts";
 import type { ModelInfo } from "./model.ts";
+import { sequenceLength } from "./model-format.ts";
 import { randomSeed } from "./random.ts";
 import { validateSampling, type SamplingSettings } from "./sampling.ts";
 
@@ -123,16 +124,18 @@ export function resolveRequest(model: ModelInfo, req: GenerateRequest): Resolved
   if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) throw badInput(`seed must be a whole number from 0 to ${MAX_SEED} (got ${seed})`);
   const settings: SamplingSettings = { ...m.sampling, ...stripUndefined(req.sampling ?? {}) };
   validateSampling(settings, m.architecture.codebookSize);
-  const total = m.architecture.grid.height * m.architecture.grid.width;
+  const cells = m.architecture.grid.height * m.architecture.grid.width;
+  // A resumed generation's saved tokens hold the plan, if the model writes one, before the codes.
+  const total = sequenceLength(m.architecture);
   const previewInterval = req.previewInterval ?? m.architecture.grid.width;
-  if (!Number.isInteger(previewInterval) || previewInterval < 0 || previewInterval > total) {
-    throw badInput(`previewInterval must be a whole number from 0 (off) to ${total} (got ${previewInterval})`);
+  if (!Number.isInteger(previewInterval) || previewInterval < 0 || previewInterval > cells) {
+    throw badInput(`previewInterval must be a whole number from 0 (off) to ${cells} (got ${previewInterval})`);
   }
   const resume = req.resume ?? null;
   if (resume) {
     const ok = Number.isInteger(resume.tokensDone) && resume.tokensDone >= 0 && resume.tokensDone <= total &&
       resume.codes.length === count && resume.codes.every((c) => c.length === total);
-    if (!ok) throw badInput(`resume needs ${count} grids of ${total} codes and tokensDone from 0 to ${total}`);
+    if (!ok) throw badInput(`resume needs ${count} sequences of ${total} tokens and tokensDone from 0 to ${total}`);
   }
   return { prompt: req.prompt, count, seed, settings, previewInterval, resume };
 }

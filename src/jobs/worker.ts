@@ -17,6 +17,7 @@ import type { MosaicError } from "../engine/errors.ts";
 import type { GenerationEvent } from "../engine/generate.ts";
 import type { ModelInfo } from "../engine/model.ts";
 import type { RemoteEngine } from "../engine/thread/remote.ts";
+import { sequenceLength } from "../engine/model-format.ts";
 import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { unpackCodes } from "./codes.ts";
@@ -70,7 +71,7 @@ export class Worker {
     this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
     this.queue = o.queue ?? DEFAULT_QUEUE;
     this.modelName = model.manifest.name;
-    this.rate = new DecodeRate(model.manifest.architecture.grid.width * model.manifest.architecture.grid.height);
+    this.rate = new DecodeRate(sequenceLength(model.manifest.architecture));
     this.recorder = new Recorder(prisma, this.id, o, () => this.stopped);
     this.housekeeping = new Housekeeping(prisma, { log: o.log, metrics: o.metrics, queue: this.queue, retentionDays: o.retentionDays });
   }

@@ -91,6 +91,16 @@ def place_read_note(tr_ckpt: dict, pct) -> str:
             + (f"; along the way {along}." if along else "."))
 
 
+def plan_note(a: dict) -> str:
+    if not a.get("plan"):
+        return ""
+    return (f"\n\nThe decoder first writes a **scene plan** of {a['plan']['length']} tokens, then the image codes: the "
+            "background colour, then each shape's place, size, shape and colour in reading order (`none` for a missing "
+            "second shape). Each plan slot is decided by a word of the prompt, or drawn at random where the prompt leaves "
+            "it open, and the codes after it follow the plan (`training/mosaic_train/plan.py` says why; "
+            "docs/model-format.md how the engine runs it). The plan is learnt from the training scenes, like the codes.")
+
+
 def measure(model, vq, tok, prompts: list[dict], settings: Settings, seeds: list[int]) -> tuple[np.ndarray, list[dict]]:
     codes = generate_codes(model, tok, [p["caption"] for p in prompts], seeds, settings)
     images = decode(vq, codes)
@@ -256,7 +266,7 @@ DALL·E mini's shape at a small size: a VQ autoencoder (64×64 RGB ↔ {a['grid'
 codebook {a['codebookSize']}) and a BART-style encoder-decoder ({a['encoderLayers']}+{a['decoderLayers']} layers,
 width {a['modelWidth']}, {a['heads']} heads, GLU {a['feedForwardWidth']}, NormFormer-style layer norms, no biases,
 {manifest['training']['transformer']['parameters'] / 1e6:.2f} M parameters) over a word-level vocabulary of
-{a['textVocabSize']} tokens. Weights are stored as fp16 in the ONNX files and computed in fp32.
+{a['textVocabSize']} tokens. Weights are stored as fp16 in the ONNX files and computed in fp32.{plan_note(a)}
 
 ## Training (measured, 2 CPU cores)
 | | steps | batch | time | result |

@@ -11,8 +11,8 @@ import tempfile
 import numpy as np
 import torch
 
-from . import data
-from .generate import generate_codes
+from . import data, plan
+from .generate import generate_tokens
 from .graphs import export_graphs
 from .runtime import log, setup_torch
 from .sampling import Settings
@@ -106,6 +106,9 @@ def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokeniz
             "codebookSize": c.codebook_size,
             "startTokenId": c.start_token,
             "imageSize": {"height": data.IMAGE_SIZE, "width": data.IMAGE_SIZE},
+            # The scene plan the decoder writes before the codes (plan.py; docs/model-format.md).
+            **({"plan": {"length": c.plan_len, "outputVocabSize": c.vocab_out, "firstTokenId": plan.first_id(c.codebook_size),
+                         "words": plan.WORDS}} if c.plan_len else {}),
         },
         "text": {
             "tokenizer": "tokenizer.json",
@@ -144,10 +147,11 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
     full = model(ids, mask, torch.tensor([[c.start_token, 5, 17], [c.start_token, 9, 3]]))
     full_logits = full.permute(1, 0, 2).numpy().round(6).tolist()
     stride = max(1, cross_k.numel() // 97)
-    greedy = generate_codes(model, tok, prompts, [7, 8], GREEDY_SETTINGS)
+    # Whole token sequences: the plan, if the model writes one, then the codes.
+    greedy = generate_tokens(model, tok, prompts, [7, 8], GREEDY_SETTINGS)
     sampled_settings = Settings(guidance_scale=3.0, top_k=32, top_p=0.95, temperature=1.0)
-    sampled = generate_codes(model, tok, prompts[:1] * 2, [42, 43], sampled_settings)
-    grid = torch.from_numpy(greedy[:1].reshape(1, c.grid, c.grid))
+    sampled = generate_tokens(model, tok, prompts[:1] * 2, [42, 43], sampled_settings)
+    grid = torch.from_numpy(greedy[:1, c.plan_len:].reshape(1, c.grid, c.grid))
     pixels = vq.decode_codes(grid)[0].numpy()
     return {
         "prompts": prompts,
@@ -161,7 +165,7 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
         "fullForwardLogits": full_logits,
         "greedy": {"seeds": [7, 8], "settings": vars(GREEDY_SETTINGS), "codes": greedy.tolist()},
         "sampled": {"seeds": [42, 43], "settings": vars(sampled_settings), "codes": sampled.tolist()},
-        "vq": {"codes": greedy[0].tolist(), "pixelStride": 37,
+        "vq": {"codes": greedy[0, c.plan_len:].tolist(), "pixelStride": 37,
                "pixelSample": pixels.flatten()[::37].round(6).tolist()},
     }
 

@@ -10,10 +10,16 @@ from .train_transformer import tokenize_batch
 from .transformer import DalleBart
 
 
-@torch.no_grad()
 def generate_codes(model: DalleBart, tok: WordTokenizer, prompts: list[str], seeds: list[int],
                    settings: Settings) -> np.ndarray:
-    """One image per (prompt, seed) pair -> codes int64 [n, grid*grid].
+    """One image per (prompt, seed) pair -> codes int64 [n, grid*grid] (a plan, if any, left out)."""
+    return generate_tokens(model, tok, prompts, seeds, settings)[:, model.config.plan_len:]
+
+
+@torch.no_grad()
+def generate_tokens(model: DalleBart, tok: WordTokenizer, prompts: list[str], seeds: list[int],
+                    settings: Settings) -> np.ndarray:
+    """One image per (prompt, seed) pair -> the decoder's tokens int64 [n, plan_len + grid*grid].
 
     Rows are [conditional..., unconditional...] in one batch, as the engine runs them.
     """
@@ -24,8 +30,8 @@ def generate_codes(model: DalleBart, tok: WordTokenizer, prompts: list[str], see
     past_k, past_v = model.empty_cache(2 * n)
     rngs = [Mulberry32(s) for s in seeds]
     token = torch.full((2 * n,), cfg.start_token, dtype=torch.long)
-    out = np.zeros((n, cfg.image_len), dtype=np.int64)
-    for pos in range(cfg.image_len):
+    out = np.zeros((n, cfg.seq_len), dtype=np.int64)
+    for pos in range(cfg.seq_len):
         position = torch.full((2 * n,), pos, dtype=torch.long)
         logits, new_k, new_v = model.decode_step(token, position, past_k, past_v, cross_k, cross_v, mask)
         model.write_cache(past_k, past_v, new_k, new_v, position)

@@ -155,7 +155,7 @@ def io_specs(c: Config, image_size: int) -> dict[str, dict[str, list[tuple[str, 
         "decoderStep": {
             "inputs": [("token", "int64", ["batch"]), ("position", "int64", ["batch"]), *layer_inputs,
                        ("text_mask", "int64", text)],
-            "outputs": [("logits", "float32", ["batch", c.codebook_size]), ("new_k", "float32", new),
+            "outputs": [("logits", "float32", ["batch", c.vocab_out]), ("new_k", "float32", new),
                         ("new_v", "float32", new)],
         },
         "vqDecoder": {

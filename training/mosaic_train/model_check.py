@@ -31,7 +31,8 @@ def layered(decoder_step: dict) -> bool:
 
 def required_graphs(a: dict, per_layer: bool) -> dict:
     """The tensors each graph must have (docs/model-format.md; src/engine/model-format.ts requiredGraphs)."""
-    n = a["grid"]["height"] * a["grid"]["width"]
+    plan = a.get("plan") or {}
+    n = plan.get("length", 0) + a["grid"]["height"] * a["grid"]["width"]
     # The cache length fixed (the grid's size) or free (a name): a free one lets the engine pass only the
     # part of the cache written so far (src/engine/cache-growth.ts).
     cache = [a["decoderLayers"], "batch", a["heads"], ("cache_length", n), a["headDim"]]
@@ -49,7 +50,7 @@ def required_graphs(a: dict, per_layer: bool) -> dict:
                         "outputs": {"cross_k": ("float32", cross), "cross_v": ("float32", cross)}},
         "decoderStep": {"inputs": {"token": ("int64", ["batch"]), "position": ("int64", ["batch"]), **step_kv,
                                    "text_mask": ("int64", text)},
-                        "outputs": {"logits": ("float32", ["batch", a["codebookSize"]]),
+                        "outputs": {"logits": ("float32", ["batch", plan.get("outputVocabSize", a["codebookSize"])]),
                                     "new_k": ("float32", fresh), "new_v": ("float32", fresh)}},
         # Rows fixed (the grid's height) or free (a name): free rows let a preview decode only the rows
         # generated so far (src/engine/vq.ts, docs/model-format.md).
@@ -109,6 +110,14 @@ def check_model_folder(folder: str) -> dict:
         if (v := need(a, key, "architecture", int)) is not None and isinstance(v, int) and v < 1:
             problems.append(f"architecture.{key} must be ≥ 1")
     need(a, "startTokenId", "architecture", int)
+    if "plan" in a:
+        pl = need(a, "plan", "architecture", dict) or {}
+        for key in ("length", "outputVocabSize", "firstTokenId"):
+            need(pl, key, "architecture.plan", int)
+        words = need(pl, "words", "architecture.plan", list) or []
+        if isinstance(pl.get("firstTokenId"), int) and isinstance(pl.get("outputVocabSize"), int) and (
+                pl["firstTokenId"] <= a.get("codebookSize", 0) or pl["firstTokenId"] + len(words) != pl["outputVocabSize"]):
+            problems.append("architecture.plan: firstTokenId must be above codebookSize and firstTokenId + words must equal outputVocabSize")
     for key in ("grid", "imageSize"):
         for side in ("height", "width"):
             need(need(a, key, "architecture", dict) or {}, side, f"architecture.{key}", int)
@@ -204,11 +213,13 @@ def check_model_folder(folder: str) -> dict:
                     problems.append(f"{spec['file']}: {name} has shape {_onnx_shape(v)}, model.json says {d.get('shape')}")
 
     width, grid = a["modelWidth"], a["grid"]["height"] * a["grid"]["width"]
+    plan = a.get("plan") or {}
     expect = {
         "textEncoder": [((a["textVocabSize"], width), "text embedding [textVocabSize, modelWidth]"),
                         ((a["maxTextLength"], width), "text positions [maxTextLength, modelWidth]")],
-        "decoderStep": [((a["codebookSize"] + 1, width), "image embedding [codebookSize + 1 (start token), modelWidth]"),
-                        ((grid, width), "image positions [grid cells, modelWidth]")],
+        "decoderStep": [((plan["outputVocabSize"], width), "image embedding [outputVocabSize (codes, start, plan words), modelWidth]")
+                        if plan else ((a["codebookSize"] + 1, width), "image embedding [codebookSize + 1 (start token), modelWidth]"),
+                        ((plan.get("length", 0) + grid, width), "image positions [plan + grid cells, modelWidth]")],
     }
     for key, wants in expect.items():
         for shape, what in wants:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data
+from . import data, plan
 from .text import WordTokenizer
 from .vq import VQAutoencoder, to_input
 
@@ -40,20 +40,26 @@ class PlaceProbe:
 
 
 def build(vq: VQAutoencoder, tok: WordTokenizer, max_text_len: int, count: int, held_out: bool,
-          seed: int = 3) -> PlaceProbe:
+          seed: int = 3, plan_codebook: int | None = None) -> PlaceProbe:
+    """plan_codebook: for a model that writes a plan (plan.py), each sequence starts with its scene's plan."""
     from .train_transformer import tokenize_batch
 
-    captions, images, asked = [], [], []
+    captions, images, asked, plans = [], [], [], []
     for i in range(count):
         rng = random.Random(f"place-probe:{seed}:{held_out}:{i}")
         scene = data.random_scene(rng, held_out=held_out, shapes=1)
         text, _ = data.describe(scene, rng, full=True)
         shape = scene.shapes[0]
         captions += [text] * len(PLACES)
-        images += [data.render(data.SceneSpec(scene.background, (replace(shape, position=p),))) for p in PLACES]
+        placed = [data.SceneSpec(scene.background, (replace(shape, position=p),)) for p in PLACES]
+        images += [data.render(sc) for sc in placed]
+        if plan_codebook is not None:
+            plans += [plan.ids(sc, plan_codebook) for sc in placed]
         asked.append(PLACES.index(shape.position))
     ids, mask = tokenize_batch(tok, captions, max_text_len)
     codes = vq.encode(to_input(torch.from_numpy(np.stack(images)))).reshape(len(images), -1)
+    if plans:
+        codes = torch.cat([torch.tensor(plans), codes], 1)
     empty_ids, empty_mask = tokenize_batch(tok, [""], max_text_len)
     return PlaceProbe(ids, mask, codes, torch.tensor(asked), empty_ids, empty_mask)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data, place_probe
+from . import data, place_probe, plan
 from .runtime import log, setup_torch
 from .sampling import Settings
 from .text import WordTokenizer
@@ -89,15 +89,20 @@ def train(args: argparse.Namespace) -> None:
     with open(os.path.join(args.out, "placed.json")) as f:
         placed_captions = [[d for d, p in zip(ds, ps) if p] or ds for ds, ps in zip(described, json.load(f))]
     scenes_path = os.path.join(args.out, "scenes.json")
-    if args.place_only_first and not os.path.exists(scenes_path):
-        raise SystemExit(f"--place-only-first needs {scenes_path}: run train_vq encode again")
-    scenes = [data.scene_from_dict(d) for d in json.load(open(scenes_path))] if args.place_only_first else []
+    if (args.place_only_first or args.plan) and not os.path.exists(scenes_path):
+        raise SystemExit(f"--place-only-first and --plan need {scenes_path}: run train_vq encode again")
+    scenes = ([data.scene_from_dict(d) for d in json.load(open(scenes_path))]
+              if args.place_only_first or args.plan else [])
     codebook = int(json.load(open(os.path.join(args.out, "codebook-usage.json")))["codebook_size"])
+    if args.plan:
+        # Each image's plan before its codes: the decoder learns to write the plan, then the image.
+        codes = torch.cat([torch.tensor([plan.ids(sc, codebook) for sc in scenes]), codes], 1)
     tok = WordTokenizer(data.vocabulary())
-    grid = int(round(codes.shape[1] ** 0.5))
+    plan_len = plan.LENGTH if args.plan else 0
+    grid = int(round((codes.shape[1] - plan_len) ** 0.5))
     cfg = Config(text_vocab=len(tok.vocab), codebook_size=codebook, grid=grid, d_model=args.d_model, heads=args.heads,
                  encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, glu_dim=args.glu_dim,
-                 image_positions=args.image_positions)
+                 image_positions=args.image_positions, plan_len=plan_len)
     model = DalleBart(cfg)
     start_step, history, earlier_seconds = 0, [], 0.0
     if args.resume or args.resume_from:
@@ -115,7 +120,8 @@ def train(args: argparse.Namespace) -> None:
     log(f"precision: {'bf16 matrix products (autocast)' if bf16 else 'fp32'}")
     vq, _ = load_trained(args.out)
     alike = alike_flat_codes(vq)
-    probes = {name: place_probe.build(vq, tok, cfg.max_text_len, args.probe_prompts, held_out)
+    probes = {name: place_probe.build(vq, tok, cfg.max_text_len, args.probe_prompts, held_out,
+                                      plan_codebook=codebook if args.plan else None)
               for name, held_out in (("held_out", True), ("training", False))}
 
     def read_places() -> dict[str, float]:
@@ -184,8 +190,10 @@ def train(args: argparse.Namespace) -> None:
                                                placed=frac < args.place_only_first + args.placed_first,
                                                place_only=place_only)
         logits = run(ids, mask, inp)
-        w = first_place_weights(target, alike, args.first_place_weight,
+        w = first_place_weights(target[:, plan_len:], alike, args.first_place_weight,
                                 naming if args.place_weight_rows == "naming" else None)
+        if plan_len:
+            w = torch.cat([torch.full((w.shape[0], plan_len), args.plan_weight), w], 1)
         loss = (F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * w).sum() / w.sum()
         opt.zero_grad()
         loss.backward()
@@ -198,7 +206,7 @@ def train(args: argparse.Namespace) -> None:
                 vl = []
                 for s in range(0, n_val, 128):
                     ids, mask, inp, target, _ = batch(val_idx[s : s + 128], False)
-                    vl.append(F.cross_entropy(run(ids, mask, inp).reshape(-1, codebook), target.reshape(-1)).item())
+                    vl.append(F.cross_entropy(run(ids, mask, inp).reshape(-1, cfg.vocab_out), target.reshape(-1)).item())
             entry = {"step": start_step + step, "loss": loss.item(), "val_loss": float(np.mean(vl)), "lr": lr,
                      "seconds": earlier_seconds + time.time() - t0}
             places = ""
@@ -239,6 +247,9 @@ def main() -> None:
                         "training/eval/place-runs-2026-12-01: places read, but sampled models then miss background, colour and shape")
     p.add_argument("--placed-first", type=float, default=0.35,
                    help="share of the schedule that trains on captions saying where every shape is, where an image has one")
+    p.add_argument("--plan", action="store_true",
+                   help="the decoder writes a scene plan (plan.py) before the image codes; needs scenes.json from train_vq encode")
+    p.add_argument("--plan-weight", type=float, default=8.0, help="loss weight of the plan tokens (with --plan)")
     p.add_argument("--probe-every", type=int, default=500, help="steps between place probes (a multiple of 50)")
     p.add_argument("--probe-prompts", type=int, default=24, help="prompts per place probe set (each scored at 9 places)")
     p.add_argument("--resume", action="store_true", help="continue transformer.pt with a new schedule")

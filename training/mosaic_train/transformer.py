@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import plan
+
 
 @dataclass
 class Config:
@@ -35,10 +37,21 @@ class Config:
     # rather than 16 or 48 separate ones; folded into the table for export (fold_positions), so the
     # graphs and the model format are the same either way.
     image_positions: str = "table"
+    # Scene-plan tokens before the image codes (plan.py); 0: the codes alone, as 1.0.0.
+    plan_len: int = 0
 
     @property
     def image_len(self) -> int:
         return self.grid * self.grid
+
+    @property
+    def seq_len(self) -> int:
+        """Decoder positions: the plan, then the image codes."""
+        return self.plan_len + self.image_len
+
+    @property
+    def vocab_out(self) -> int:
+        return plan.vocab_out(self.codebook_size) if self.plan_len else self.codebook_size
 
     @property
     def head_dim(self) -> int:
@@ -149,8 +162,11 @@ class DalleBart(nn.Module):
         self.text_ln = LayerNorm(d)
         self.encoder_layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.encoder_layers))
         self.encoder_final_ln = LayerNorm(d)
-        self.image_embed = nn.Embedding(c.codebook_size + 1, d)  # + start token
-        self.image_pos = nn.Embedding(c.image_len, d)
+        # + start token (+ plan words)
+        self.image_embed = nn.Embedding(c.vocab_out if c.plan_len else c.codebook_size + 1, d)
+        self.image_pos = nn.Embedding(c.seq_len, d)
+        if c.plan_len and (c.plan_len != plan.LENGTH or c.image_positions != "table"):
+            raise ValueError("a plan needs plan_len plan.LENGTH and image_positions 'table'")
         if c.image_positions == "rows+cols":
             self.image_row = nn.Embedding(c.grid, d)
             self.image_col = nn.Embedding(c.grid, d)
@@ -159,7 +175,12 @@ class DalleBart(nn.Module):
         self.image_ln = LayerNorm(d)
         self.decoder_layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
         self.decoder_final_ln = LayerNorm(d)
-        self.lm_head = nn.Linear(d, c.codebook_size, bias=False)
+        self.lm_head = nn.Linear(d, c.vocab_out, bias=False)
+        # With a plan, each position may draw only its slot's ids (plan.allowed): the others' logits are
+        # set to plan.BLOCKED in the model, so training, the reference sampler and an exported graph all
+        # see the same distribution. Not in the state dict: it follows from the config.
+        allowed = plan.allowed(c.codebook_size, c.image_len) if c.plan_len else torch.zeros(0, c.vocab_out, dtype=torch.bool)
+        self.register_buffer("slot_allowed", allowed, persistent=False)
         self.apply(self._init)
 
     @staticmethod
@@ -211,7 +232,8 @@ class DalleBart(nn.Module):
         for i, layer in enumerate(self.decoder_layers):
             k, v = layer.self_kv(x)
             x = layer(x, k, v, causal, cross_k[i], cross_v[i], cross_allowed)
-        return self.lm_head(self.decoder_final_ln(x))
+        logits = self.lm_head(self.decoder_final_ln(x))
+        return logits.masked_fill(~self.slot_allowed[:n], plan.BLOCKED) if self.config.plan_len else logits
 
     def decode_step(self, token, position, past_k, past_v, cross_k, cross_v, text_mask):
         """One step against a cache that the caller owns; every row has its own position,
@@ -249,6 +271,8 @@ class DalleBart(nn.Module):
             x = x + layer.post_cross_ln(cr.attend(cr.split(cr.q(h2)), cross_k[i], cross_v[i], cross_allowed))
             x = x + layer.glu(x)
         logits = self.lm_head(self.decoder_final_ln(x))[:, 0]
+        if self.config.plan_len:
+            logits = logits.masked_fill(~self.slot_allowed[position], plan.BLOCKED)
         return logits, torch.stack(new_k), torch.stack(new_v)
 
     @staticmethod
@@ -260,5 +284,5 @@ class DalleBart(nn.Module):
 
     def empty_cache(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        shape = (c.decoder_layers, batch, c.heads, c.image_len, c.head_dim)
+        shape = (c.decoder_layers, batch, c.heads, c.seq_len, c.head_dim)
         return torch.zeros(shape), torch.zeros(shape)

@@ -335,6 +335,60 @@ class ImagePositionsTest(unittest.TestCase):
             self.assertEqual(model(ids, mask, tokens).shape, (2, 16, 16))
 
 
+class PlanTest(unittest.TestCase):
+    def test_a_plan_says_the_scene_in_reading_order(self):
+        from mosaic_train import data, plan
+
+        one = data.SceneSpec("blue", (data.ShapeSpec("circle", "red", "big", "top left"),))
+        self.assertEqual(plan.words(one), ["blue", "top left", "big", "circle", "red"] + ["none"] * 4)
+        a = data.ShapeSpec("heart", "pink", "small", "bottom")
+        b = data.ShapeSpec("star", "white", "big", "top right")
+        # Either order of the scene's shapes gives one plan: by place, top right before bottom.
+        for shapes in ((a, b), (b, a)):
+            self.assertEqual(plan.words(data.SceneSpec("black", shapes)),
+                             ["black", "top right", "big", "star", "white", "bottom", "small", "heart", "pink"])
+        for i in range(200):
+            scene, _, _ = data.sample(5, i)
+            ids = plan.ids(scene, 256)
+            self.assertEqual(plan.read(ids, 256), plan.words(scene))
+            allowed = plan.allowed(256, 4)
+            self.assertTrue(all(allowed[pos, t] for pos, t in enumerate(ids)), plan.words(scene))
+
+    def test_each_position_draws_only_its_slot_and_the_cache_step_equals_the_full_forward(self):
+        import numpy as np
+        import torch
+
+        from mosaic_train import plan
+        from mosaic_train.generate import generate_tokens
+        from mosaic_train.sampling import Settings
+        from mosaic_train.text import WordTokenizer
+        from mosaic_train.transformer import Config, DalleBart
+
+        torch.manual_seed(0)
+        tok = WordTokenizer(["red", "circle"])
+        model = DalleBart(Config(text_vocab=len(tok.vocab), max_text_len=8, codebook_size=16, grid=2, d_model=16,
+                                 heads=2, encoder_layers=1, decoder_layers=1, glu_dim=24, plan_len=plan.LENGTH)).eval()
+        tokens = generate_tokens(model, tok, ["red circle", "circle"], [1, 2], Settings(top_k=0, temperature=1.0))
+        self.assertEqual(tokens.shape, (2, plan.LENGTH + 4))
+        allowed = plan.allowed(16, 4)
+        for row in tokens:
+            self.assertTrue(all(allowed[pos, t] for pos, t in enumerate(row)), row)
+        ids, mask = tok.encode("red circle", 8), None
+        from mosaic_train.train_transformer import tokenize_batch
+        ids, mask = tokenize_batch(tok, ["red circle"] * 2, 8)
+        inp = torch.cat([torch.full((2, 1), model.config.start_token), torch.from_numpy(tokens[:, :-1])], 1)
+        with torch.no_grad():
+            full = model(ids, mask, inp)
+            cross_k, cross_v = model.encode(ids, mask)
+            past_k, past_v = model.empty_cache(2)
+            for pos in range(inp.shape[1]):
+                position = torch.full((2,), pos)
+                logits, new_k, new_v = model.decode_step(inp[:, pos], position, past_k, past_v, cross_k, cross_v, mask)
+                model.write_cache(past_k, past_v, new_k, new_v, position)
+                torch.testing.assert_close(logits, full[:, pos], atol=1e-4, rtol=1e-4)
+        self.assertTrue(np.all(full.argmax(-1).numpy() == np.where(allowed.numpy()[None], full.numpy(), -np.inf).argmax(-1)))
+
+
 class LossWeightTest(unittest.TestCase):
     def test_first_place_weights_depend_only_on_earlier_tokens(self):
         import torch

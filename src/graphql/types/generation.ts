@@ -1,6 +1,7 @@
 import type { Generation } from "../../db/generated/client.ts";
 import { visibleTo } from "../../auth/viewer.ts";
 import { mosaic } from "../../engine/previews.ts";
+import { imageCodes, planLength } from "../../engine/model-format.ts";
 import { cachedEncode } from "../../images/cache.ts";
 import { encodeFrame, validateSize } from "../../images/encode.ts";
 import { unpackCodes } from "../../jobs/codes.ts";
@@ -68,8 +69,10 @@ export async function mosaicDataUrl(g: Generation, ctx: Context, index: number, 
   // One encode per (generation, point, image, encoding), however many subscribers ask for it.
   const bytes = await cachedEncode(`mosaic:${g.id}:${g.tokensDone}:${index}:${format}:${width ?? ""}`, () => {
     const a = ctx.model.manifest.architecture;
-    const grid = unpackCodes(g.codes!, g.count)[index]!;
-    const frame = { width: a.grid.width * p.patchSize, height: a.grid.height * p.patchSize, data: mosaic(grid, g.tokensDone, patches, { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p.patchSize }, a.codebookSize) };
+    // The stored tokens start with the model's plan, if it writes one.
+    const grid = imageCodes(a, unpackCodes(g.codes!, g.count)[index]!);
+    const done = Math.max(0, g.tokensDone - planLength(a));
+    const frame = { width: a.grid.width * p.patchSize, height: a.grid.height * p.patchSize, data: mosaic(grid, done, patches, { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p.patchSize }, a.codebookSize) };
     return encodeFrame(frame, { format, width });
   });
   return `data:image/${format};base64,${bytes.toString("base64")}`;

@@ -1,4 +1,5 @@
 import type { ModelInfo } from "../../engine/model.ts";
+import { sequenceLength } from "../../engine/model-format.ts";
 import { liveWorkers } from "../../jobs/queue.ts";
 import { builder } from "../builder.ts";
 
@@ -10,7 +11,7 @@ export const ModelRef = builder.objectRef<ModelInfo>("Model").implement({
     description: t.string({ description: "What it was trained on and what it can draw.", resolve: (m) => m.manifest.description }),
     imageWidth: t.int({ description: "Width of its images in pixels.", resolve: (m) => m.manifest.architecture.imageSize.width }),
     imageHeight: t.int({ description: "Height of its images in pixels.", resolve: (m) => m.manifest.architecture.imageSize.height }),
-    tokensPerImage: t.int({ description: "Image tokens per image (the token grid's size).", resolve: (m) => m.manifest.architecture.grid.width * m.manifest.architecture.grid.height }),
+    tokensPerImage: t.int({ description: "Tokens the decoder writes per image: the token grid's size, plus the scene plan's where the model writes one.", resolve: (m) => sequenceLength(m.manifest.architecture) }),
     maxTextTokens: t.int({ description: "Prompt tokens it reads; longer prompts are truncated.", resolve: (m) => m.manifest.architecture.maxTextLength }),
     defaultGuidanceScale: t.float({ description: "Default guidance scale.", resolve: (m) => m.manifest.sampling.guidanceScale }),
     defaultTopK: t.int({ description: "Default top-k.", resolve: (m) => m.manifest.sampling.topK }),

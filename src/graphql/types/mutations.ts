@@ -3,6 +3,7 @@ import { encodeGlobalID } from "@pothos/plugin-relay";
 import { canChange } from "../../auth/viewer.ts";
 import { badInput } from "../../engine/errors.ts";
 import { resolveRequest } from "../../engine/generate.ts";
+import { sequenceLength } from "../../engine/model-format.ts";
 import { admit } from "../../jobs/admission.ts";
 import { publish } from "../../jobs/events.ts";
 import { requestCancel } from "../../jobs/queue.ts";
@@ -47,7 +48,7 @@ builder.mutationField("createGeneration", (t) =>
         });
         const row = await admit(ctx.prisma, {
           prompt: r.prompt, normalizedPrompt: ctx.model.prompts.encode(r.prompt).normalized, model: m.name, count: r.count, seed: r.seed,
-          ...r.settings, previewInterval: r.previewInterval, tokensTotal: m.architecture.grid.height * m.architecture.grid.width,
+          ...r.settings, previewInterval: r.previewInterval, tokensTotal: sequenceLength(m.architecture),
         }, { keyId: key?.id ?? null, admin: !!key?.admin, address }, visibility, ctx.access.quotas);
         ctx.log(`mosaic: generation ${row.id} created`, { event: "created", generationId: row.id, model: row.model, images: row.count, key: key?.name });
         return row;
