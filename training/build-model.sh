@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds mosaic-shapes from nothing: the 2.0 recipe of issue #13 (the shipped 1.0.0 came from this
-# script at commit 9510d59; no run of this one is shipped yet: its models do not read the place a prompt
-# names. training/eval/candidate-2026-12-01 is the last full run; training/eval/place-runs-2026-12-01 has
-# the short runs since, with the place probe that train_transformer now logs, and what to change next).
+# script at commit 9510d59; no run of this one is shipped yet. training/eval/candidate-2026-12-01 is the
+# last full run, whose model did not read the place a prompt names; training/eval/place-runs-2026-12-01 has
+# the short runs since: with scene plans (run Q) places are read, size words not yet).
 # The synthetic data is drawn on the fly from fixed seeds, then the VQ autoencoder, the code sequences, the transformer, the export,
-# and the model card with its adherence measurement. About 2.45 hours on 2 CPU cores (the transformer's
-# share is capped by time, not steps); the training code runs on the CPU only.
+# and the model card with its adherence measurement. About 1.7 hours on 2 CPU cores by its stages' times (VQ
+# 15-18 min, encode 2, transformer 50: capped by time, not steps; select, export and card about 35 in the last
+# full run), not yet run end to end with --plan; the training code runs on the CPU only.
 #   training/build-model.sh            (run from anywhere; needs Debian's python3-torch, -numpy, -onnx, -pil)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,15 +27,13 @@ export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 # and 84% after 2,400 (training/eval/candidate-2026-11-30/README.md); 94% once stars were drawn larger (data.py).
 "$PY" -m mosaic_train.train_vq train --out "$WORK" --resume --steps 2400 --lr 3e-4 --l1 0.5
 "$PY" -m mosaic_train.train_vq encode --out "$WORK" --samples 40000 --captions 4
-# The schedule anneals to whichever comes first, the steps or the minutes (its card gives the steps
-# reached), so a faster machine gets more steps from the same command. Where the CPU multiplies bf16
-# natively (AMX or AVX-512 BF16) the matrix products run in bf16: 0.49 s a step against 1.2-1.7 s in
-# fp32 on our 2-core Xeon, so about 9,500 steps in the 95 minutes instead of about 3,000; on our 2-core AMD EPYC
-# (AVX-512 BF16) about 1 s against 2.8 s (50 steps of each, alone), so about 5,500 steps; 0.74-0.9 s with
-# the allocator setting above, so about 7,000.
-# Not yet --place-only-first: it makes place words read (training/eval/place-runs-2026-12-01, runs N and O), but
-# the models it gave drew the wrong background, colour and shape when sampled (run O: 0 of 36 held-out prompts).
-"$PY" -m mosaic_train.train_transformer --out "$WORK" --steps 12000 --minutes 95
+# The decoder writes a scene plan before the codes (--plan, mosaic_train/plan.py): with it, run Q of
+# training/eval/place-runs-2026-12-01 put held-out shapes at the asked place in 24 of 24 sampled prompts (the
+# last full run without it: 2%) and drew 20 of 24 right, after 2,862 steps in 50 minutes. The schedule anneals
+# to whichever comes first, the steps or the minutes (the card gives the steps reached), so a faster machine
+# gets more steps from the same command. Where the CPU multiplies bf16 natively (AMX or AVX-512 BF16) the
+# matrix products run in bf16; on our 2-core AMD EPYC about 1 s a step with the allocator setting above.
+"$PY" -m mosaic_train.train_transformer --out "$WORK" --plan --steps 3000 --minutes 50
 "$PY" -m mosaic_train.select --work "$WORK"
 "$PY" -m mosaic_train.export --work "$WORK" --out models/mosaic-shapes --fixtures test/fixtures/mosaic-shapes-reference.json
 "$PY" -m mosaic_train.card --work "$WORK" --model models/mosaic-shapes
