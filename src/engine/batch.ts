@@ -11,7 +11,7 @@ import { DeviceState, HostState, type BatchState, type Encoded } from "./batch-s
 import { DEFAULT_GROWTH, hasFreeCacheLength, type CacheGrowth } from "./cache-growth.ts";
 import { encodeRows } from "./encode-rows.ts";
 import { decodeGrids, hasFreeRows, int64 } from "./vq.ts";
-import { imageCodes, outputVocabSize, perLayerInputs, planLength, sequenceLength } from "./model-format.ts";
+import { outputVocabSize, perLayerInputs, planLength, sequenceLength } from "./model-format.ts";
 import type { Model } from "./model.ts";
 import { previewGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
@@ -411,7 +411,7 @@ export class DecodeBatch {
   private async complete(m: Member): Promise<CompletedEvent> {
     const tDecode = performance.now();
     // With previews on, the last preview is the whole grid: reuse it rather than decode again.
-    const frames = m.lastFrames ?? (await this.decodeImages(m.codes.map((c) => imageCodes(this.model.manifest.architecture, c).slice())));
+    const frames = m.lastFrames ?? (await this.decodeImages(m.codes.map((c) => c.slice(this.plan))));
     const tEnd = performance.now();
     return {
       type: "completed",

@@ -68,13 +68,6 @@ export function imageCodes(a: Architecture, tokens: Int32Array): Int32Array {
   return planLength(a) ? tokens.subarray(planLength(a)) : tokens;
 }
 
-/** The plan's words in an image's token sequence ([] without a plan). */
-export function planWords(a: Architecture, tokens: ArrayLike<number>): string[] {
-  if (!a.plan) return [];
-  const { length, firstTokenId, words } = a.plan;
-  return Array.from({ length }, (_, i) => words[tokens[i]! - firstTokenId] ?? `?${tokens[i]}`);
-}
-
 export type PreviewFill = "most-frequent";
 
 export interface ModelManifest {
