@@ -5,9 +5,11 @@ import type { GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { distinctRows, encodeRows } from "../src/engine/encode-rows.ts";
 import { decodeGrids, int64 } from "../src/engine/vq.ts";
-import { collect, finalImages, maxAbsDiff, MODEL_DIR, sharedModel } from "./helpers.ts";
+import { collect, finalImages, maxAbsDiff, MODEL_DIR, sharedModel, shippedShape } from "./helpers.ts";
 
 const sampling = { topK: 32, topP: 0.95, temperature: 1 };
+/** The shipped model's preview points and grid size (model.json). */
+const shape = shippedShape();
 
 function codesOf(events: GenerationEvent[]): number[][] {
   const done = events.find((e) => e.type === "completed");
@@ -46,7 +48,7 @@ async function joinedMatchesAlone(model: Model, reference: Model): Promise<void>
   events.forEach((ev, i) => assert.deepEqual(codesOf(ev), alone[i], `request ${i} differs from its run alone`));
   // Previews still arrive on each member's own schedule.
   const previewSteps = events[2]!.filter((e) => e.type === "progress" && e.previews).map((e) => e.type === "progress" && (e.previewTokens ?? e.tokensDone));
-  assert.deepEqual(previewSteps, [32, 64, 96, 128, 160, 192, 224, 256]);
+  assert.deepEqual(previewSteps, shape.previewSteps(32));
 }
 
 test("generations that join a running batch at different steps come out as they do alone", async () => {
@@ -107,7 +109,7 @@ test("a model opened without its VQ decoder decodes nothing itself: its images c
     }
     assert.equal(calls, 1);
     assert.deepEqual(finalImages(events), reference);
-    await assert.rejects(decodeGrids(bare, [new Int32Array(256)]), /without its VQ decoder/);
+    await assert.rejects(decodeGrids(bare, [new Int32Array(shape.imageCodes)]), /without its VQ decoder/);
   } finally {
     await bare.release();
   }

@@ -7,7 +7,7 @@ import { after, test } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { MODEL_DIR, type Json } from "./helpers.ts";
+import { MODEL_DIR, shippedShape, type Json } from "./helpers.ts";
 
 const run = promisify(execFile);
 const BIN = path.join(PACKAGE_ROOT, "bin", "mosaic.js");
@@ -35,10 +35,13 @@ test("mosaic generate writes the asked number of valid PNGs of the asked size, a
   }
   const grid = await sharp(path.join(out, "grid.png")).metadata();
   assert.ok(grid.width! > 128 * 2 && grid.width! < 128 * 2 + 20, `grid width ${grid.width}`);
-  assert.deepEqual((await readdir(previews)).sort(), ["preview-064.png", "preview-128.png", "preview-192.png", "preview-256.png"]);
+  // Named by the token each shows (every 64 codes, after the scene plan where the model writes one), and the last.
+  const shape = shippedShape();
+  const named = shape.previewSteps(64).map((t) => `preview-${String(t).padStart(3, "0")}.png`);
+  assert.deepEqual((await readdir(previews)).sort(), named.sort());
   assert.ok(stdout.includes(path.join(out, "1.png")), "prints where files went");
   assert.match(stderr, /seed: 7/);
-  assert.match(stderr, /256\/256 tokens/);
+  assert.match(stderr, new RegExp(`${shape.sequenceLength}/${shape.sequenceLength} tokens`), "progress reaches the last token");
 });
 
 test("mosaic generate --format webp and jpeg", async () => {

@@ -4,12 +4,15 @@ import ort from "onnxruntime-node";
 import { MosaicError } from "../src/engine/errors.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";
-import { mosaic, mostFrequent } from "../src/engine/previews.ts";
-import { collect, finalImages, int64, maxAbsDiff, reference, referenceDecoder, settingsOf, sharedModel } from "./helpers.ts";
+import { sequenceLength } from "../src/engine/model-format.ts";
+import { mosaic, mostFrequent, previewSchedule } from "../src/engine/previews.ts";
+import { collect, finalImages, int64, maxAbsDiff, reference, referenceDecoder, settingsOf, sharedModel, shippedShape } from "./helpers.ts";
 
 // ONNX Runtime and PyTorch order float sums differently; 1e-4 absolute is far below anything that
 // changes a token (the greedy test below checks whole sequences exactly).
 const TOL = 1e-4;
+/** The shipped model's decoder steps per image, its grid's codes and its preview points (model.json). */
+const shape = shippedShape();
 
 test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => {
   const model = await sharedModel();
@@ -21,7 +24,7 @@ test("the ONNX graphs reproduce PyTorch's outputs on fixed inputs", async () => 
   const sample = ref.crossKSample.map((_, i) => ck[i * ref.crossKStride]!);
   assert.ok(maxAbsDiff(sample, ref.crossKSample) < TOL, "text encoder");
 
-  const step = referenceDecoder(model, cross, mask, a.grid.height * a.grid.width);
+  const step = referenceDecoder(model, cross, mask, sequenceLength(a));
   for (let pos = 0; pos < ref.stepTokens.length; pos++) {
     const logits = await step(ref.stepTokens[pos] as [number, number], pos);
     assert.ok(maxAbsDiff(logits, ref.stepLogits[pos]!.flat()) < TOL, `decoder step ${pos}`);
@@ -67,24 +70,39 @@ test("same prompt, settings and seed give the same image whatever else is in the
   assert.notDeepEqual(Array.from(batch[0]!.codes), Array.from(batch[1]!.codes), "different seeds differ");
 });
 
+test("preview points are counted in codes after the plan, and the last token always has one", () => {
+  // The schedule the tests below take from the shipped model: written out here for a 16×16 grid
+  // without a plan (1.0.0) and with a 9-token scene plan.
+  const steps = (total: number, interval: number, plan?: number) => [...previewSchedule(total, interval, plan)].sort((x, y) => x - y);
+  assert.deepEqual(steps(256, 64), [64, 128, 192, 256]);
+  assert.deepEqual(steps(256, 50), [50, 100, 150, 200, 250, 256]);
+  assert.deepEqual(steps(256, 256), [256]);
+  assert.deepEqual(steps(256, 0), []);
+  assert.deepEqual(steps(265, 64, 9), [73, 137, 201, 265]);
+  assert.deepEqual(steps(265, 256, 9), [265]);
+  assert.equal(steps(265, 16, 9).length, 16);
+});
+
 test("previews arrive in order, every K tokens, and the last equals the final image", async () => {
   const model = await sharedModel();
-  for (const [interval, expected] of [[16, 16], [50, 6], [256, 1], [0, 0]] as const) {
+  // Every 16 codes, every 50 (the last one short), only the final grid (an interval of the whole grid), none.
+  for (const interval of [16, 50, shape.imageCodes, 0]) {
+    const due = interval > 0 ? shape.previewSteps(interval) : [];
     const events = await collect(model, { prompt: "a big blue square in the centre, yellow background", count: 2, seed: 3, previewInterval: interval });
     const withPreviews = events.filter((e): e is ProgressEvent => e.type === "progress" && e.previews !== undefined);
-    assert.equal(withPreviews.length, expected, `interval ${interval}`);
+    assert.equal(withPreviews.length, due.length, `interval ${interval}`);
     const done = withPreviews.map((e) => e.previewTokens ?? e.tokensDone);
     assert.deepEqual(done, [...done].sort((x, y) => x - y));
-    if (expected > 0) {
-      assert.equal(done[0], Math.min(interval, 256));
+    if (due.length > 0) {
+      assert.equal(done[0], due[0], "the first preview is at the first due point (the whole sequence if the interval is the grid)");
       const last = withPreviews[withPreviews.length - 1]!;
-      assert.equal(last.tokensDone, 256);
+      assert.equal(last.tokensDone, shape.sequenceLength);
       finalImages(events).forEach((img, i) => assert.deepEqual(Buffer.from(last.previews![i]!.data), Buffer.from(img.data)));
     }
     const kinds = events.map((e) => e.type);
     assert.equal(kinds[0], "started");
     assert.equal(kinds[kinds.length - 1], "completed");
-    assert.equal(kinds.filter((k) => k === "progress").length, 256);
+    assert.equal(kinds.filter((k) => k === "progress").length, shape.sequenceLength, "one progress event per decoder step");
   }
 });
 
@@ -96,7 +114,7 @@ test("a partial preview shows the generated rows and fills the rest, not noise",
   const frame = first.previews![0]!;
   // The first three token rows (of the four generated) already look like the final image; the
   // fourth may still change a little, as the decoder looks one or two rows below.
-  const rows = frame.width * ((frame.height / 16) * 3) * 3;
+  const rows = frame.width * ((frame.height / model.manifest.architecture.grid.height) * 3) * 3;
   let diff = 0;
   for (let i = 0; i < rows; i++) diff += Math.abs(frame.data[i]! - final!.data[i]!);
   assert.ok(diff / rows <= 8, `top rows differ by ${diff / rows} per channel on average`);
@@ -108,12 +126,15 @@ test("the per-token mosaic draws each code's patch and looks like the final imag
   const p = model.manifest.previews.codePatches!.patchSize;
   const g = { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p };
   const [img] = finalImages(await collect(model, { prompt: "a big red circle in the centre, blue background", seed: 1, previewInterval: 0 }));
-  const full = mosaic(img!.codes, 256, model.codePatches!, g, a.codebookSize);
+  // The image's grid of codes (a scene plan, where the model writes one, comes before it).
+  const codes = shape.codesOf(img!.codes);
+  const cells = shape.imageCodes;
+  const full = mosaic(codes, cells, model.codePatches!, g, a.codebookSize);
   const width = a.grid.width * p;
   const px = (data: Uint8Array, x: number, y: number) => Array.from(data.subarray((y * width + x) * 3, (y * width + x) * 3 + 3));
   // Each cell is exactly its code's patch.
-  for (const cell of [0, 17, 136, 255]) {
-    const code = img!.codes[cell]!, gy = Math.floor(cell / a.grid.width), gx = cell % a.grid.width;
+  for (const cell of [0, 17, 136, cells - 1]) {
+    const code = codes[cell]!, gy = Math.floor(cell / a.grid.width), gx = cell % a.grid.width;
     assert.deepEqual(px(full, gx * p, gy * p), Array.from(model.codePatches!.subarray(code * p * p * 3, code * p * p * 3 + 3)), `cell ${cell}`);
   }
   // What a user sees: a red centre on a blue background, close to the decoded image.
@@ -125,11 +146,11 @@ test("the per-token mosaic draws each code's patch and looks like the final imag
   for (let i = 0; i < full.length; i++) diff += Math.abs(full[i]! - img!.data[i]!);
   assert.ok(diff / full.length < 20, `mosaic vs final image: ${diff / full.length} per channel`);
   // Half way: the generated half is drawn, the rest filled with the most frequent code so far.
-  const half = mosaic(img!.codes, 128, model.codePatches!, g, a.codebookSize);
+  const half = mosaic(codes, cells / 2, model.codePatches!, g, a.codebookSize);
   assert.deepEqual(half.subarray(0, half.length / 2), full.subarray(0, full.length / 2));
-  const fill = mostFrequent(img!.codes, 128, a.codebookSize);
+  const fill = mostFrequent(codes, cells / 2, a.codebookSize);
   assert.deepEqual(px(half, width - 1, width - 1), Array.from(model.codePatches!.subarray((fill + 1) * p * p * 3 - 3, (fill + 1) * p * p * 3)));
-  assert.ok(mosaic(img!.codes, 0, model.codePatches!, g, a.codebookSize).every((v) => v === 128), "grey before any token");
+  assert.ok(mosaic(codes, 0, model.codePatches!, g, a.codebookSize).every((v) => v === 128), "grey before any token");
 });
 
 test("a resumed generation replays its saved codes and ends byte-identical to an uninterrupted run", async () => {
@@ -149,7 +170,7 @@ test("a resumed generation replays its saved codes and ends byte-identical to an
       const progress = events.filter((e): e is ProgressEvent => e.type === "progress");
       assert.equal(progress[0]!.tokensDone, at, "progress continues from the saved point, not from zero");
       const previewsAt = progress.filter((e) => e.previews).map((e) => e.previewTokens ?? e.tokensDone);
-      assert.deepEqual(previewsAt, [64, 128, 192, 256].filter((t) => t > at), "previews already made are not made again");
+      assert.deepEqual(previewsAt, shape.previewSteps(64).filter((t) => t > at), "previews already made are not made again");
     }
   }
 });
@@ -175,16 +196,17 @@ test("a slow preview decode does not hold the decoder back; the newest grid wins
   };
   await run(0, 0); // warm-up
   const off = await run(0, 0);
-  // 16 previews at 150 ms each: 2.4 s if decoding waited for them.
+  // A preview every 16 codes (16 of them for a 16×16 grid) at 150 ms each: 2.4 s if decoding waited for them.
+  const due = shape.previewSteps(16);
   const slow = await run(16, 150);
   assert.ok(slow.ms < off.ms + 600, `decoding with slow previews took ${slow.ms.toFixed(0)} ms against ${off.ms.toFixed(0)} ms without previews`);
   const progress = slow.events.filter((e): e is ProgressEvent => e.type === "progress");
-  assert.deepEqual(progress.map((e) => e.tokensDone), Array.from({ length: 256 }, (_, i) => i + 1), "one progress event per token, in order");
+  assert.deepEqual(progress.map((e) => e.tokensDone), Array.from({ length: shape.sequenceLength }, (_, i) => i + 1), "one progress event per token, in order");
   const shown = progress.filter((e) => e.previews).map((e) => e.previewTokens!);
-  assert.ok(shown.length < 16, `stale previews were skipped (${shown.length} of 16 shown)`);
+  assert.ok(shown.length < due.length, `stale previews were skipped (${shown.length} of ${due.length} shown)`);
   assert.deepEqual(shown, [...shown].sort((a, b) => a - b), "previews in order");
-  assert.ok(shown.every((t) => t % 16 === 0), "each shows a due point");
-  assert.equal(shown[shown.length - 1], 256, "the last preview always arrives");
+  assert.ok(shown.every((t) => due.includes(t)), "each shows a due point");
+  assert.equal(shown[shown.length - 1], shape.sequenceLength, "the last preview always arrives");
   const last = progress[progress.length - 1]!;
   const final = finalImages(slow.events);
   final.forEach((img, i) => assert.deepEqual(Buffer.from(last.previews![i]!.data), Buffer.from(img.data)));
@@ -237,7 +259,7 @@ test("a preview share bounds the time previews spend decoding; a generation's fi
   const firstDue = (r: typeof full) => r.calls[0]!.start - r.t0;
   assert.ok(firstDue(quarter) < firstDue(full) + 300, `the first preview starts when it is due: ${firstDue(quarter).toFixed(0)} ms against ${firstDue(full).toFixed(0)} ms`);
   const shown = quarter.events.filter((e): e is ProgressEvent => e.type === "progress" && !!e.previews).map((e) => e.previewTokens!);
-  assert.equal(shown.at(-1), 256, "the last preview arrives");
+  assert.equal(shown.at(-1), shape.sequenceLength, "the last preview arrives");
   assert.deepEqual(finalImages(quarter.events).map((i) => Array.from(i.codes)), finalImages(full.events).map((i) => Array.from(i.codes)));
 });
 

@@ -5,6 +5,8 @@ import ort from "onnxruntime-node";
 import { DEFAULT_MODEL, PACKAGE_ROOT } from "../src/config.ts";
 import { generate, type GenerateRequest, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
+import { imageCodes, planLength, sequenceLength, validateManifest } from "../src/engine/model-format.ts";
+import { previewSchedule } from "../src/engine/previews.ts";
 import { hostStepInputs } from "../src/engine/step-inputs.ts";
 
 /** The shipped model and its PyTorch reference outputs (written by training/mosaic_train/export.py). */
@@ -38,6 +40,45 @@ interface PySettings {
   top_k: number;
   top_p: number;
   temperature: number;
+}
+
+/**
+ * The shipped model's sequence, read from its model.json with the engine's own functions, so tests
+ * check what the model in MODEL_DIR does rather than 1.0.0's numbers: a model that writes a scene plan
+ * before its grid of codes (docs/model-format.md) takes more decoder steps than it has codes.
+ */
+export interface ShippedShape {
+  name: string;
+  version: string;
+  /** Tokens the decoder writes before the codes (0 without a plan). */
+  planLength: number;
+  /** Decoder steps per image, the plan's included: tokensDone at the end, tokensTotal, tokensPerImage, "Steps:". */
+  sequenceLength: number;
+  /** Codes in an image's grid (height × width): what a preview interval counts and a mosaic draws. */
+  imageCodes: number;
+  /** The tokensDone of each VQ preview at this interval, in order: every `interval` codes after the plan, and the last token. */
+  previewSteps(interval: number): number[];
+  /** The grid of codes in a token sequence as the engine returns or stores it (the plan left out). */
+  codesOf(tokens: Int32Array): Int32Array;
+}
+
+let shape: ShippedShape | undefined;
+export function shippedShape(): ShippedShape {
+  if (shape) return shape;
+  const file = path.join(MODEL_DIR, "model.json");
+  const m = validateManifest(JSON.parse(readFileSync(file, "utf8")), file);
+  const a = m.architecture;
+  const total = sequenceLength(a), plan = planLength(a);
+  shape = {
+    name: m.name,
+    version: m.version,
+    planLength: plan,
+    sequenceLength: total,
+    imageCodes: a.grid.height * a.grid.width,
+    previewSteps: (interval) => [...previewSchedule(total, interval, plan)].sort((x, y) => x - y),
+    codesOf: (tokens) => imageCodes(a, tokens),
+  };
+  return shape;
 }
 
 export function reference(): Reference {

@@ -6,7 +6,7 @@ import { after, test } from "node:test";
 import { MosaicError } from "../src/engine/errors.ts";
 import { loadModel, readManifest } from "../src/engine/model.ts";
 import { validateManifest } from "../src/engine/model-format.ts";
-import { MODEL_DIR, type Json } from "./helpers.ts";
+import { MODEL_DIR, shippedShape, type Json } from "./helpers.ts";
 
 const scratch: string[] = [];
 after(() => Promise.all(scratch.map((d) => rm(d, { recursive: true, force: true }))));
@@ -58,9 +58,10 @@ test("a wrong input name is named", async () => {
   await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].name = "pastk"; }), "MODEL_INVALID", "decoderStep", "past_k", "missing");
 });
 
-test("a cache length is the grid's size or a name; a free length the graph fixes is refused", async () => {
-  await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].shape[3] = 100; }), "MODEL_INVALID", "past_k", "cache length 100", "256");
-  // The shipped 1.0.0 graph fixes 256 positions: model.json may not call the axis free.
+test("a cache length is the sequence's (the plan and the grid) or a name; a free length the graph fixes is refused", async () => {
+  const { sequenceLength } = shippedShape();
+  await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].shape[3] = 100; }), "MODEL_INVALID", "past_k", "cache length 100", `expected ${sequenceLength}`);
+  // The shipped graph fixes its cache length (1.0.0: 256 positions): model.json may not call the axis free.
   await rejects(await variant((m) => {
     for (const i of m.graphs.decoderStep.inputs.slice(2, 4)) i.shape[3] = "cache_length";
   }), "MODEL_INVALID", "decoder_step.onnx", "past_k");

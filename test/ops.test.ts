@@ -20,13 +20,15 @@ import type { App } from "../src/app.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { logLevel, logTo } from "../src/ops/log.ts";
-import type { Json } from "./helpers.ts";
+import { shippedShape, type Json } from "./helpers.ts";
 import {
   create, createTestDatabase, eventsOverSse, gql, spawnMosaic, sql, startTestApp, stopEmbedded, uuidOf, waitFor,
   type MosaicProcess, type TestDatabase,
 } from "./server-helpers.ts";
 
 const run = promisify(execFile);
+/** The shipped model's decoder steps per image (its scene plan's included) and preview points (model.json). */
+const shape = shippedShape();
 const procs: ChildProcess[] = [];
 const scratch: string[] = [];
 let db: TestDatabase;
@@ -103,8 +105,8 @@ test("metrics: queue depth, outcomes, durations, decoder steps, images and subsc
     assert.equal(value(m, "mosaic_generations_total", { outcome: "completed" }), 1);
     assert.equal(value(m, "mosaic_generations_total", { outcome: "failed" }), 0);
     assert.equal(value(m, "mosaic_images_total"), 2);
-    assert.equal(value(m, "mosaic_decoder_tokens_total"), 2 * 256, "one token per image per step, 256 steps");
-    assert.ok(value(m, "mosaic_decoder_step_seconds_count")! >= 256, "every decoder step observed");
+    assert.equal(value(m, "mosaic_decoder_tokens_total"), 2 * shape.sequenceLength, `one token per image per step, ${shape.sequenceLength} steps`);
+    assert.ok(value(m, "mosaic_decoder_step_seconds_count")! >= shape.sequenceLength, "every decoder step observed");
     assert.ok(value(m, "mosaic_decoder_tokens_per_second")! > 0);
     for (const h of ["mosaic_queue_wait_seconds", "mosaic_time_to_first_preview_seconds", "mosaic_generation_run_seconds", "mosaic_generation_seconds"]) {
       assert.equal(value(m, `${h}_count`), 1, `${h}: one observation`);
@@ -217,7 +219,7 @@ test("logs: JSON lines on a non-terminal stderr; one line per lifecycle step of 
   assert.equal(created.requestId, "ops-test-42", "the creation is logged with the request's id");
   assert.match(claimed.workerId, /:\d+:/);
   assert.equal(claimed.attempt, 1);
-  assert.equal(firstPreview.tokensDone, 128);
+  assert.equal(firstPreview.tokensDone, shape.previewSteps(128)[0], "the first preview point at an interval of 128");
   assert.equal(completed.images, 2);
   for (const k of ["queueWaitSeconds", "runSeconds", "engineSeconds", "totalSeconds"]) assert.equal(typeof completed[k], "number", k);
   assert.ok(completed.totalSeconds >= completed.runSeconds);

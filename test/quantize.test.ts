@@ -12,6 +12,7 @@ import { after, before, test } from "node:test";
 import ort from "onnxruntime-node";
 import { hostStepInputs } from "../src/engine/step-inputs.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
+import { sequenceLength } from "../src/engine/model-format.ts";
 import { collect, finalImages, int64, maxAbsDiff, MODEL_DIR, python, reference, sharedModel } from "./helpers.ts";
 
 let dir: string;
@@ -44,7 +45,8 @@ async function firstStep(model: Model): Promise<Float32Array> {
   const a = model.manifest.architecture;
   const mask = int64(ref.attentionMask);
   const cross = await model.textEncoder.run({ input_ids: int64(ref.inputIds), attention_mask: mask });
-  const dims = [a.decoderLayers, 2, a.heads, a.grid.height * a.grid.width, a.headDim];
+  // The cache holds every token the decoder writes: the scene plan (where the model has one) and the grid.
+  const dims = [a.decoderLayers, 2, a.heads, sequenceLength(a), a.headDim];
   const zeros = () => new ort.Tensor("float32", new Float32Array(dims.reduce((x, y) => x * y)), dims);
   const out = await model.decoderStep.run({
     token: new ort.Tensor("int64", BigInt64Array.from(ref.stepTokens[0]!.map(BigInt)), [2]),

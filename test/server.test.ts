@@ -11,12 +11,14 @@ import { printed } from "../scripts/print-schema.ts";
 import type { Json } from "./helpers.ts";
 import { mosaic } from "../src/engine/previews.ts";
 import { unpackCodes } from "../src/jobs/codes.ts";
-import { MODEL_DIR } from "./helpers.ts";
+import { MODEL_DIR, shippedShape } from "./helpers.ts";
 import { loadModelInfo } from "../src/engine/model.ts";
 import { create, createTestDatabase, eventsOverSse, eventsOverWs, gql, sql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
 let db: TestDatabase;
 let app: App;
+/** The shipped model's tokens per image (its scene plan's included) and preview points (model.json). */
+const shape = shippedShape();
 
 before(async () => {
   db = await createTestDatabase();
@@ -38,7 +40,7 @@ function checkOrder(events: Json[]): void {
   const progress = events.filter((e) => e.__typename === "Progress");
   const done = progress.map((e) => e.tokensDone);
   assert.deepEqual(done, [...done].sort((a, b) => a - b), "progress only moves forward");
-  assert.equal(done[done.length - 1], 256);
+  assert.equal(done[done.length - 1], shape.sequenceLength, "progress ends at the last token");
 }
 
 test("full flow over HTTP + SSE: create, events in order, images fetchable by URL", async () => {
@@ -52,7 +54,7 @@ test("full flow over HTTP + SSE: create, events in order, images fetchable by UR
   });
   checkOrder(events);
   const previewSteps = events.filter((e) => e.__typename === "Progress" && e.previews.length).map((e) => e.previews[0].tokensDone);
-  assert.deepEqual(previewSteps, [64, 128, 192, 256], "every preview reaches the client once, in order");
+  assert.deepEqual(previewSteps, shape.previewSteps(64), "every preview reaches the client once, in order");
   const done = events[events.length - 1].generation;
   assert.equal(done.status, "COMPLETED");
   assert.deepEqual(done.images.map((i: Json) => i.seed), [11, 12]);
@@ -131,12 +133,12 @@ test("a late subscriber first gets the current state, then the outcome", async (
   const seen = await eventsOverSse(app, mid.id);
   assert.equal(seen[0].__typename, "Started", "joined while it runs");
   assert.equal(seen[1].__typename, "Progress");
-  assert.ok(seen[1].tokensDone >= 48 && seen[1].tokensDone < 256, `joined at ${seen[1].tokensDone}`);
+  assert.ok(seen[1].tokensDone >= 48 && seen[1].tokensDone < shape.sequenceLength, `joined at ${seen[1].tokensDone}`);
   assert.equal(seen[1].previews.length, 9, "the latest preview comes with the current state");
   // The newest preview made so far: previews run beside the decoder (and a stale one is skipped when
   // the decoder gets ahead), so it may be behind the progress, never ahead of it.
   const shownAt = seen[1].previews[0].tokensDone;
-  assert.ok(shownAt % 16 === 0 && shownAt >= 16 && shownAt <= seen[1].tokensDone, `preview at ${shownAt}, progress at ${seen[1].tokensDone}`);
+  assert.ok(shape.previewSteps(16).includes(shownAt) && shownAt <= seen[1].tokensDone, `preview at ${shownAt}, progress at ${seen[1].tokensDone}`);
   assert.equal(seen[seen.length - 1].__typename, "Completed");
 });
 
@@ -156,7 +158,7 @@ test("cancellation: a running generation stops within a step, a queued one at on
   const last = events[events.length - 1];
   assert.equal(last.__typename, "Cancelled");
   assert.equal(last.generation.status, "CANCELLED");
-  assert.ok(last.generation.tokensDone < 256, `stopped at ${last.generation.tokensDone}`);
+  assert.ok(last.generation.tokensDone < shape.sequenceLength, `stopped at ${last.generation.tokensDone}`);
   assert.deepEqual((await eventsOverSse(app, queued.id)).map((e) => e.__typename), ["Cancelled"], "never started");
   const row = await gql(app, `query($id: ID!) { generation(id: $id) { startedAt tokensDone images { index } } }`, { id: queued.id });
   assert.deepEqual(row.data.generation, { startedAt: null, tokensDone: 0, images: [] });
@@ -178,8 +180,9 @@ test("mosaic fields and latestPreviews show what the stored codes and previews h
   const a = info.manifest.architecture;
   const p = info.manifest.previews.codePatches!.patchSize;
   const row = await app.db.prisma.generation.findUnique({ where: { id: uuidOf(g.id) } });
-  const grids = unpackCodes(row!.codes!, 2);
-  const expected = mosaic(grids[0]!, 256, info.codePatches!, { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p }, a.codebookSize);
+  // The stored tokens hold the scene plan, where the model writes one, before the grid of codes.
+  const grids = unpackCodes(row!.codes!, 2).map((tokens) => shape.codesOf(tokens));
+  const expected = mosaic(grids[0]!, shape.imageCodes, info.codePatches!, { gridHeight: a.grid.height, gridWidth: a.grid.width, patchSize: p }, a.codebookSize);
   const png = Buffer.from(gen.m0.replace(/^data:image\/png;base64,/, ""), "base64");
   const { data, info: meta } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
   assert.equal(meta.width, a.grid.width * p);
@@ -251,7 +254,7 @@ test("queries: generations newest first with filters and cursors, node, models, 
   assert.equal(node.data.node.prompt, "gamma red triangle");
   const models = await gql(app, `{ models { name imageWidth tokensPerImage defaultGuidanceScale } }`);
   assert.equal(models.data.models[0].name, "mosaic-shapes");
-  assert.equal(models.data.models[0].tokensPerImage, 256);
+  assert.equal(models.data.models[0].tokensPerImage, shape.sequenceLength);
 });
 
 test("schema.graphql is current, and every type and field has a description", async () => {

@@ -118,7 +118,7 @@ test("a worker whose job was taken from it (requeued and claimed elsewhere) drop
     const id = uuidOf(g.id);
     // What another worker does after presuming this one dead: the row is now its. Taken only while it
     // is RUNNING, in one statement: a check ("32 tokens done") and a separate update raced with the
-    // worker finishing under load (CI, 2026-12-01: the row was COMPLETED, with 256 tokens, by the update).
+    // worker finishing under load (CI, 2026-12-01: the row was COMPLETED, with all its tokens, by the update).
     await waitFor("the job running, then taken", async () => (await app.db.prisma.$executeRaw`
       UPDATE "Generation" SET "workerId" = 'another-worker' WHERE id = ${id}::uuid AND status = 'RUNNING'`) === 1, 60_000);
     await waitFor("the worker to notice", async () => lines.some((l) => l.includes(`generation ${id} was taken from this worker`)), 30_000);

@@ -15,10 +15,12 @@ import { DEFAULT_ACCESS } from "../src/auth/access.ts";
 import { createKey } from "../src/auth/keys.ts";
 import { readTextChunks } from "../web/src/png.ts";
 import { consoleErrors, ensureWebBuilt, launch, noBrowser } from "./e2e/browser.ts";
-import { MODEL_DIR } from "./helpers.ts";
+import { MODEL_DIR, shippedShape } from "./helpers.ts";
 import { create, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
 const skip = noBrowser;
+/** Decoder steps per image of the shipped model (its scene plan's included): the progress bar's end and "Steps:". */
+const { sequenceLength } = shippedShape();
 const require = createRequire(import.meta.url);
 
 let db: TestDatabase; // served by `app` (API and worker)
@@ -135,7 +137,7 @@ test("create a 3×3: the grid fills live (mosaic, previews, final), never coarse
     await page.waitForURL(/\/g\//);
     await finals(page, 9);
     await page.waitForFunction(() => document.querySelector("#status")?.textContent === "Done: 9 images.");
-    assert.equal(await page.getByRole("progressbar", { name: "Progress" }).getAttribute("value"), "256");
+    assert.equal(await page.getByRole("progressbar", { name: "Progress" }).getAttribute("value"), String(sequenceLength));
     assert.equal(await page.getByRole("button", { name: "Generate" }).count(), 1, "Cancel turned back into Generate");
     const boxes = await page.locator(".grid > li").evaluateAll((lis) => lis.map((li) => li.getBoundingClientRect().toJSON() as DOMRect));
     assert.equal(boxes.length, 9);
@@ -433,7 +435,7 @@ test("downloads: PNG with the prompt, seed, model and settings in text chunks; W
     assert.equal(png.name, `mosaic-${finished.seed + 2}-512.png`);
     assert.equal((await sharp(png.bytes).metadata()).width, 512);
     const text = readTextChunks(new Uint8Array(png.bytes));
-    assert.match(text.parameters!, new RegExp(`^${finished.prompt}\\nSteps: 256, .*Seed: ${finished.seed + 2}, Size: 512x512, Model: mosaic-shapes, .*Top-k: 16, Top-p: 1, Temperature: 0.7$`));
+    assert.match(text.parameters!, new RegExp(`^${finished.prompt}\\nSteps: ${sequenceLength}, .*Seed: ${finished.seed + 2}, Size: 512x512, Model: mosaic-shapes, .*Top-k: 16, Top-p: 1, Temperature: 0.7$`));
     assert.equal(JSON.parse(text.mosaic!).generationId, finished.id);
     await page.getByLabel("Format").selectOption("WEBP");
     await page.getByLabel("Size").selectOption("256");

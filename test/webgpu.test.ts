@@ -5,8 +5,9 @@
  * GPU, so its joins, leaves, cancellations and previews must give the CPU's codes here.
  *
  * SwiftShader is slow (a few tenths of a second per decoder step on two cores) and its timings mean
- * nothing: the batch test stops after 20 steps, and only the server generation runs all 256 (about
- * two minutes here).
+ * nothing: the batch test stops 20 steps into the image codes (after the scene plan, where the model
+ * writes one), and only the server generation runs all of an image's tokens (256 for mosaic-shapes
+ * 1.0.0: about two minutes here).
  * Without SwiftShader (`apt-get install -y chromium libvulkan1`; scripts/test.sh does it as root)
  * the tests are skipped with that message, and fail in CI (CI=true).
  */
@@ -24,7 +25,7 @@ import { perLayerInputs } from "../src/engine/model-format.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import type { Frame } from "../src/engine/request.ts";
 import { unpackCodes } from "../src/jobs/codes.ts";
-import { collect, finalImages, MODEL_DIR, python, sharedModel, type Json } from "./helpers.ts";
+import { collect, finalImages, MODEL_DIR, python, sharedModel, shippedShape, type Json } from "./helpers.ts";
 import { create, createTestDatabase, eventsOverSse, gql, stopEmbedded, uuidOf, type TestDatabase } from "./server-helpers.ts";
 
 const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
@@ -65,6 +66,8 @@ function assertOnDevice(engine: { provider: string; deviceState: boolean } | nul
 }
 
 const sampling = { topK: 32, topP: 0.95, temperature: 1 };
+/** The shipped model's scene plan (0 without one) and decoder steps per image (model.json). */
+const shape = shippedShape();
 
 interface Plan {
   request: GenerateRequest;
@@ -143,7 +146,8 @@ test("WebGPU with the batch state on the device: joins, leaves, cancellations an
     // Joins the running batch at step 12.
     { request: { prompt: "a small orange circle on the right, purple background", count: 1, seed: 93, sampling: { ...sampling, guidanceScale: 1 }, previewInterval: 0 }, join: 12 },
   ];
-  const stop = 20;
+  // 20 steps into the codes: preview intervals count codes, so a scene plan moves every preview point by its length.
+  const stop = shape.planLength + 20;
   const cpu = await drive(await sharedModel(), plans, stop);
   const dev = await drive(gpu, plans, stop);
   assert.ok(dev.sizes.has(4), "three members (four images) shared the batch at once");
@@ -152,8 +156,8 @@ test("WebGPU with the batch state on the device: joins, leaves, cancellations an
     const last = dev.events[i]![dev.events[i]!.length - 1]!;
     assert.deepEqual(last, { type: "cancelled", tokensDone: (p.cancel ?? stop) - p.join }, `member ${i} ends cancelled`);
   });
-  assert.equal(previews(dev.events[0]!).length, 2, "the first member's previews of token 16, two images");
-  assert.equal(previews(dev.events[2]!).length, 1, "the third member's preview of token 8, from the same VQ run");
+  assert.equal(previews(dev.events[0]!).length, 2, "the first member's previews after 16 codes, two images");
+  assert.equal(previews(dev.events[2]!).length, 1, "the third member's preview after 8 codes, from the same VQ run");
   plans.forEach((_, i) => {
     const [a, b] = [previews(dev.events[i]!), previews(cpu.events[i]!)];
     a.forEach((f, k) => assert.ok(pixelDiff(f, b[k]!) <= 2, `member ${i} preview ${k}: pixels differ by ${pixelDiff(f, b[k]!)} levels`));
@@ -180,7 +184,7 @@ test("a server with MOSAIC_PROVIDER=webgpu completes a generation with the CPU's
     const last = events[events.length - 1];
     assert.equal(last.__typename, "Completed", JSON.stringify(last));
     const shown = events.filter((e: Json) => e.__typename === "Progress" && e.previews.length).map((e: Json) => e.previews[0].tokensDone);
-    assert.equal(shown[shown.length - 1], 256, `the last preview is the final grid (previews of ${shown.join(", ")})`);
+    assert.equal(shown[shown.length - 1], shape.sequenceLength, `the last preview is the final grid (previews of ${shown.join(", ")})`);
 
     const expected = finalImages(await collect(await sharedModel(), request));
     const row = await app.db.prisma.generation.findUniqueOrThrow({ where: { id: uuidOf(g.id) }, select: { codes: true, count: true } });
