@@ -4,7 +4,7 @@
  * generate it with the model's default sampling, then score the images with the same geometric
  * check the model card used (training/mosaic_train/adherence.py).
  *   npm run adherence [-- --model <dir>] [--set held-out|free-phrasing|two-shapes | --prompts <file>] [--count 48]
- * (without --set or --prompts: the shipped model's held-out prompts, test/fixtures/held-out-prompts.json)
+ * (without --set or --prompts: the card's held-out combinations)
  */
 import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
@@ -46,9 +46,6 @@ function scorer(args: string[]) {
   });
 }
 
-/** The shipped model's own held-out prompts (mosaic-shapes 1.0.0's world: 3 shapes, 8 colours), written by its export. */
-export const SHIPPED_HELD_OUT = path.join(PACKAGE_ROOT, "test", "fixtures", "held-out-prompts.json");
-
 /** Prompts from a set the scorer draws (`set`), or from a JSON file of them (`file`). */
 export type PromptSource = { set: PromptSet; count?: number } | { file: string; count?: number };
 
@@ -78,7 +75,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   });
   if (values.set !== undefined && !(PROMPT_SETS as readonly string[]).includes(values.set)) throw new Error(`--set must be one of ${PROMPT_SETS.join(", ")}`);
   const count = values.count ? Number(values.count) : undefined;
-  const source: PromptSource = values.set ? { set: values.set as PromptSet, count } : { file: values.prompts ?? SHIPPED_HELD_OUT, count };
+  const source: PromptSource = values.set ? { set: values.set as PromptSet, count } : values.prompts ? { file: values.prompts, count } : { set: "held-out", count };
   const model = await loadModel(modelFolder(values.model));
   const summary = await runAdherence(model, source, values.out);
   console.log(JSON.stringify(summary, null, 1));

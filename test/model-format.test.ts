@@ -58,23 +58,36 @@ test("a wrong input name is named", async () => {
   await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].name = "pastk"; }), "MODEL_INVALID", "decoderStep", "past_k", "missing");
 });
 
-test("a cache length is the sequence's (the plan and the grid) or a name; a free length the graph fixes is refused", async () => {
+/** The decoder step's cache inputs, stacked (past_k) or per layer (past_k_0, ...); the cache axis is the second to last in both. */
+const pasts = (m: Json): Json[] => m.graphs.decoderStep.inputs.filter((t: Json) => /^past_[kv]/.test(t.name));
+const cacheAxis = (t: Json): number => t.shape.length - 2;
+
+test("a cache length is the sequence's (the plan and the grid) or a name; model.json and the graph must agree on it", async () => {
   const { sequenceLength } = shippedShape();
-  await rejects(await variant((m) => { m.graphs.decoderStep.inputs[2].shape[3] = 100; }), "MODEL_INVALID", "past_k", "cache length 100", `expected ${sequenceLength}`);
-  // The shipped graph fixes its cache length (1.0.0: 256 positions): model.json may not call the axis free.
+  await rejects(await variant((m) => { const t = pasts(m)[0]; t.shape[cacheAxis(t)] = 100; }), "MODEL_INVALID", "past_k", "cache length 100", `expected ${sequenceLength}`);
+  // The other side of what the shipped graph does: a graph that fixes its cache length (1.0.0) may not be
+  // called free in model.json, and one that takes any length (2.0.0) may not be called fixed.
+  const shipped = JSON.parse(await readFile(path.join(MODEL_DIR, "model.json"), "utf8"));
+  const free = typeof pasts(shipped)[0].shape[cacheAxis(pasts(shipped)[0])] === "string";
   await rejects(await variant((m) => {
-    for (const i of m.graphs.decoderStep.inputs.slice(2, 4)) i.shape[3] = "cache_length";
+    for (const t of pasts(m)) t.shape[cacheAxis(t)] = free ? sequenceLength : "cache_length";
   }), "MODEL_INVALID", "decoder_step.onnx", "past_k");
 });
 
-test("an architecture that disagrees with the ONNX file is a shape mismatch naming the file", async () => {
+test("an architecture that disagrees with the ONNX file is refused, naming the file", async () => {
   const dir = await variant((m) => {
-    m.architecture.decoderLayers += 1;
+    const layers = (m.architecture.decoderLayers += 1);
+    // A per-layer graph (2.0.0) names each layer's inputs: model.json declares the extra layer's too.
+    const step: Json[] = m.graphs.decoderStep.inputs;
+    for (const kind of ["past_k", "past_v", "cross_k", "cross_v"]) {
+      const last = step.find((t) => t.name === `${kind}_${layers - 2}`);
+      if (last) step.splice(step.indexOf(last) + 1, 0, { ...last, name: `${kind}_${layers - 1}` });
+    }
     for (const g of Object.values<Json>(m.graphs)) {
-      for (const t of [...g.inputs, ...g.outputs]) if (/^(past|new|cross)_/.test(t.name)) t.shape[0] += 1;
+      for (const t of [...g.inputs, ...g.outputs]) if (/^(past|new|cross)_[kv]$/.test(t.name)) t.shape[0] += 1;
     }
   });
-  await rejects(dir, "MODEL_INVALID", "decoder_step.onnx", "shape");
+  await rejects(dir, "MODEL_INVALID", "decoder_step.onnx");
 });
 
 test("malformed JSON and wrong types are reported with their path", async () => {
