@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Builds mosaic-shapes from nothing: the 2.0 recipe of issue #13 (the shipped 1.0.0 came from this
-# script at commit 9510d59; no run of this one is shipped yet. training/eval/candidate-2026-12-01 is the
-# last full run, whose model did not read the place a prompt names; training/eval/place-runs-2026-12-01 has
-# the short runs since: with scene plans (run Q) places are read, size words not yet).
-# The synthetic data is drawn on the fly from fixed seeds, then the VQ autoencoder, the code sequences, the transformer, the export,
-# and the model card with its adherence measurement. About 1.7 hours on 2 CPU cores by its stages' times (VQ
-# 15-18 min, encode 2, transformer 50: capped by time, not steps; select, export and card about 35 in the last
-# full run), not yet run end to end with --plan; the training code runs on the CPU only.
+# Builds mosaic-shapes from nothing: the recipe of the shipped 2.0.0 (issue #13; 1.0.0 came from this script at
+# commit 9510d59). The synthetic data is drawn on the fly from fixed seeds, then the VQ autoencoder, the code
+# sequences, the transformer, the export, and the model card with its adherence measurement. About 1.4 hours on 2
+# CPU cores: 2.0.0 (run S of training/eval/place-runs-2026-12-01, card in training/eval/candidate-2026-12-02-s) ran
+# these stages one by one with these arguments (the transformer's time cap at 100 minutes, which it did not reach):
+# VQ 19 min (with tests beside it; 15 alone), encode 2, transformer 57 (plan phase 2, then 4,000 steps at
+# 0.86 s), select 1.4, export and card 1. The training code runs on the CPU only.
 #   training/build-model.sh            (run from anywhere; needs Debian's python3-torch, -numpy, -onnx, -pil)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +28,11 @@ export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 "$PY" -m mosaic_train.train_vq encode --out "$WORK" --samples 40000 --captions 4
 # The decoder writes a scene plan before the codes (--plan, mosaic_train/plan.py): with it, run Q of
 # training/eval/place-runs-2026-12-01 put held-out shapes at the asked place in 24 of 24 sampled prompts (the
-# last full run without it: 2%) and drew 20 of 24 right, after 2,862 steps in 50 minutes. The schedule anneals
-# to whichever comes first, the steps or the minutes (the card gives the steps reached), so a faster machine
-# gets more steps from the same command. Where the CPU multiplies bf16 natively (AMX or AVX-512 BF16) the
-# matrix products run in bf16; on our 2-core AMD EPYC about 1 s a step with the allocator setting above.
+# last full run without it: 2%) and drew 20 of 24 right, after 2,862 steps in 50 minutes. 4,000 steps (run S)
+# took two shapes from 20% to 75% right. The schedule anneals to whichever comes first, the steps or the
+# minutes (the card gives the steps reached): 80 minutes leaves room for a slower machine or work beside it.
+# Where the CPU multiplies bf16 natively (AMX or AVX-512 BF16) the matrix products run in bf16; on our 2-core
+# AMD EPYC 0.86 s a step with the allocator setting above.
 # --plan-first: 1,000 steps on the plan tokens alone first (about 2 minutes): beside the codes from the
 # start, run Q never learnt the size slot (104 of 200 greedy plans right, chance); with this phase run S
 # had it right in 200 of 200 after 250 full steps (train_transformer.plan_phase).
