@@ -52,6 +52,10 @@ export interface ShippedShape {
   version: string;
   /** Tokens the decoder writes before the codes (0 without a plan). */
   planLength: number;
+  /** Text tokens the model reads (more are truncated). */
+  maxTextLength: number;
+  /** The model's default sampling (model.json's `sampling`): what a request without settings gets. */
+  sampling: { guidanceScale: number; topK: number; topP: number; temperature: number };
   /** Decoder steps per image, the plan's included: tokensDone at the end, tokensTotal, tokensPerImage, "Steps:". */
   sequenceLength: number;
   /** Codes in an image's grid (height × width): what a preview interval counts and a mosaic draws. */
@@ -73,6 +77,8 @@ export function shippedShape(): ShippedShape {
     name: m.name,
     version: m.version,
     planLength: plan,
+    maxTextLength: a.maxTextLength,
+    sampling: { ...m.sampling },
     sequenceLength: total,
     imageCodes: a.grid.height * a.grid.width,
     previewSteps: (interval) => [...previewSchedule(total, interval, plan)].sort((x, y) => x - y),

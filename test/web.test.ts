@@ -20,7 +20,7 @@ import { create, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidO
 
 const skip = noBrowser;
 /** Decoder steps per image of the shipped model (its scene plan's included): the progress bar's end and "Steps:". */
-const { sequenceLength } = shippedShape();
+const { sequenceLength, maxTextLength, sampling } = shippedShape();
 const require = createRequire(import.meta.url);
 
 let db: TestDatabase; // served by `app` (API and worker)
@@ -213,9 +213,10 @@ test("a blank prompt is refused with a message; unknown and truncated words are 
     const unknown = page.locator("[data-test=unknown-words] mark");
     await unknown.nth(1).waitFor();
     assert.deepEqual(await unknown.allInnerTexts(), ["zebra", "unicorn"]);
-    await page.fill("#prompt", "red ".repeat(40));
+    const reds = maxTextLength + 8; // each word a token, and the start and end tokens: past the model's length
+    await page.fill("#prompt", "red ".repeat(reds));
     await page.locator("[data-test=truncated-words]").waitFor();
-    assert.match(await page.locator("#prompt-feedback").innerText(), /42 of 32 tokens/);
+    assert.match(await page.locator("#prompt-feedback").innerText(), new RegExp(`${reds + 2} of ${maxTextLength} tokens`));
     assert.equal(await page.locator("#prompt").getAttribute("aria-describedby"), "prompt-feedback");
     assert.equal(await generations(db.url), before, "nothing was created");
     assert.deepEqual(errors, []);
@@ -435,7 +436,7 @@ test("downloads: PNG with the prompt, seed, model and settings in text chunks; W
     assert.equal(png.name, `mosaic-${finished.seed + 2}-512.png`);
     assert.equal((await sharp(png.bytes).metadata()).width, 512);
     const text = readTextChunks(new Uint8Array(png.bytes));
-    assert.match(text.parameters!, new RegExp(`^${finished.prompt}\\nSteps: ${sequenceLength}, .*Seed: ${finished.seed + 2}, Size: 512x512, Model: mosaic-shapes, .*Top-k: 16, Top-p: 1, Temperature: 0.7$`));
+    assert.match(text.parameters!, new RegExp(`^${finished.prompt}\\nSteps: ${sequenceLength}, .*Seed: ${finished.seed + 2}, Size: 512x512, Model: mosaic-shapes, .*Top-k: ${sampling.topK}, Top-p: ${sampling.topP}, Temperature: ${sampling.temperature}$`));
     assert.equal(JSON.parse(text.mosaic!).generationId, finished.id);
     await page.getByLabel("Format").selectOption("WEBP");
     await page.getByLabel("Size").selectOption("256");
@@ -463,10 +464,10 @@ test("a server that needs keys: the page asks for one and keeps it in localStora
     await page.getByLabel("Key", { exact: true }).fill(key);
     await page.getByRole("button", { name: "Save key" }).click();
     await dialog.waitFor({ state: "detached" });
-    await page.waitForFunction(() => document.querySelector<HTMLInputElement>("#topk")?.value === "16");
+    await page.waitForFunction((k) => document.querySelector<HTMLInputElement>("#topk")?.value === k, String(sampling.topK));
     assert.equal(await page.evaluate(() => localStorage.getItem("mosaic.apiKey")), key);
     await page.reload();
-    await page.waitForFunction(() => document.querySelector<HTMLInputElement>("#topk")?.value === "16");
+    await page.waitForFunction((k) => document.querySelector<HTMLInputElement>("#topk")?.value === k, String(sampling.topK));
     assert.equal(await dialog.count(), 0, "not asked again");
     await page.fill("#prompt", "a small red square on the left, white background");
     await page.getByRole("button", { name: "Generate" }).click();
