@@ -5,8 +5,8 @@ import { MosaicError } from "../src/engine/errors.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";
 import { sequenceLength } from "../src/engine/model-format.ts";
-import { mosaic, mostFrequent, previewSchedule } from "../src/engine/previews.ts";
-import { collect, finalImages, int64, maxAbsDiff, reference, referenceDecoder, settingsOf, sharedModel, shippedShape } from "./helpers.ts";
+import { mosaic, mostFrequent } from "../src/engine/previews.ts";
+import { collect, finalImages, int64, maxAbsDiff, previewPoints, reference, referenceDecoder, settingsOf, sharedModel, shippedShape } from "./helpers.ts";
 
 // ONNX Runtime and PyTorch order float sums differently; 1e-4 absolute is far below anything that
 // changes a token (the greedy test below checks whole sequences exactly).
@@ -73,21 +73,20 @@ test("same prompt, settings and seed give the same image whatever else is in the
 test("preview points are counted in codes after the plan, and the last token always has one", () => {
   // The schedule the tests below take from the shipped model: written out here for a 16×16 grid
   // without a plan (1.0.0) and with a 9-token scene plan.
-  const steps = (total: number, interval: number, plan?: number) => [...previewSchedule(total, interval, plan)].sort((x, y) => x - y);
-  assert.deepEqual(steps(256, 64), [64, 128, 192, 256]);
-  assert.deepEqual(steps(256, 50), [50, 100, 150, 200, 250, 256]);
-  assert.deepEqual(steps(256, 256), [256]);
-  assert.deepEqual(steps(256, 0), []);
-  assert.deepEqual(steps(265, 64, 9), [73, 137, 201, 265]);
-  assert.deepEqual(steps(265, 256, 9), [265]);
-  assert.equal(steps(265, 16, 9).length, 16);
+  assert.deepEqual(previewPoints(256, 64), [64, 128, 192, 256]);
+  assert.deepEqual(previewPoints(256, 50), [50, 100, 150, 200, 250, 256]);
+  assert.deepEqual(previewPoints(256, 256), [256]);
+  assert.deepEqual(previewPoints(256, 0), []);
+  assert.deepEqual(previewPoints(265, 64, 9), [73, 137, 201, 265]);
+  assert.deepEqual(previewPoints(265, 256, 9), [265]);
+  assert.equal(previewPoints(265, 16, 9).length, 16);
 });
 
 test("previews arrive in order, every K tokens, and the last equals the final image", async () => {
   const model = await sharedModel();
   // Every 16 codes, every 50 (the last one short), only the final grid (an interval of the whole grid), none.
   for (const interval of [16, 50, shape.imageCodes, 0]) {
-    const due = interval > 0 ? shape.previewSteps(interval) : [];
+    const due = shape.previewSteps(interval);
     const events = await collect(model, { prompt: "a big blue square in the centre, yellow background", count: 2, seed: 3, previewInterval: interval });
     const withPreviews = events.filter((e): e is ProgressEvent => e.type === "progress" && e.previews !== undefined);
     assert.equal(withPreviews.length, due.length, `interval ${interval}`);

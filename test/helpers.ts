@@ -66,6 +66,11 @@ export interface ShippedShape {
   codesOf(tokens: Int32Array): Int32Array;
 }
 
+/** previewSchedule's points in order: the tokensDone of each preview of a sequence of `total` tokens. */
+export function previewPoints(total: number, interval: number, plan = 0): number[] {
+  return [...previewSchedule(total, interval, plan)].sort((x, y) => x - y);
+}
+
 let shape: ShippedShape | undefined;
 export function shippedShape(): ShippedShape {
   if (shape) return shape;
@@ -81,7 +86,7 @@ export function shippedShape(): ShippedShape {
     sampling: { ...m.sampling },
     sequenceLength: total,
     imageCodes: a.grid.height * a.grid.width,
-    previewSteps: (interval) => [...previewSchedule(total, interval, plan)].sort((x, y) => x - y),
+    previewSteps: (interval) => previewPoints(total, interval, plan),
     codesOf: (tokens) => imageCodes(a, tokens),
   };
   return shape;

@@ -19,7 +19,8 @@ import { MODEL_DIR, shippedShape } from "./helpers.ts";
 import { create, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 
 const skip = noBrowser;
-/** Decoder steps per image of the shipped model (its scene plan's included): the progress bar's end and "Steps:". */
+/** The shipped model's decoder steps per image (its scene plan's included: the progress bar's end and "Steps:"),
+ * the text tokens it reads, and its default sampling (model.json). */
 const { sequenceLength, maxTextLength, sampling } = shippedShape();
 const require = createRequire(import.meta.url);
 

@@ -70,6 +70,16 @@ def first_place_weights(target: torch.Tensor, alike: torch.Tensor, weight: float
     return 1 + (weight - 1) * still_open.float()
 
 
+def optimise(model, opt, loss: torch.Tensor, lr: float) -> None:
+    """One optimiser step at learning rate lr, gradients clipped to norm 1 (the plan phase and the main loop)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def plan_phase(model, run, batch, args, plan_len: int, train_n: int, n_val: int, rng: random.Random, opt) -> None:
     """--plan-first steps on the plan alone: the decoder reads and writes the nine plan tokens, no codes.
 
@@ -82,18 +92,12 @@ def plan_phase(model, run, batch, args, plan_len: int, train_n: int, n_val: int,
     log(f"plan phase: {args.plan_first} steps on the plan tokens alone")
     t = time.time()
     for s in range(args.plan_first):
-        lr = args.lr * min(1.0, (s + 1) / args.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
         model.train()
         ids, mask, inp, target, _ = batch([n_val + rng.randrange(train_n) for _ in range(args.batch)], True)
         logits = run(ids, mask, inp[:, :plan_len])
         per_slot = F.cross_entropy(logits.transpose(1, 2), target[:, :plan_len], reduction="none").mean(0)
         loss = per_slot.mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimise(model, opt, loss, args.lr * min(1.0, (s + 1) / args.warmup))
         if (s + 1) % 100 == 0:
             log(f"plan step {s + 1} loss {loss.item():.3f} slots " + " ".join(f"{v:.2f}" for v in per_slot.tolist())
                 + f" {(time.time() - t) / (s + 1):.3f}s/step")
@@ -207,8 +211,6 @@ def train(args: argparse.Namespace) -> None:
         # still annealed to the end.
         frac = min(1.0, max(step / args.steps, elapsed / budget))
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
         model.train()
         # Places first: 1.0.0, whose captions always named the place, read places after 1,399 steps;
         # about half of these captions name it. (Measured: alone it did not bring place reading by 2,000
@@ -227,10 +229,7 @@ def train(args: argparse.Namespace) -> None:
         if plan_len:
             w = torch.cat([torch.full((w.shape[0], plan_len), args.plan_weight), w], 1)
         loss = (F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * w).sum() / w.sum()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimise(model, opt, loss, lr)
         step += 1
         if step % 50 == 0:
             model.eval()
