@@ -3,7 +3,7 @@
  * the scorer (held-out combinations, the hand-written free-phrasing file, or two-shape scenes),
  * generate it with the model's default sampling, then score the images with the same geometric
  * check the model card used (training/mosaic_train/adherence.py).
- *   npm run adherence [-- --model <dir>] [--set held-out|free-phrasing|two-shapes | --prompts <file>] [--count 48]
+ *   npm run adherence [-- --model <dir>] [--set held-out|free-phrasing|two-shapes|no-background | --prompts <file>] [--count 48]
  * (without --set or --prompts: the card's held-out combinations)
  */
 import { execFile } from "node:child_process";
@@ -18,7 +18,7 @@ import { loadModel, type Model } from "../src/engine/model.ts";
 import { encodeFrame } from "../src/images/encode.ts";
 
 export const PYTHON = process.env.MOSAIC_PYTHON ?? "/usr/bin/python3";
-export const PROMPT_SETS = ["held-out", "free-phrasing", "two-shapes"] as const;
+export const PROMPT_SETS = ["held-out", "free-phrasing", "two-shapes", "no-background"] as const;
 export type PromptSet = (typeof PROMPT_SETS)[number];
 
 interface Prompt {
@@ -36,6 +36,8 @@ export interface AdherenceSummary {
   size: number | null;
   /** Two-shape sets: the share of shapes with colour, place and shape right. */
   shapes_right?: number;
+  /** The share of images mostly in an asked shape's colour: the shape on its own colour, a flat image. */
+  hidden: number;
 }
 
 const run = promisify(execFile);

@@ -64,7 +64,12 @@ try {
   assert.ok(vqDiff < TOL, `VQ decoder: ${vqDiff}`);
 
   let generated = 0;
-  for (const [name, r, prompts] of [["greedy", ref.greedy, ref.prompts], ["sampled", ref.sampled, [ref.prompts[0]!, ref.prompts[0]!]]] as const) {
+  const runs: [string, { seeds: number[]; settings: Reference["greedy"]["settings"]; codes: number[][] }, string[]][] = [
+    ["greedy", ref.greedy, ref.prompts], ["sampled", ref.sampled, [ref.prompts[0]!, ref.prompts[0]!]],
+  ];
+  // A model with plan exclusions: the seeds whose tokens they change (export.py).
+  if (ref.excluded) runs.push(["excluded", ref.excluded, ref.excluded.seeds.map(() => ref.excluded!.prompt)]);
+  for (const [name, r, prompts] of runs) {
     for (let i = 0; i < r.seeds.length; i++) {
       const s = r.settings;
       const events: GenerationEvent[] = [];
@@ -81,7 +86,7 @@ try {
       generated++;
     }
   }
-  console.log(JSON.stringify({ ok: true, folder, crossDiff, stepDiff, vqDiff, generations: generated, tokensEach: n }));
+  console.log(JSON.stringify({ ok: true, folder, crossDiff, stepDiff, vqDiff, generations: generated, excluded: ref.excluded?.seeds.length ?? 0, tokensEach: n }));
 } catch (e) {
   console.error(`smoke-engine: ${(e as Error).message}`);
   process.exitCode = 1;

@@ -33,6 +33,8 @@ export interface Reference {
   greedy: { seeds: number[]; settings: PySettings; codes: number[][] };
   sampled: { seeds: number[]; settings: PySettings; codes: number[][] };
   vq: { codes: number[]; pixelStride: number; pixelSample: number[] };
+  /** A model with plan exclusions: seeds whose tokens they change, drawn with them and `without`. */
+  excluded?: { prompt: string; seeds: number[]; settings: PySettings; codes: number[][]; without: number[][] };
 }
 
 interface PySettings {
@@ -60,6 +62,8 @@ export interface ShippedShape {
   sequenceLength: number;
   /** Codes in an image's grid (height × width): what a preview interval counts and a mosaic draws. */
   imageCodes: number;
+  /** Codes in a row of the grid: the preview interval a request without one gets. */
+  gridWidth: number;
   /** The tokensDone of each VQ preview at this interval, in order: every `interval` codes after the plan, and the last token. */
   previewSteps(interval: number): number[];
   /** The grid of codes in a token sequence as the engine returns or stores it (the plan left out). */
@@ -86,6 +90,7 @@ export function shippedShape(): ShippedShape {
     sampling: { ...m.sampling },
     sequenceLength: total,
     imageCodes: a.grid.height * a.grid.width,
+    gridWidth: a.grid.width,
     previewSteps: (interval) => previewPoints(total, interval, plan),
     codesOf: (tokens) => imageCodes(a, tokens),
   };

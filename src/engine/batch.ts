@@ -13,6 +13,7 @@ import { encodeRows } from "./encode-rows.ts";
 import { decodeGrids, hasFreeRows, int64 } from "./vq.ts";
 import { outputVocabSize, perLayerInputs, planLength, sequenceLength } from "./model-format.ts";
 import type { Model } from "./model.ts";
+import { blockDrawn, planExclusions } from "./plan-exclusions.ts";
 import { previewGrid, previewSchedule } from "./previews.ts";
 import { imageSeed, Mulberry32 } from "./random.ts";
 import { createSampler, isGreedy, type Sampler } from "./sampling.ts";
@@ -48,7 +49,12 @@ export class Member {
   /** Whether sampling a token takes one draw from the image's stream (everything but greedy). */
   private readonly draws: boolean;
 
-  constructor(readonly r: ResolvedRequest, readonly signal: AbortSignal | undefined, total: number, plan = 0) {
+  /**
+   * `plan`: the model's plan length; `exclusions`: its plan positions that may not draw again what earlier
+   * ones drew (plan-exclusions.ts).
+   */
+  constructor(readonly r: ResolvedRequest, readonly signal: AbortSignal | undefined, total: number, plan = 0,
+    private readonly exclusions: ReadonlyMap<number, readonly number[]> = new Map()) {
     this.n = r.count;
     this.rows = r.settings.guidanceScale !== 1 ? 2 * r.count : r.count;
     this.seeds = Array.from({ length: this.n }, (_, i) => imageSeed(r.seed, i));
@@ -68,6 +74,11 @@ export class Member {
       // The stream moves past the draw the original run made here, so later draws line up.
       if (this.draws) this.rngs[i]!.uniform();
       return this.codes[i]![this.pos]!;
+    }
+    const earlier = this.exclusions.get(this.pos);
+    if (earlier) {
+      blockDrawn(cond, this.codes[i]!, earlier);
+      if (uncond) blockDrawn(uncond, this.codes[i]!, earlier);
     }
     return this.sample(cond, this.rngs[i]!, uncond);
   }
@@ -102,6 +113,7 @@ export class DecodeBatch {
   /** Tokens per image: the plan (if the model writes one), then the grid of codes. */
   private readonly total: number;
   private readonly plan: number;
+  private readonly exclusions: ReadonlyMap<number, readonly number[]>;
   private readonly grid: { height: number; width: number };
   /** Previews decode only the rows generated so far (the model's VQ graph takes any number of rows). */
   private readonly freeRows: boolean;
@@ -137,6 +149,7 @@ export class DecodeBatch {
     const a = model.manifest.architecture;
     this.total = sequenceLength(a);
     this.plan = planLength(a);
+    this.exclusions = planExclusions(a);
     this.grid = a.grid;
     this.freeRows = hasFreeRows(model.manifest);
     this.dims = { L: a.decoderLayers, H: a.heads, D: a.headDim, T: a.maxTextLength, C: a.codebookSize, V: outputVocabSize(a) };
@@ -166,7 +179,7 @@ export class DecodeBatch {
   /** Validates the request (throws BAD_INPUT) and queues it to join at the next step. */
   admit(request: GenerateRequest): Member {
     const r = resolveRequest(this.model, request);
-    const m = new Member(r, request.signal, this.total, this.plan);
+    const m = new Member(r, request.signal, this.total, this.plan, this.exclusions);
     const encoded = this.model.prompts.encode(r.prompt);
     const empty = this.model.prompts.encodeUnconditional();
     const rows = Array.from({ length: m.rows }, (_, i) => (i < m.n ? encoded : empty));

@@ -43,9 +43,16 @@ export interface Architecture {
    * A scene plan the decoder writes before the image codes (docs/model-format.md): `length` tokens
    * whose ids come after the codebook; the decoder step's logits then have `outputVocabSize` entries,
    * and the graph itself blocks, at each position, the ids that position may not draw. Absent: the
-   * decoder writes the image codes alone.
+   * decoder writes the image codes alone. `exclude`: at `position`, the tokens drawn at the positions
+   * `tokensAt` may not be drawn again (plan-exclusions.ts).
    */
-  plan?: { length: number; outputVocabSize: number; firstTokenId: number; words: string[] };
+  plan?: { length: number; outputVocabSize: number; firstTokenId: number; words: string[]; exclude?: PlanExclusion[] };
+}
+
+/** At plan position `position`, the tokens already drawn at the positions `tokensAt` may not be drawn. */
+export interface PlanExclusion {
+  position: number;
+  tokensAt: number[];
 }
 
 /** Tokens the decoder writes before the image codes (0 without a plan). */
@@ -206,6 +213,20 @@ export function validateManifest(raw: unknown, file = "model.json"): ModelManife
     if (!Array.isArray(pl.words) || !pl.words.every((w) => typeof w === "string")) c.fail("architecture.plan.words", "must be a list of strings");
     if (first <= (a.codebookSize as number) || first + (pl.words as string[]).length !== out) {
       c.fail("architecture.plan", "firstTokenId must be above codebookSize and firstTokenId + words must equal outputVocabSize");
+    }
+    if (pl.exclude !== undefined) {
+      const length = pl.length as number;
+      const where = "architecture.plan.exclude";
+      if (!Array.isArray(pl.exclude)) c.fail(where, "must be a list of { position, tokensAt }");
+      (pl.exclude as unknown[]).forEach((e, i) => {
+        const x = c.object(e, `${where}[${i}]`);
+        const position = c.int(x, "position", `${where}[${i}]`, 0);
+        if (position >= length) c.fail(`${where}[${i}].position`, `must be a plan position, below ${length}`);
+        const earlier = x.tokensAt;
+        if (!Array.isArray(earlier) || !earlier.every((q) => Number.isInteger(q) && q >= 0 && q < position)) {
+          c.fail(`${where}[${i}].tokensAt`, "must be a list of plan positions before position");
+        }
+      });
     }
   }
   const arch = a as unknown as Architecture;

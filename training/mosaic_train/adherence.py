@@ -162,6 +162,9 @@ def score(img: np.ndarray, scene: data.SceneSpec, stated: data.Stated | None = N
     result = {
         "background_ok": (bg == scene.background) if stated.background else None,
         "found_background": bg,
+        # The image is mostly an asked shape's colour: the shape drawn on a background of its own colour (a
+        # flat image), a scene training never shows.
+        "hidden": bg in {s.colour for s in scene.shapes},
         "shapes": shapes,
         "colour_ok": all(s["colour_ok"] for s in shapes),
         "shape_ok": all(s["shape_ok"] for s in shapes),
@@ -190,6 +193,7 @@ def summarise(results: list[dict]) -> dict:
     per_shape = [ok for r in results for ok in r["shapes_right"]]
     if any(len(r["shapes_right"]) > 1 for r in results):
         out["shapes_right"] = sum(per_shape) / len(per_shape)
+    out["hidden"] = sum(bool(r.get("hidden")) for r in results) / max(1, len(results))
     return out
 
 
@@ -251,6 +255,17 @@ def open_prompts(n: int, seed: int = 99) -> list[dict]:
     return out
 
 
+def no_background_prompts(n: int, seed: int = 99) -> list[dict]:
+    """n single-shape prompts that name no background (it is then drawn at random): where a plan drew it
+    in the shape's colour, the image was one flat colour (`hidden` in the scores)."""
+    out = []
+    for i in range(n):
+        rng = random.Random(f"no-background:{seed}:{i}")
+        scene = data.random_scene(rng, shapes=1)
+        out.append(_described(scene, rng, lambda s: not s.background))
+    return out
+
+
 def free_phrasing_prompts(path: str = FREE_PHRASING) -> list[dict]:
     """The hand-written set: each entry gives the prompt and what it asks (unasked facts are absent)."""
     with open(path) as f:
@@ -290,6 +305,7 @@ def score_folder(folder: str) -> dict:
 
 
 SETS = {"held-out": held_out_prompts, "two-shapes": two_shape_prompts, "open": open_prompts,
+        "no-background": no_background_prompts,
         "free-phrasing": lambda n: free_phrasing_prompts()[:n]}
 
 

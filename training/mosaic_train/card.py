@@ -94,9 +94,14 @@ def place_read_note(tr_ckpt: dict, pct) -> str:
 def plan_note(a: dict) -> str:
     if not a.get("plan"):
         return ""
-    return (f"\n\nThe decoder first writes a **scene plan** of {a['plan']['length']} tokens, then the image codes: the "
-            "background colour, then each shape's place, size, shape and colour in reading order (`none` for a missing "
-            "second shape). Each plan slot is decided by a word of the prompt, or drawn at random where the prompt leaves "
+    order = ("each shape's place, size, shape and colour in reading order (`none` for a missing second shape), then "
+             "the background colour, which the sampler keeps off the shapes' colours (`plan.exclude` in model.json: a "
+             "shape in its background's colour is a flat image, a scene training never shows)"
+             if a["plan"].get("exclude") else
+             "the background colour, then each shape's place, size, shape and colour in reading order (`none` for a missing "
+             "second shape)")
+    return (f"\n\nThe decoder first writes a **scene plan** of {a['plan']['length']} tokens, then the image codes: "
+            f"{order}. Each plan slot is decided by a word of the prompt, or drawn at random where the prompt leaves "
             "it open, and the codes after it follow the plan (`training/mosaic_train/plan.py` says why; "
             "docs/model-format.md how the engine runs it). The plan is learnt from the training scenes, like the codes.")
 
@@ -171,7 +176,12 @@ def main() -> None:
     grouped = [open_results[i * OPEN_SEEDS:(i + 1) * OPEN_SEEDS] for i in range(len(open_prompts))]
     spread = adherence.diversity(grouped)
     log(f"diversity: {spread}")
-    gen_seconds = (time.time() - t0) / (gen_images + len(per_image))
+    # Prompts naming no background: the share of images in one flat colour (the shape on its own colour).
+    bare = adherence.no_background_prompts(2 * args.count)
+    _, bare_results = measure(model, vq, tok, bare, defaults, [3000 + i for i in range(len(bare))])
+    flat = adherence.summarise(bare_results)
+    log(f"no background: {flat}")
+    gen_seconds = (time.time() - t0) / (gen_images + len(per_image) + len(bare))
     ceiling = round_trip(vq)
     log(f"VQ round trip: {ceiling}")
 
@@ -193,7 +203,7 @@ def main() -> None:
     }
     with open(os.path.join(args.work, "card.json"), "w") as f:
         json.dump({"headline": headline, "targets": TARGETS, "diversity": spread, "pytorchSecondsPerImage": gen_seconds,
-                   "vqRoundTrip": ceiling,
+                   "vqRoundTrip": ceiling, "noBackground": flat,
                    **{k: v["summary"] for k, v in measured.items()}}, f, indent=1)
     pct = lambda x: "–" if x is None else f"{100 * x:.0f}%"  # noqa: E731
     verdict = lambda k: "met" if headline[k] >= TARGETS[k] else "**not met**"  # noqa: E731
@@ -238,6 +248,7 @@ over these codes can score more.
 | 2. free phrasing (hand-written, `training/eval/free-phrasing.json`), adherent | {pct(headline['free-phrasing'])} | ≥ 85% | {verdict('free-phrasing')} |
 | 3. two shapes (held-out), shapes right (colour, place, shape; per shape) | {pct(headline['two-shapes'])} | ≥ 70% | {verdict('two-shapes')} |
 | 4. diversity: prompts leaving place and size open whose {OPEN_SEEDS} images show ≥ 3 distinct places or sizes | {pct(headline['diversity'])} ({spread['prompts']} prompts; distinct per prompt: {spread['distinct']}) | 100% | {verdict('diversity')} |
+| 5. prompts naming no background ({len(bare)}, `adherence.no_background_prompts`), images in one flat colour (the shape drawn on its own colour) | {pct(flat['hidden'])} | – | |
 
 Each check separately (position and size over the prompts that ask for them):
 

@@ -108,7 +108,9 @@ def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokeniz
             "imageSize": {"height": data.IMAGE_SIZE, "width": data.IMAGE_SIZE},
             # The scene plan the decoder writes before the codes (plan.py; docs/model-format.md).
             **({"plan": {"length": c.plan_len, "outputVocabSize": c.vocab_out, "firstTokenId": plan.first_id(c.codebook_size),
-                         "words": plan.WORDS}} if c.plan_len else {}),
+                         "words": plan.WORDS,
+                         **({"exclude": [{"position": p, "tokensAt": qs} for p, qs in plan.exclusions(c.plan_order).items()]}
+                            if plan.exclusions(c.plan_order) else {})}} if c.plan_len else {}),
         },
         "text": {
             "tokenizer": "tokenizer.json",
@@ -152,6 +154,7 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
     sampled_settings = Settings(guidance_scale=3.0, top_k=32, top_p=0.95, temperature=1.0)
     sampled = generate_tokens(model, tok, prompts[:1] * 2, [42, 43], sampled_settings)
     grid = torch.from_numpy(greedy[:1, c.plan_len:].reshape(1, c.grid, c.grid))
+    excluded = excluded_fixture(model, tok) if c.plan_len and plan.exclusions(c.plan_order) else None
     pixels = vq.decode_codes(grid)[0].numpy()
     return {
         "prompts": prompts,
@@ -167,7 +170,26 @@ def fixtures(vq: VQAutoencoder, model: DalleBart, tok: WordTokenizer) -> dict:
         "sampled": {"seeds": [42, 43], "settings": vars(sampled_settings), "codes": sampled.tolist()},
         "vq": {"codes": greedy[0, c.plan_len:].tolist(), "pixelStride": 37,
                "pixelSample": pixels.flatten()[::37].round(6).tolist()},
+        **({"excluded": excluded} if excluded else {}),
     }
+
+
+EXCLUDED_PROMPT = "a pink heart"
+
+
+def excluded_fixture(model: DalleBart, tok: WordTokenizer, tries: int = 200, keep: int = 2) -> dict:
+    """Seeds of a prompt naming no background whose tokens the plan's exclusions change (the background the
+    sampler drew otherwise was a shape's colour, or that colour was among its candidates): the engine must
+    give the `codes` drawn with them, not the `without` ones."""
+    settings = Settings(guidance_scale=3.0, top_k=0, top_p=1.0, temperature=1.0)
+    seeds = list(range(tries))
+    on = generate_tokens(model, tok, [EXCLUDED_PROMPT] * tries, seeds, settings)
+    off = generate_tokens(model, tok, [EXCLUDED_PROMPT] * tries, seeds, settings, exclusions=False)
+    differ = [i for i in seeds if (on[i] != off[i]).any()][:keep]
+    if not differ:
+        raise SystemExit(f"the exclusions changed none of {tries} images of {EXCLUDED_PROMPT!r}")
+    return {"prompt": EXCLUDED_PROMPT, "seeds": differ, "settings": vars(settings),
+            "codes": on[differ].tolist(), "without": off[differ].tolist()}
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import plan
 from .sampling import Mulberry32, Settings, choose, guide
 from .text import WordTokenizer
 from .train_transformer import tokenize_batch
@@ -18,10 +19,11 @@ def generate_codes(model: DalleBart, tok: WordTokenizer, prompts: list[str], see
 
 @torch.no_grad()
 def generate_tokens(model: DalleBart, tok: WordTokenizer, prompts: list[str], seeds: list[int],
-                    settings: Settings) -> np.ndarray:
+                    settings: Settings, exclusions: bool = True) -> np.ndarray:
     """One image per (prompt, seed) pair -> the decoder's tokens int64 [n, plan_len + grid*grid].
 
-    Rows are [conditional..., unconditional...] in one batch, as the engine runs them.
+    Rows are [conditional..., unconditional...] in one batch, as the engine runs them. exclusions=False
+    leaves the plan's exclusions out (the fixtures show what they change).
     """
     cfg = model.config
     n = len(prompts)
@@ -37,6 +39,8 @@ def generate_tokens(model: DalleBart, tok: WordTokenizer, prompts: list[str], se
         model.write_cache(past_k, past_v, new_k, new_v, position)
         lg = logits.numpy()
         for i in range(n):
-            out[i, pos] = choose(guide(lg[i], lg[n + i], settings.guidance_scale), settings, rngs[i])
+            # The plan's exclusions (plan.exclusions): a background never takes a shape's colour.
+            cond, uncond = (plan.exclude(r, out[i], pos, cfg.plan_order) if cfg.plan_len and exclusions else r for r in (lg[i], lg[n + i]))
+            out[i, pos] = choose(guide(cond, uncond, settings.guidance_scale), settings, rngs[i])
         token = torch.from_numpy(np.concatenate([out[:, pos], out[:, pos]]))
     return out

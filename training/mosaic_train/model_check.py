@@ -118,6 +118,13 @@ def check_model_folder(folder: str) -> dict:
         if isinstance(pl.get("firstTokenId"), int) and isinstance(pl.get("outputVocabSize"), int) and (
                 pl["firstTokenId"] <= a.get("codebookSize", 0) or pl["firstTokenId"] + len(words) != pl["outputVocabSize"]):
             problems.append("architecture.plan: firstTokenId must be above codebookSize and firstTokenId + words must equal outputVocabSize")
+        exclude = pl.get("exclude", [])
+        length = pl.get("length") if isinstance(pl.get("length"), int) else 0
+        if not isinstance(exclude, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("position"), int) and 0 <= e["position"] < length
+                and isinstance(e.get("tokensAt"), list)
+                and all(isinstance(q, int) and 0 <= q < e["position"] for q in e["tokensAt"]) for e in exclude):
+            problems.append("architecture.plan.exclude must be a list of { position, tokensAt } with each tokensAt before its plan position")
     for key in ("grid", "imageSize"):
         for side in ("height", "width"):
             need(need(a, key, "architecture", dict) or {}, side, f"architecture.{key}", int)

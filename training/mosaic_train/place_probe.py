@@ -40,7 +40,8 @@ class PlaceProbe:
 
 
 def build(vq: VQAutoencoder, tok: WordTokenizer, max_text_len: int, count: int, held_out: bool,
-          seed: int = 3, plan_codebook: int | None = None) -> PlaceProbe:
+          seed: int = 3, plan_codebook: int | None = None,
+          plan_order: str = "background-first") -> PlaceProbe:
     """plan_codebook: for a model that writes a plan (plan.py), each sequence starts with its scene's plan."""
     from .train_transformer import tokenize_batch
 
@@ -54,7 +55,7 @@ def build(vq: VQAutoencoder, tok: WordTokenizer, max_text_len: int, count: int, 
         placed = [data.SceneSpec(scene.background, (replace(shape, position=p),)) for p in PLACES]
         images += [data.render(sc) for sc in placed]
         if plan_codebook is not None:
-            plans += [plan.ids(sc, plan_codebook) for sc in placed]
+            plans += [plan.ids(sc, plan_codebook, plan_order) for sc in placed]
         asked.append(PLACES.index(shape.position))
     ids, mask = tokenize_batch(tok, captions, max_text_len)
     codes = vq.encode(to_input(torch.from_numpy(np.stack(images)))).reshape(len(images), -1)

@@ -28,7 +28,7 @@ def main() -> None:
         "--embed-dim", "16", "--channels", "8")
     run("mosaic_train.train_vq", "encode", "--out", work, "--samples", "600")
     dims = ("--batch", "4", "--d-model", "32", "--heads", "2", "--encoder-layers", "1", "--decoder-layers", "1",
-            "--glu-dim", "48", "--warmup", "2", "--plan")
+            "--glu-dim", "48", "--warmup", "2", "--plan", "--plan-order", "background-last")
     run("mosaic_train.train_transformer", "--out", work, "--steps", "3", "--place-only-first", "0.5", "--plan-first", "2", *dims)
     # A second phase with the first-place weight on place-naming captions only (names-places.json).
     run("mosaic_train.train_transformer", "--out", work, "--resume", "--steps", "2", "--place-weight-rows", "naming", *dims)

@@ -129,13 +129,13 @@ def train(args: argparse.Namespace) -> None:
     codebook = int(json.load(open(os.path.join(args.out, "codebook-usage.json")))["codebook_size"])
     if args.plan:
         # Each image's plan before its codes: the decoder learns to write the plan, then the image.
-        codes = torch.cat([torch.tensor([plan.ids(sc, codebook) for sc in scenes]), codes], 1)
+        codes = torch.cat([torch.tensor([plan.ids(sc, codebook, args.plan_order) for sc in scenes]), codes], 1)
     tok = WordTokenizer(data.vocabulary())
     plan_len = plan.LENGTH if args.plan else 0
     grid = int(round((codes.shape[1] - plan_len) ** 0.5))
     cfg = Config(text_vocab=len(tok.vocab), codebook_size=codebook, grid=grid, d_model=args.d_model, heads=args.heads,
                  encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, glu_dim=args.glu_dim,
-                 image_positions=args.image_positions, plan_len=plan_len)
+                 image_positions=args.image_positions, plan_len=plan_len, plan_order=args.plan_order)
     model = DalleBart(cfg)
     start_step, history, earlier_seconds = 0, [], 0.0
     if args.resume or args.resume_from:
@@ -143,6 +143,9 @@ def train(args: argparse.Namespace) -> None:
         # --steps more steps or --minutes more minutes; --resume-from takes the weights from another
         # work folder with the same VQ, so a phase can train on other captions or scenes.
         ckpt = torch.load(checkpoint_path(args.resume_from or args.out))
+        if ckpt["config"].get("plan_order", "background-first") != cfg.plan_order:
+            raise SystemExit(f"the checkpoint's plan order is {ckpt['config'].get('plan_order', 'background-first')}: "
+                             f"pass --plan-order with it")
         model.load_state_dict(ckpt["model"])
         start_step, history, earlier_seconds = ckpt["steps"], ckpt["history"], ckpt["seconds"]
         log(f"resuming at step {start_step} ({earlier_seconds / 60:.1f} min so far)")
@@ -154,7 +157,8 @@ def train(args: argparse.Namespace) -> None:
     vq, _ = load_trained(args.out)
     alike = alike_flat_codes(vq)
     probes = {name: place_probe.build(vq, tok, cfg.max_text_len, args.probe_prompts, held_out,
-                                      plan_codebook=codebook if args.plan else None)
+                                      plan_codebook=codebook if args.plan else None,
+                                      plan_order=args.plan_order)
               for name, held_out in (("held_out", True), ("training", False))}
 
     def read_places() -> dict[str, float]:
@@ -280,6 +284,8 @@ def main() -> None:
                    help="share of the schedule that trains on captions saying where every shape is, where an image has one")
     p.add_argument("--plan", action="store_true",
                    help="the decoder writes a scene plan (plan.py) before the image codes; needs scenes.json from train_vq encode")
+    p.add_argument("--plan-order", choices=list(plan.ORDERS), default="background-first",
+                   help="where the plan puts the background (plan.ORDERS; background-last lets the sampler keep it off the shapes' colours)")
     p.add_argument("--plan-weight", type=float, default=8.0, help="loss weight of the plan tokens (with --plan)")
     p.add_argument("--plan-first", type=int, default=0,
                    help="steps on the plan tokens alone before the main schedule (with --plan; see plan_phase)")

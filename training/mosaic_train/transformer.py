@@ -39,6 +39,8 @@ class Config:
     image_positions: str = "table"
     # Scene-plan tokens before the image codes (plan.py); 0: the codes alone, as 1.0.0.
     plan_len: int = 0
+    # Where the plan puts the background: plan.ORDERS (2.0.0 and older checkpoints: first).
+    plan_order: str = "background-first"
 
     @property
     def image_len(self) -> int:
@@ -179,7 +181,7 @@ class DalleBart(nn.Module):
         # With a plan, each position may draw only its slot's ids (plan.allowed): the others' logits are
         # set to plan.BLOCKED in the model, so training, the reference sampler and an exported graph all
         # see the same distribution. Not in the state dict: it follows from the config.
-        allowed = plan.allowed(c.codebook_size, c.image_len) if c.plan_len else torch.zeros(0, c.vocab_out, dtype=torch.bool)
+        allowed = plan.allowed(c.codebook_size, c.image_len, c.plan_order) if c.plan_len else torch.zeros(0, c.vocab_out, dtype=torch.bool)
         self.register_buffer("slot_allowed", allowed, persistent=False)
         self.apply(self._init)
 

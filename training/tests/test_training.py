@@ -360,6 +360,42 @@ class PlanTest(unittest.TestCase):
             allowed = plan.allowed(256, 4)
             self.assertTrue(all(allowed[pos, t] for pos, t in enumerate(ids)), plan.words(scene))
 
+    def test_with_the_background_last_it_is_never_a_shapes_colour(self):
+        import torch
+
+        from mosaic_train import data, plan
+        from mosaic_train.generate import generate_tokens
+        from mosaic_train.sampling import Settings
+        from mosaic_train.text import WordTokenizer
+        from mosaic_train.transformer import Config, DalleBart
+
+        a = data.ShapeSpec("heart", "pink", "small", "bottom")
+        b = data.ShapeSpec("star", "white", "big", "top right")
+        two = data.SceneSpec("black", (a, b))
+        last = plan.words(two, "background-last")
+        self.assertEqual(last, plan.words(two)[1:] + ["black"])
+        self.assertEqual(plan.read(plan.ids(two, 256, "background-last"), 256), last)
+        allowed = plan.allowed(256, 4, "background-last")
+        self.assertTrue(all(allowed[pos, t] for pos, t in enumerate(plan.ids(two, 256, "background-last"))))
+        # The excluded positions are the shapes' colours, the background's slot holds colours.
+        self.assertEqual(plan.exclusions("background-last"), {8: [3, 7]})
+        self.assertEqual(plan.exclusions("background-first"), {})
+        self.assertEqual([last[q] for q in plan.exclusions("background-last")[8]], ["pink", "white"])
+        with self.assertRaises(ValueError):
+            plan.words(two, "background-middle")
+        # An untrained model draws plan slots almost at random: the exclusion, not the model, keeps the
+        # background off the shape's colour (with it lifted, some do clash).
+        tok = WordTokenizer(data.vocabulary())
+        torch.manual_seed(0)
+        config = Config(text_vocab=len(tok.vocab), max_text_len=8, codebook_size=16, grid=2, d_model=16, heads=2,
+                        encoder_layers=1, decoder_layers=1, glu_dim=24, plan_len=plan.LENGTH, plan_order="background-last")
+        model = DalleBart(config).eval()
+        settings = Settings(guidance_scale=3.0, top_k=0, temperature=3.0)
+        for exclusions, clash in ((True, self.assertEqual), (False, self.assertGreater)):
+            tokens = generate_tokens(model, tok, ["pink heart"] * 64, list(range(64)), settings, exclusions)
+            words = [plan.read(list(t[: plan.LENGTH]), 16) for t in tokens]
+            clash(sum(w[8] in (w[3], w[7]) for w in words), 0)
+
     def test_each_position_draws_only_its_slot_and_the_cache_step_equals_the_full_forward(self):
         import numpy as np
         import torch
@@ -505,6 +541,8 @@ class SmokeTest(unittest.TestCase):
         self.assertEqual((a["encoderLayers"], a["decoderLayers"], a["heads"], a["modelWidth"], a["feedForwardWidth"],
                           a["codebookSize"], a["startTokenId"]), (1, 1, 2, 32, 48, 32, 32))
         self.assertEqual(a["textVocabSize"], len(WordTokenizer(data.vocabulary()).vocab))
+        # --plan-order background-last: the folder carries the plan's exclusion to the engine.
+        self.assertEqual(a["plan"]["exclude"], [{"position": 8, "tokensAt": [3, 7]}])
 
     def test_the_check_catches_a_broken_folder(self):
         def broken(edit) -> str:
@@ -531,6 +569,7 @@ class SmokeTest(unittest.TestCase):
             "code-patches.bin: ": lambda _, d: open(os.path.join(d, "code-patches.bin"), "ab").write(b"x"),
             "outputs": lambda m, _: m["graphs"]["decoderStep"]["outputs"].pop(),
             "tokenizer": lambda m, _: m["text"].update(tokenizer="missing.json"),
+            "architecture.plan.exclude": lambda m, _: m["architecture"]["plan"].update(exclude=[{"position": 8, "tokensAt": [8]}]),
             # model.json says the VQ graph's rows are free, the graph fixes them: the engine would feed other sizes.
             "model.json says ['batch', 'rows'": lambda _, d: fix_vq_rows(os.path.join(d, "vq_decoder.onnx")),
         }
@@ -552,8 +591,11 @@ class SmokeTest(unittest.TestCase):
         result = json.loads(out.stdout.strip().splitlines()[-1])
         from mosaic_train import plan
 
-        # The smoke model writes a plan (smoke.py trains with --plan): the engine generates it before the codes.
-        self.assertEqual((result["ok"], result["generations"], result["tokensEach"]), (True, 4, 16 * 16 + plan.LENGTH))
+        # The smoke model writes a plan (smoke.py trains with --plan): the engine generates it before the codes,
+        # and keeps its background off the shapes' colours as the reference does (--plan-order background-last:
+        # export.py's excluded fixture, the seeds whose tokens the exclusion changes).
+        self.assertEqual((result["ok"], result["generations"], result["excluded"], result["tokensEach"]),
+                         (True, 6, 2, 16 * 16 + plan.LENGTH))
 
 
 if __name__ == "__main__":
