@@ -252,9 +252,10 @@ test("queries: generations newest first with filters and cursors, node, models, 
   const id = all.data.generations.edges[0].node.id;
   const node = await gql(app, `query($id: ID!) { node(id: $id) { id ... on Generation { prompt } } }`, { id });
   assert.equal(node.data.node.prompt, "gamma red triangle");
-  const models = await gql(app, `{ models { name imageWidth tokensPerImage defaultGuidanceScale } }`);
+  const models = await gql(app, `{ models { name imageWidth tokensPerImage defaultPreviewInterval defaultGuidanceScale } }`);
   assert.equal(models.data.models[0].name, "mosaic-shapes");
   assert.equal(models.data.models[0].tokensPerImage, shape.sequenceLength);
+  assert.equal(models.data.models[0].defaultPreviewInterval, shape.gridWidth);
 });
 
 test("schema.graphql is current, and every type and field has a description", async () => {

@@ -20,8 +20,8 @@ import { create, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidO
 
 const skip = noBrowser;
 /** The shipped model's decoder steps per image (its scene plan's included: the progress bar's end and "Steps:"),
- * the text tokens it reads, and its default sampling (model.json). */
-const { sequenceLength, maxTextLength, sampling } = shippedShape();
+ * the text tokens it reads, its default sampling and its grid width (the default preview interval; model.json). */
+const { sequenceLength, maxTextLength, sampling, gridWidth } = shippedShape();
 const require = createRequire(import.meta.url);
 
 let db: TestDatabase; // served by `app` (API and worker)
@@ -466,6 +466,8 @@ test("a server that needs keys: the page asks for one and keeps it in localStora
     await page.getByRole("button", { name: "Save key" }).click();
     await dialog.waitFor({ state: "detached" });
     await page.waitForFunction((k) => document.querySelector<HTMLInputElement>("#topk")?.value === k, String(sampling.topK));
+    // The preview interval's hint is the server's default (one grid row), not a guess from the token count.
+    assert.equal(await page.evaluate(() => document.querySelector("#preview-default")?.textContent), `default one per row (${gridWidth}); 0 = none`);
     assert.equal(await page.evaluate(() => localStorage.getItem("mosaic.apiKey")), key);
     await page.reload();
     await page.waitForFunction((k) => document.querySelector<HTMLInputElement>("#topk")?.value === k, String(sampling.topK));

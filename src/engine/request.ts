@@ -4,9 +4,14 @@
  */
 import { badInput } from "./errors.ts";
 import type { ModelInfo } from "./model.ts";
-import { sequenceLength } from "./model-format.ts";
+import { sequenceLength, type Architecture } from "./model-format.ts";
 import { randomSeed } from "./random.ts";
 import { validateSampling, type SamplingSettings } from "./sampling.ts";
+
+/** Codes between previews when a request names none: one row of the grid. */
+export function defaultPreviewInterval(a: Architecture): number {
+  return a.grid.width;
+}
 
 export const MAX_IMAGES = 9;
 export const MAX_PROMPT_CHARS = 2000;
@@ -127,7 +132,7 @@ export function resolveRequest(model: ModelInfo, req: GenerateRequest): Resolved
   const cells = m.architecture.grid.height * m.architecture.grid.width;
   // A resumed generation's saved tokens hold the plan, if the model writes one, before the codes.
   const total = sequenceLength(m.architecture);
-  const previewInterval = req.previewInterval ?? m.architecture.grid.width;
+  const previewInterval = req.previewInterval ?? defaultPreviewInterval(m.architecture);
   if (!Number.isInteger(previewInterval) || previewInterval < 0 || previewInterval > cells) {
     throw badInput(`previewInterval must be a whole number from 0 (off) to ${cells} (got ${previewInterval})`);
   }

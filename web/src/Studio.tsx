@@ -287,7 +287,7 @@ export function Studio({ id, connection, hasKey }: { id: string | null; connecti
   const status = problem ?? statusText(watch, generation, connection);
   const finals = watch.cells.filter((p): p is Picture => p?.stage === "final");
   const count = Math.min(9, Math.max(1, Number(form.count) || 9));
-  const rowHint = model ? Math.round(Math.sqrt(model.tokensPerImage)) : 16;
+  const rowHint = model?.defaultPreviewInterval ?? 16;
 
   return (
     <div class="studio">

@@ -6,7 +6,7 @@ import { graphql } from "./gql/index.ts";
 
 export const ModelsQuery = graphql(`
   query Models {
-    models { name version description defaultGuidanceScale defaultTopK defaultTopP defaultTemperature maxTextTokens tokensPerImage imageWidth imageHeight }
+    models { name version description defaultGuidanceScale defaultTopK defaultTopP defaultTemperature maxTextTokens tokensPerImage defaultPreviewInterval imageWidth imageHeight }
   }
 `);
 

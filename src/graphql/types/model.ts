@@ -1,5 +1,6 @@
 import type { ModelInfo } from "../../engine/model.ts";
 import { sequenceLength } from "../../engine/model-format.ts";
+import { defaultPreviewInterval } from "../../engine/request.ts";
 import { liveWorkers } from "../../jobs/queue.ts";
 import { builder } from "../builder.ts";
 
@@ -12,6 +13,7 @@ export const ModelRef = builder.objectRef<ModelInfo>("Model").implement({
     imageWidth: t.int({ description: "Width of its images in pixels.", resolve: (m) => m.manifest.architecture.imageSize.width }),
     imageHeight: t.int({ description: "Height of its images in pixels.", resolve: (m) => m.manifest.architecture.imageSize.height }),
     tokensPerImage: t.int({ description: "Tokens the decoder writes per image: the token grid's size, plus the scene plan's where the model writes one.", resolve: (m) => sequenceLength(m.manifest.architecture) }),
+    defaultPreviewInterval: t.int({ description: "Codes between VQ previews when a generation names no previewInterval: one row of the image's token grid.", resolve: (m) => defaultPreviewInterval(m.manifest.architecture) }),
     maxTextTokens: t.int({ description: "Prompt tokens it reads; longer prompts are truncated.", resolve: (m) => m.manifest.architecture.maxTextLength }),
     defaultGuidanceScale: t.float({ description: "Default guidance scale.", resolve: (m) => m.manifest.sampling.guidanceScale }),
     defaultTopK: t.int({ description: "Default top-k.", resolve: (m) => m.manifest.sampling.topK }),
