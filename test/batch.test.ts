@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DecodeBatch, type Member } from "../src/engine/batch.ts";
+import { DecodeBatch } from "../src/engine/batch.ts";
+import type { Member } from "../src/engine/member.ts";
 import type { GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { distinctRows, encodeRows } from "../src/engine/encode-rows.ts";

@@ -6,7 +6,8 @@
  */
 import os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
-import { DecodeBatch, type Member } from "../batch.ts";
+import { DecodeBatch } from "../batch.ts";
+import type { Member } from "../member.ts";
 import { MosaicError } from "../errors.ts";
 import { loadModel, type Model } from "../model.ts";
 import { decodeGrids } from "../vq.ts";
