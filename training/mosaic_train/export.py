@@ -108,9 +108,7 @@ def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokeniz
             "imageSize": {"height": data.IMAGE_SIZE, "width": data.IMAGE_SIZE},
             # The scene plan the decoder writes before the codes (plan.py; docs/model-format.md).
             **({"plan": {"length": c.plan_len, "outputVocabSize": c.vocab_out, "firstTokenId": plan.first_id(c.codebook_size),
-                         "words": plan.WORDS,
-                         **({"exclude": [{"position": p, "tokensAt": qs} for p, qs in plan.exclusions(c.plan_order).items()]}
-                            if plan.exclusions(c.plan_order) else {})}} if c.plan_len else {}),
+                         "words": plan.WORDS, **plan_exclude(c)}} if c.plan_len else {}),
         },
         "text": {
             "tokenizer": "tokenizer.json",
@@ -127,6 +125,12 @@ def manifest(model: DalleBart, vq: VQAutoencoder, graphs: dict, tok: WordTokeniz
         "graphs": graphs,
         "training": card,
     }
+
+
+def plan_exclude(c: Config) -> dict:
+    """model.json's `architecture.plan.exclude` for the model's plan order (none for background-first)."""
+    ex = plan.exclusions(c.plan_order)
+    return {"exclude": [{"position": p, "tokensAt": qs} for p, qs in ex.items()]} if ex else {}
 
 
 @torch.no_grad()

@@ -33,14 +33,16 @@ def generate_tokens(model: DalleBart, tok: WordTokenizer, prompts: list[str], se
     rngs = [Mulberry32(s) for s in seeds]
     token = torch.full((2 * n,), cfg.start_token, dtype=torch.long)
     out = np.zeros((n, cfg.seq_len), dtype=np.int64)
+    # The plan's exclusions (plan.exclusions): with the background last, it never takes a shape's colour.
+    excluded = plan.exclusions(cfg.plan_order) if cfg.plan_len and exclusions else {}
     for pos in range(cfg.seq_len):
         position = torch.full((2 * n,), pos, dtype=torch.long)
         logits, new_k, new_v = model.decode_step(token, position, past_k, past_v, cross_k, cross_v, mask)
         model.write_cache(past_k, past_v, new_k, new_v, position)
         lg = logits.numpy()
+        earlier = excluded.get(pos)
         for i in range(n):
-            # The plan's exclusions (plan.exclusions): a background never takes a shape's colour.
-            cond, uncond = (plan.exclude(r, out[i], pos, cfg.plan_order) if cfg.plan_len and exclusions else r for r in (lg[i], lg[n + i]))
+            cond, uncond = (plan.block_drawn(r, out[i], earlier) if earlier else r for r in (lg[i], lg[n + i]))
             out[i, pos] = choose(guide(cond, uncond, settings.guidance_scale), settings, rngs[i])
         token = torch.from_numpy(np.concatenate([out[:, pos], out[:, pos]]))
     return out

@@ -104,13 +104,10 @@ def allowed(codebook: int, image_len: int, order: str = "background-first") -> t
     return out
 
 
-def exclude(logits: np.ndarray, tokens: np.ndarray, position: int, order: str) -> np.ndarray:
-    """One row's logits at `position`, with the tokens already drawn at the positions `exclusions` names
-    set to BLOCKED (a copy; the row itself where nothing is excluded). Applied to the conditional and the
-    unconditional row alike, before guidance, so the guided score is BLOCKED too, as in the engine."""
-    earlier = exclusions(order).get(position)
-    if not earlier:
-        return logits
+def block_drawn(logits: np.ndarray, tokens: np.ndarray, earlier: list[int]) -> np.ndarray:
+    """A copy of one row's logits with the tokens drawn at the positions `earlier` (an `exclusions` entry)
+    set to BLOCKED. Applied to the conditional and the unconditional row alike, before guidance, so the
+    guided score is BLOCKED too, as in the engine (src/engine/plan-exclusions.ts, blockDrawn)."""
     out = logits.copy()
     out[[int(tokens[q]) for q in earlier]] = BLOCKED
     return out
