@@ -18,6 +18,10 @@ WORK=${MOSAIC_TRAIN_WORK:-training/work}
 # Where the model folder and the engine's parity fixtures go: a candidate can be built beside the shipped one.
 OUT=${MOSAIC_MODEL_OUT:-models/mosaic-shapes}
 FIXTURES=${MOSAIC_FIXTURES_OUT:-test/fixtures/mosaic-shapes-reference.json}
+# A candidate's own seed (data order and initial weights of the VQ and the transformer; 1234 built 2.0.0) and
+# plan order: a second run of one recipe on another seed measures the run-to-run spread.
+SEED=${MOSAIC_SEED:-1234}
+PLAN_ORDER=${MOSAIC_PLAN_ORDER:-background-first}
 export PYTHONPATH=training
 # glibc's malloc asks for transparent huge pages on its heap and mapped chunks (glibc 2.35+; the kernel's
 # transparent_hugepage must be "madvise" or "always"). The trainer frees and maps again its large
@@ -28,10 +32,10 @@ export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 # The VQ encoder without GroupNorm: its codes depend on their neighbourhood only, so a flat background is
 # one code (0-9% otherwise, 3+ tokens from a shape and the border, against 25-43% with GroupNorm), and its round trip after the
 # same 3,031 steps is 98% against 94% (training/eval/place-runs-2026-12-01).
-"$PY" -m mosaic_train.train_vq train --out "$WORK" --steps 631 --encoder-norm none
+"$PY" -m mosaic_train.train_vq train --out "$WORK" --seed "$SEED" --steps 631 --encoder-norm none
 # The VQ's second phase runs 2,400 steps (10-16 min in all): its round trip, the card's ceiling, was 72% after 600
 # and 84% after 2,400 (training/eval/candidate-2026-11-30/README.md); 94% once stars were drawn larger (data.py).
-"$PY" -m mosaic_train.train_vq train --out "$WORK" --resume --steps 2400 --lr 3e-4 --l1 0.5
+"$PY" -m mosaic_train.train_vq train --out "$WORK" --seed "$SEED" --resume --steps 2400 --lr 3e-4 --l1 0.5
 "$PY" -m mosaic_train.train_vq encode --out "$WORK" --samples 40000 --captions 4
 # The decoder writes a scene plan before the codes (--plan, mosaic_train/plan.py): with it, run Q of
 # training/eval/place-runs-2026-12-01 put held-out shapes at the asked place in 24 of 24 sampled prompts (the
@@ -43,11 +47,11 @@ export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 # --plan-first: 1,000 steps on the plan tokens alone first (about 2 minutes): beside the codes from the
 # start, run Q never learnt the size slot (104 of 200 greedy plans right, chance); with this phase run S
 # had it right in 200 of 200 after 250 full steps (train_transformer.plan_phase).
-# The plan writes the background first (2.0.0). --plan-order background-last, with which the sampler keeps the
+# The plan writes the background first (2.0.0; MOSAIC_PLAN_ORDER). --plan-order background-last, with which the sampler keeps the
 # background off the shapes' colours, took flat images of prompts naming no background from 9% to 0% but two shapes
 # from 75% to 54% right in its one run (run T of the runs page): not the recipe until a second run tells the order
 # from the run-to-run spread.
-"$PY" -m mosaic_train.train_transformer --out "$WORK" --plan --plan-first 1000 --steps 4000 --minutes 80
+"$PY" -m mosaic_train.train_transformer --out "$WORK" --seed "$SEED" --plan --plan-order "$PLAN_ORDER" --plan-first 1000 --steps 4000 --minutes 80
 "$PY" -m mosaic_train.select --work "$WORK"
 "$PY" -m mosaic_train.export --work "$WORK" --out "$OUT" --fixtures "$FIXTURES"
 "$PY" -m mosaic_train.card --work "$WORK" --model "$OUT"
