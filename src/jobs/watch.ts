@@ -12,7 +12,8 @@ import type { Generation, Preview as PreviewWithBytes } from "../db/generated/cl
 
 type Preview = Omit<PreviewWithBytes, "bytes">;
 import type { EventBus } from "./events.ts";
-import { queuePosition, workerThroughput } from "./queue.ts";
+import { estimateSeconds } from "./eta.ts";
+import { queuePosition } from "./queue.ts";
 
 export type WatchEvent =
   | { type: "Queued"; generation: Generation; position: number; etaSeconds: number }
@@ -26,67 +27,6 @@ export type WatchEvent =
 const RECHECK_MS = 2_000;
 /** While the database is unreachable, a feed waits this long between tries. */
 const RETRY_MS = 1_000;
-
-/**
- * Seconds until a queued generation starts, from measured throughput. With a full batch every
- * completion frees room for the next generation in line, so a generation starts once the images ahead
- * of it in its model's queue have been worked through: their count (with nothing ahead, what remains of
- * the running ones) over the rate the model's live workers measure and report with their heartbeats
- * (or, before they have, the rate at which recent generations completed). Before any history, a second
- * per image.
- */
-export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" | "createdAt" | "model">): Promise<number> {
-  const [load] = await prisma.$queryRaw<{ ahead: number; running: number }[]>`
-    SELECT
-      COALESCE(SUM(count) FILTER (WHERE status = 'QUEUED' AND ("createdAt", id) < (${g.createdAt}::timestamptz, ${g.id}::uuid)), 0)::float AS ahead,
-      COALESCE(SUM(count * ("tokensTotal" - "tokensDone")::float / "tokensTotal") FILTER (WHERE status = 'RUNNING'), 0)::float AS running
-    FROM "Generation" WHERE model = ${g.model} AND status IN ('QUEUED', 'RUNNING')`;
-  // The most recent few, within the last 10 minutes of the database's clock: throughput moves with how
-  // full the batch is, and the newest runs say it best.
-  const runs = await prisma.$queryRaw<{ images: number; start: number; end: number }[]>`
-    SELECT count AS images, (EXTRACT(EPOCH FROM "startedAt") * 1000)::float AS start, (EXTRACT(EPOCH FROM "finishedAt") * 1000)::float AS "end"
-    FROM "Generation"
-    WHERE model = ${g.model} AND status = 'COMPLETED' AND "startedAt" IS NOT NULL AND "finishedAt" > now() - interval '10 minutes'
-    ORDER BY "finishedAt" DESC LIMIT 20`;
-  // The workers' own measured rate first; before they have one, the recent completions'.
-  const perSecond = (await workerThroughput(prisma, g.model)) ?? completionRate(runs) ?? imagesPerBusySecond(runs) ?? 1;
-  const work = load && load.ahead > 0 ? load.ahead : (load?.running ?? 0);
-  return Math.round((work / Math.max(perSecond, 1e-3)) * 10) / 10;
-}
-
-/**
- * Images completed per second between the oldest and the newest of recent completions (the oldest's
- * own images are before the span). Null when they are too few or too close together to say.
- */
-export function completionRate(runs: { images: number; end: number }[]): number | null {
-  if (runs.length < 4) return null;
-  const ends = runs.map((r) => r.end);
-  const span = (Math.max(...ends) - Math.min(...ends)) / 1000;
-  if (span < 0.5) return null;
-  const oldest = runs.reduce((a, b) => (b.end < a.end ? b : a));
-  return (runs.reduce((s, r) => s + r.images, 0) - oldest.images) / span;
-}
-
-/**
- * Throughput while the workers were busy: images completed over the time covered by their runs
- * (overlapping runs merged). Completion times alone mislead under continuous batching, where a whole
- * batch finishes at once, and wall-clock spans count idle time between jobs.
- */
-export function imagesPerBusySecond(runs: { images: number; start: number; end: number }[]): number | null {
-  if (runs.length === 0) return null;
-  const sorted = [...runs].sort((a, b) => a.start - b.start);
-  let busy = 0;
-  let [from, to] = [sorted[0]!.start, sorted[0]!.end];
-  for (const r of sorted.slice(1)) {
-    if (r.start > to) {
-      busy += to - from;
-      [from, to] = [r.start, r.end];
-    } else to = Math.max(to, r.end);
-  }
-  busy += to - from;
-  const images = runs.reduce((s, r) => s + r.images, 0);
-  return busy > 0 ? images / (busy / 1000) : null;
-}
 
 const isTerminalStatus = (g: Generation) => g.status === "COMPLETED" || g.status === "FAILED" || g.status === "CANCELLED";
 

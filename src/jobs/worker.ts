@@ -17,15 +17,14 @@ import type { MosaicError } from "../engine/errors.ts";
 import type { GenerationEvent } from "../engine/generate.ts";
 import type { ModelInfo } from "../engine/model.ts";
 import type { RemoteEngine } from "../engine/thread/remote.ts";
-import { sequenceLength } from "../engine/model-format.ts";
 import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
 import { LostJob, Recorder, seconds, type Job } from "./recorder.ts";
-import { DecodeRate } from "./decode-rate.ts";
 import { Housekeeping } from "./housekeeping.ts";
 import { claimNext, DEFAULT_QUEUE, heartbeatMs, releaseJob, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
+import { Throughput } from "./throughput.ts";
 
 const POLL_MS = 2_000;
 export const DEFAULT_BATCH_IMAGES = 16;
@@ -60,7 +59,7 @@ export class Worker {
   private lastClaim = 0;
   private claiming: Promise<void> | null = null;
   private readonly jobs = new Map<string, Job>();
-  private readonly rate: DecodeRate;
+  private readonly rate = new Throughput();
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
   private readonly recorder: Recorder;
@@ -71,7 +70,6 @@ export class Worker {
     this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
     this.queue = o.queue ?? DEFAULT_QUEUE;
     this.modelName = model.manifest.name;
-    this.rate = new DecodeRate(sequenceLength(model.manifest.architecture));
     this.recorder = new Recorder(prisma, this.id, o, () => this.stopped);
     this.housekeeping = new Housekeeping(prisma, { log: o.log, metrics: o.metrics, queue: this.queue, retentionDays: o.retentionDays });
   }
@@ -84,8 +82,8 @@ export class Worker {
       step: (info) => {
         this.o.metrics?.step(info.ms, this.stepTokens, info.images, this.batchImages);
         this.stepTokens = 0;
-        if (this.rate.add(info.images, info.wallMs)) {
-          void workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond).catch(() => {});
+        if (this.rate.due()) {
+          void workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond()).catch(() => {});
         }
         this.fill();
       },
@@ -152,6 +150,13 @@ export class Worker {
     return n;
   }
 
+  /** A job's room in the batch is free (its terminal event came, or it was dropped): counted once. */
+  private free(job: Job): void {
+    if (job.finished || job.dropped) return;
+    job.finished = true;
+    this.rate.freed(job.row.count, performance.now() - job.claimedAt);
+  }
+
   /** Claims waiting generations while they fit (one claim round at a time; calls meanwhile are folded in). */
   private fill(): void {
     if (this.stopped || this.claiming) return;
@@ -185,6 +190,7 @@ export class Worker {
         row, grids, finished: false, dropped: false, chain: Promise.resolve(), tokensDone: row.tokensDone, tokensSaved: row.tokensDone, lastWrite: 0,
         claimedAt: performance.now(), queueWaitMs: resume ? null : queueWaitMs, previewed: false,
       });
+      this.rate.claimed(row.count);
       this.engine.admit(row.id, {
         prompt: row.prompt, count: row.count, seed: row.seed, previewInterval: row.previewInterval, resume,
         sampling: { guidanceScale: row.guidanceScale, topK: row.topK, topP: row.topP, temperature: row.temperature },
@@ -207,7 +213,7 @@ export class Worker {
     this.stepTokens += sampled;
     if (sampled) this.o.metrics?.tokens.inc(sampled);
     if (events.some((e) => e.type === "completed" || e.type === "cancelled")) {
-      job.finished = true;
+      this.free(job);
       // Its room is free: a waiting generation that did not fit may fit now.
       this.queueChanged = true;
     }
@@ -220,7 +226,7 @@ export class Worker {
   private onFailed(id: string, e: MosaicError): void {
     const job = this.jobs.get(id);
     if (!job || job.dropped) return;
-    job.finished = true;
+    this.free(job);
     this.queueChanged = true;
     job.chain = job.chain.then(() => this.drop(job, e));
   }
@@ -228,6 +234,7 @@ export class Worker {
   /** Ends this worker's part in a job: a lost one is left to its new owner, a broken one fails. */
   private async drop(job: Job, e: unknown): Promise<void> {
     const id = job.row.id;
+    this.free(job);
     job.dropped = true;
     if (e instanceof LostJob) this.o.log(`mosaic: generation ${id} was taken from this worker; dropping its result`, { event: "dropped", generationId: id, workerId: this.id, level: "warn" });
     else await this.recorder.fail(id, e);
@@ -239,7 +246,7 @@ export class Worker {
 
   private async heartbeat(): Promise<void> {
     if (this.o.healthFile) await writeFile(this.o.healthFile, String(Date.now())).catch(() => {});
-    await workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond).catch(() => {});
+    await workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond()).catch(() => {});
     const ids = [...this.jobs.keys()];
     if (!ids.length) return;
     await this.prisma.$executeRaw`UPDATE "Generation" SET "heartbeatAt" = now() WHERE id = ANY(${ids}::uuid[]) AND "workerId" = ${this.id}`.catch(() => {});

@@ -109,8 +109,6 @@ async function run(): Promise<void> {
     wake?.();
   });
   let pauseReported = false;
-  /** When the previous step ended, while the batch stays busy (null after it empties). */
-  let lastStepEnd: number | null = null;
   while (!closing) {
     if (paused && !pauseReported) {
       pauseReported = true;
@@ -133,9 +131,7 @@ async function run(): Promise<void> {
       }
       if (member.done) members.delete(id);
     }
-    const end = performance.now();
-    send({ type: "step", images: batch.images, active: batch.active, ms, rows: batch.rows, wallMs: lastStepEnd === null ? ms : end - lastStepEnd });
-    lastStepEnd = batch.active ? end : null;
+    send({ type: "step", images: batch.images, active: batch.active, ms, rows: batch.rows });
     // Let admissions and cancellations in between steps.
     await new Promise((r) => setImmediate(r));
   }

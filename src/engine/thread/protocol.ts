@@ -24,10 +24,6 @@ export type FromEngine =
   | { type: "log"; line: string }
   | { type: "events"; id: string; events: GenerationEvent[] }
   | { type: "failed"; id: string; code: string; message: string; stack?: string }
-  /**
-   * A step ended: how many images the batch holds now, how long the step took, and the wall time
-   * since the previous step ended (everything the engine did meanwhile), measured here: the receiving
-   * thread may read several of these at once.
-   */
-  | { type: "step"; images: number; active: boolean; ms: number; rows: number; wallMs: number }
+  /** A step ended: how many images (and rows) the batch holds now and how long the step took. */
+  | { type: "step"; images: number; active: boolean; ms: number; rows: number }
   | { type: "paused" };

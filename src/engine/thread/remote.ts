@@ -13,7 +13,7 @@ export interface EngineHandlers {
   events(id: string, events: GenerationEvent[]): void;
   failed(id: string, error: MosaicError): void;
   /** A decoder step ended; the batch holds `images` images now. */
-  step(info: { images: number; active: boolean; ms: number; rows: number; wallMs: number }): void;
+  step(info: { images: number; active: boolean; ms: number; rows: number }): void;
   log(line: string): void;
 }
 
