@@ -18,11 +18,11 @@ test("throughput: images held over the time each holds its room; idle time chang
 
 /**
  * A worker with 16 rooms and a backlog of one-image jobs, as test/durable.test.ts's backlog runs them:
- * a room is claimed again as soon as it comes free; each image holds its room 2.4-5.3 s, and the 16 of a
- * wave start together. Returns the measured rate / true throughput after every event past the first
- * `warmS` seconds.
+ * a room is claimed again as soon as it comes free. The first 16 start together; uneven hold times
+ * spread the later ones out. Returns the measured rate over the throughput of the whole run, after
+ * every event past the first `warmS` seconds.
  */
-function waves(holdMs: (i: number) => number, seconds: number, warmS: number): number[] {
+function backlog(holdMs: (i: number) => number, seconds: number, warmS: number): number[] {
   const t = new Throughput();
   const rooms = Array.from({ length: 16 }, () => 0);
   rooms.forEach(() => t.claimed(1, 0));
@@ -39,18 +39,46 @@ function waves(holdMs: (i: number) => number, seconds: number, warmS: number): n
     rooms[i] = now;
     t.claimed(1, now);
     until[i] = now + holdMs(job++);
-    // The true throughput: images freed so far over the time so far.
-    if (now > warmS * 1000) ratios.push(t.imagesPerSecond(now)! / (freed / (now / 1000)));
+    if (now > warmS * 1000) ratios.push(t.imagesPerSecond(now)!);
   }
-  return ratios;
+  const throughput = freed / seconds;
+  return ratios.map((r) => r / throughput);
 }
 
-test("throughput over the waves of a full batch: within 15% at every moment", () => {
+test("throughput of a full batch: within 15% at every moment, in waves or spread out", () => {
   // Hold times 2.4-5.3 s in a pattern that repeats every 16 jobs, as measured in the backlog.
-  const hold = (i: number) => 2400 + ((i * 7) % 16) * 180;
-  const ratios = waves(hold, 120, 20);
-  const [low, high] = [Math.min(...ratios), Math.max(...ratios)];
-  assert.ok(low > 0.85 && high < 1.15, `rate / throughput between ${low.toFixed(2)} and ${high.toFixed(2)}`);
+  const spread = backlog((i) => 2400 + ((i * 7) % 16) * 180, 120, 20);
+  // All 16 alike: they start together and end together, wave after wave.
+  const waves = backlog(() => 4000, 120, 20);
+  for (const [name, ratios] of [["spread", spread], ["waves", waves]] as const) {
+    const [low, high] = [Math.min(...ratios), Math.max(...ratios)];
+    assert.ok(low > 0.85 && high < 1.15, `${name}: rate / throughput between ${low.toFixed(2)} and ${high.toFixed(2)}`);
+  }
+});
+
+test("throughput follows a change of load within three windows", () => {
+  const t = new Throughput();
+  // A minute of one job at a time, 2 s each: half an image a second.
+  let now = 0;
+  for (; now < 60_000; now += 2000) {
+    t.claimed(1, now);
+    t.freed(1, 2000, now + 2000);
+  }
+  assert.ok(Math.abs(t.imagesPerSecond(now)! - 0.5) < 1e-9);
+  // Then a full batch of 16, each image held 5 s, spread out: 3.2 images a second.
+  const until = Array.from({ length: 16 }, (_, i) => now + 5000 * ((i + 1) / 16));
+  for (let i = 0; i < 16; i++) t.claimed(1, now);
+  const start = now;
+  for (;;) {
+    const i = until.indexOf(Math.min(...until));
+    now = until[i]!;
+    if (now > start + 30_000) break;
+    t.freed(1, 5000, now);
+    t.claimed(1, now);
+    until[i] = now + 5000;
+  }
+  const rate = t.imagesPerSecond(now)!;
+  assert.ok(Math.abs(rate / 3.2 - 1) < 0.1, `${rate.toFixed(2)} images a second 30 s after the batch filled (3.2)`);
 });
 
 test("a queued generation starts when enough rooms have come free, in waves or one by one", () => {
@@ -68,4 +96,12 @@ test("a queued generation starts when enough rooms have come free, in waves or o
   // A generation of several images holds one room per image.
   assert.equal(slotsToStart([{ count: 4, remaining: 0.25 }], 4, 1, 4), 1.25);
   assert.equal(slotsToStart([], 10, 1, 2), 5, "nothing running: the queue ahead over the rate");
+  // Rooms free now count: 10 of 16 busy, a 3×3 grid needs three more.
+  const ten = Array.from({ length: 10 }, (_, i) => ({ count: 1, remaining: (i + 1) / 10 }));
+  assert.equal(slotsToStart(ten, 0, 9, 10, 16), 0.3);
+  assert.equal(slotsToStart(ten, 0, 6, 10, 16), 0, "six fit at once");
+  // Larger than the batch: it runs alone once the batch is empty.
+  assert.equal(slotsToStart(ten, 0, 20, 10, 16), 1);
+  // A row with no tokens to count waits a whole image.
+  assert.equal(slotsToStart([{ count: 1, remaining: Number.NaN }], 0, 1, 1), 1);
 });

@@ -7,24 +7,27 @@ import type { Generation } from "../db/generated/client.ts";
 import { workerThroughput } from "./queue.ts";
 
 /**
- * Seconds until a queued generation starts. Its model's workers run `m` images at once (the running
- * ones); each frees its room when it ends, and the queue takes that room in order. So the generation
- * starts once `ahead + count` rooms have come free (the images queued before it, then its own), and
- * the rate the workers measure says how fast: `slotsToStart` below. Before the workers have a rate,
- * the rate at which recent generations completed; before any history, a second per image.
+ * Seconds until a queued generation starts. Its model's workers have room for so many images at once
+ * (their `rooms`); each running image frees its room when it ends, and the queue takes rooms in order.
+ * So the generation starts once `ahead + count` rooms have come free (the images queued before it, then
+ * its own), counting those free now, and the rate the workers measure says how fast: `slotsToStart`
+ * below. Before the workers have a rate, the rate at which recent generations completed; before any
+ * history, a second per image.
  */
 export async function estimateSeconds(prisma: Prisma, g: Pick<Generation, "id" | "createdAt" | "model" | "count">): Promise<number> {
-  // One read: the images queued before it, and each running generation's images and share left.
+  // One read: the images queued before it, and each running generation's images and share left. A
+  // row whose tokens are all drawn is being stored: its worker has freed its room already.
   const [load] = await prisma.$queryRaw<{ ahead: number; counts: number[]; remaining: number[] }[]>`
     SELECT
       COALESCE(SUM(count) FILTER (WHERE status = 'QUEUED' AND ("createdAt", id) < (${g.createdAt}::timestamptz, ${g.id}::uuid)), 0)::float AS ahead,
-      COALESCE(array_agg(count) FILTER (WHERE status = 'RUNNING'), '{}') AS counts,
-      COALESCE(array_agg(("tokensTotal" - "tokensDone")::float / "tokensTotal") FILTER (WHERE status = 'RUNNING'), '{}') AS remaining
+      COALESCE(array_agg(count ORDER BY id) FILTER (WHERE status = 'RUNNING' AND "tokensDone" < "tokensTotal"), '{}') AS counts,
+      COALESCE(array_agg(("tokensTotal" - "tokensDone")::float / NULLIF("tokensTotal", 0) ORDER BY id) FILTER (WHERE status = 'RUNNING' AND "tokensDone" < "tokensTotal"), '{}') AS remaining
     FROM "Generation" WHERE model = ${g.model} AND status IN ('QUEUED', 'RUNNING')`;
-  const running = (load?.counts ?? []).map((count, i) => ({ count, remaining: load!.remaining[i]! }));
+  const running = (load?.counts ?? []).map((count, i) => ({ count, remaining: load!.remaining[i] ?? 1 }));
   // The workers' own measured rate first; before they have one, the recent completions'.
-  const perSecond = (await workerThroughput(prisma, g.model)) ?? (await recentRate(prisma, g.model)) ?? 1;
-  return Math.round(slotsToStart(running, load?.ahead ?? 0, g.count, perSecond) * 10) / 10;
+  const workers = await workerThroughput(prisma, g.model);
+  const perSecond = workers?.perSecond ?? (await recentRate(prisma, g.model)) ?? 1;
+  return Math.round(slotsToStart(running, load?.ahead ?? 0, g.count, perSecond, workers?.rooms ?? null) * 10) / 10;
 }
 
 /**
@@ -41,27 +44,33 @@ async function recentRate(prisma: Prisma, model: string): Promise<number | null>
 }
 
 /**
- * When the `ahead + count`-th room comes free, in seconds. With `m` images running and `perSecond`
- * images completed a second, each image takes `m / perSecond` to run; a running image with a share
- * `remaining` of its tokens left frees its room after `remaining` of that, and each room then frees
- * again every `m / perSecond` (the next image in line took it). Counting the rooms that way is right
- * both when the batch's images started together and end together (a batch of one-image jobs filled
- * at once: rooms come free in waves of `m`, and a generation just past a wave waits for the next) and
- * when they are spread out (rooms come free one by one). Images queued alone, over the rate, was
- * right in the second case only: in the first it said 0.7-0.8 of the wait (test/durable.test.ts's
- * backlog). A generation of several images waits for room for all of them; taking the queue image by
- * image ignores that it may then leave a room or two unused for a moment. `remaining` comes from the
- * rows, whose progress is saved every few tokens: it errs towards a longer wait, by that much.
+ * When the `ahead + count`-th room comes free, in seconds. The workers have `capacity` rooms (null:
+ * as many as there are running images); the free ones are free now. With `m` images running and
+ * `perSecond` images completed a second, an image holds its room `m / perSecond`; a running image with
+ * a share `remaining` of its tokens left frees its room after `remaining` of that, and each room then
+ * frees again every `m / perSecond` (the next image in line took it). Counting rooms that way is right
+ * both when a batch's images started together and end together (a batch of one-image jobs filled at
+ * once: rooms come free in waves, and a generation just past a wave waits for the next) and when they
+ * are spread out (rooms come free one by one). Images queued, over the rate, was right in the second
+ * case only: in the first it said 0.7-0.8 of the wait (test/durable.test.ts's backlog). The queue is
+ * taken image by image: a generation of several images waits for room for all of them (an empty batch
+ * takes one larger than itself), so a room or two may stay unused for a moment, which this ignores.
+ * `remaining` comes from the rows, whose progress is saved every few tokens: it errs towards a longer
+ * wait, by that much.
  */
-export function slotsToStart(running: { count: number; remaining: number }[], ahead: number, count: number, perSecond: number): number {
+export function slotsToStart(running: { count: number; remaining: number }[], ahead: number, count: number, perSecond: number, capacity: number | null = null): number {
   const rate = Math.max(perSecond, 1e-3);
-  const rooms = running.flatMap((r) => Array.from({ length: r.count }, () => Math.min(1, Math.max(0, r.remaining)))).sort((a, b) => a - b);
-  const m = rooms.length;
+  const busy = running
+    .flatMap((r) => Array.from({ length: r.count }, () => (Number.isFinite(r.remaining) ? Math.min(1, Math.max(0, r.remaining)) : 1)))
+    .sort((a, b) => a - b);
+  const m = busy.length;
   // Nothing running: the workers are idle or gone, and the queue ahead is the wait.
   if (m === 0) return ahead / rate;
+  const size = Math.max(m, capacity ?? m);
+  const rooms = [...Array.from({ length: size - m }, () => 0), ...busy];
   const perImage = m / rate;
-  const k = ahead + Math.max(1, count) - 1;
-  return (rooms[k % m]! + Math.floor(k / m)) * perImage;
+  const k = ahead + Math.min(Math.max(1, count), size) - 1;
+  return (rooms[k % size]! + Math.floor(k / size)) * perImage;
 }
 
 /**

@@ -124,20 +124,24 @@ export async function requestCancel(prisma: Prisma, id: string): Promise<Generat
 }
 
 /** Marks this worker process alive for its model (the `models` query reads it). */
-export async function workerHeartbeat(prisma: Prisma, workerId: string, model: string, imagesPerSecond: number | null = null): Promise<void> {
+export async function workerHeartbeat(prisma: Prisma, workerId: string, model: string, imagesPerSecond: number | null = null, rooms: number | null = null): Promise<void> {
   await prisma.$executeRaw`
-    INSERT INTO "WorkerProcess" (id, model, "imagesPerSecond") VALUES (${workerId}, ${model}, ${imagesPerSecond})
+    INSERT INTO "WorkerProcess" (id, model, "imagesPerSecond", rooms) VALUES (${workerId}, ${model}, ${imagesPerSecond}, ${rooms})
     ON CONFLICT (id) DO UPDATE SET "heartbeatAt" = now(), model = EXCLUDED.model,
-      "imagesPerSecond" = COALESCE(EXCLUDED."imagesPerSecond", "WorkerProcess"."imagesPerSecond")`;
+      "imagesPerSecond" = COALESCE(EXCLUDED."imagesPerSecond", "WorkerProcess"."imagesPerSecond"),
+      rooms = COALESCE(EXCLUDED.rooms, "WorkerProcess".rooms)`;
 }
 
-/** What the live workers of a model decode together, in images per second (null before any has measured). */
-export async function workerThroughput(prisma: Prisma, model: string, q: QueueSettings = DEFAULT_QUEUE): Promise<number | null> {
-  const rows = await prisma.$queryRaw<{ rate: number | null }[]>`
-    SELECT SUM("imagesPerSecond")::float AS rate FROM "WorkerProcess"
-    WHERE model = ${model} AND "heartbeatAt" > now() - make_interval(secs => ${q.leaseMs / 1000})`;
+/**
+ * What the live workers of a model complete together, in images per second, and how many images their
+ * batches hold at most (`rooms`, of the workers with a rate): null before any has measured.
+ */
+export async function workerThroughput(prisma: Prisma, model: string, q: QueueSettings = DEFAULT_QUEUE): Promise<{ perSecond: number; rooms: number | null } | null> {
+  const rows = await prisma.$queryRaw<{ rate: number | null; rooms: number | null }[]>`
+    SELECT SUM("imagesPerSecond")::float AS rate, SUM(rooms) FILTER (WHERE "imagesPerSecond" IS NOT NULL)::int AS rooms
+    FROM "WorkerProcess" WHERE model = ${model} AND "heartbeatAt" > now() - make_interval(secs => ${q.leaseMs / 1000})`;
   const rate = rows[0]?.rate ?? null;
-  return rate && rate > 0 ? rate : null;
+  return rate && rate > 0 ? { perSecond: rate, rooms: rows[0]?.rooms ?? null } : null;
 }
 
 export async function workerGone(prisma: Prisma, workerId: string): Promise<void> {

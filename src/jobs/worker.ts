@@ -83,7 +83,7 @@ export class Worker {
         this.o.metrics?.step(info.ms, this.stepTokens, info.images, this.batchImages);
         this.stepTokens = 0;
         if (this.rate.due()) {
-          void workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond()).catch(() => {});
+          void workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond(), this.batchImages).catch(() => {});
         }
         this.fill();
       },
@@ -96,7 +96,7 @@ export class Worker {
       }
       else if (e.kind === "generation" && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
-    await workerHeartbeat(this.prisma, this.id, this.modelName);
+    await workerHeartbeat(this.prisma, this.id, this.modelName, null, this.batchImages);
     // Jobs left RUNNING by a process that died are put back (or failed, if lost too often) first.
     await this.housekeeping.start();
     this.timers.push(setInterval(() => void this.heartbeat(), heartbeatMs(this.queue)));
@@ -219,7 +219,8 @@ export class Worker {
     }
     job.chain = job.chain.then(async () => {
       for (const ev of events) if (!job.dropped) await this.recorder.record(job, ev);
-      if (job.finished) this.jobs.delete(id);
+      // This job's entry only: the generation may have been claimed again since it was dropped.
+      if (job.finished && this.jobs.get(id) === job) this.jobs.delete(id);
     }).catch((e: unknown) => this.drop(job, e));
   }
 
@@ -246,7 +247,7 @@ export class Worker {
 
   private async heartbeat(): Promise<void> {
     if (this.o.healthFile) await writeFile(this.o.healthFile, String(Date.now())).catch(() => {});
-    await workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond()).catch(() => {});
+    await workerHeartbeat(this.prisma, this.id, this.modelName, this.rate.imagesPerSecond(), this.batchImages).catch(() => {});
     const ids = [...this.jobs.keys()];
     if (!ids.length) return;
     await this.prisma.$executeRaw`UPDATE "Generation" SET "heartbeatAt" = now() WHERE id = ANY(${ids}::uuid[]) AND "workerId" = ${this.id}`.catch(() => {});
