@@ -18,38 +18,44 @@ test("throughput: images held over the time each holds its room; idle time chang
 
 /**
  * A worker with 16 rooms and a backlog of one-image jobs, as test/durable.test.ts's backlog runs them:
- * a room is claimed again as soon as it comes free. The first 16 start together; uneven hold times
- * spread the later ones out. Returns the measured rate over the throughput of the whole run, after
- * every event past the first `warmS` seconds.
+ * the 16 first are claimed at `start` and free their rooms at `ends`; a room is claimed again as soon as
+ * it comes free, and the i-th job after them holds it `holdMs(i)`. `each(now)` runs after every room
+ * freed, until `stopMs`. Returns the rooms freed.
  */
-function backlog(holdMs: (i: number) => number, seconds: number, warmS: number): number[] {
-  const t = new Throughput();
-  const rooms = Array.from({ length: 16 }, () => 0);
-  rooms.forEach(() => t.claimed(1, 0));
+function backlog(t: Throughput, start: number, ends: number[], holdMs: (i: number) => number, stopMs: number, each: (now: number) => void = () => {}): number {
+  const claimedAt = ends.map(() => start);
+  ends.forEach(() => t.claimed(1, start));
+  const until = [...ends];
   let freed = 0;
-  let job = 0;
-  const until = rooms.map(() => holdMs(job++));
-  const ratios: number[] = [];
-  for (;;) {
+  for (let job = 0; ; job++) {
     const i = until.indexOf(Math.min(...until));
     const now = until[i]!;
-    if (now > seconds * 1000) break;
-    t.freed(1, now - rooms[i]!, now);
+    if (now > stopMs) return freed;
+    t.freed(1, now - claimedAt[i]!, now);
     freed++;
-    rooms[i] = now;
+    claimedAt[i] = now;
     t.claimed(1, now);
-    until[i] = now + holdMs(job++);
-    if (now > warmS * 1000) ratios.push(t.imagesPerSecond(now)!);
+    until[i] = now + holdMs(job);
+    each(now);
   }
-  const throughput = freed / seconds;
-  return ratios.map((r) => r / throughput);
+}
+
+/** The rate over the throughput of the whole run, after every room freed past the first `warmS` seconds. */
+function fullBatch(holdMs: (i: number) => number, seconds: number, warmS: number): number[] {
+  const t = new Throughput();
+  const rates: number[] = [];
+  const ends = Array.from({ length: 16 }, (_, i) => holdMs(i));
+  const freed = backlog(t, 0, ends, (i) => holdMs(16 + i), seconds * 1000, (now) => {
+    if (now > warmS * 1000) rates.push(t.imagesPerSecond(now)!);
+  });
+  return rates.map((r) => r / (freed / seconds));
 }
 
 test("throughput of a full batch: within 15% at every moment, in waves or spread out", () => {
   // Hold times 2.4-5.3 s in a pattern that repeats every 16 jobs, as measured in the backlog.
-  const spread = backlog((i) => 2400 + ((i * 7) % 16) * 180, 120, 20);
+  const spread = fullBatch((i) => 2400 + ((i * 7) % 16) * 180, 120, 20);
   // All 16 alike: they start together and end together, wave after wave.
-  const waves = backlog(() => 4000, 120, 20);
+  const waves = fullBatch(() => 4000, 120, 20);
   for (const [name, ratios] of [["spread", spread], ["waves", waves]] as const) {
     const [low, high] = [Math.min(...ratios), Math.max(...ratios)];
     assert.ok(low > 0.85 && high < 1.15, `${name}: rate / throughput between ${low.toFixed(2)} and ${high.toFixed(2)}`);
@@ -66,18 +72,9 @@ test("throughput follows a change of load within three windows", () => {
   }
   assert.ok(Math.abs(t.imagesPerSecond(now)! - 0.5) < 1e-9);
   // Then a full batch of 16, each image held 5 s, spread out: 3.2 images a second.
-  const until = Array.from({ length: 16 }, (_, i) => now + 5000 * ((i + 1) / 16));
-  for (let i = 0; i < 16; i++) t.claimed(1, now);
-  const start = now;
-  for (;;) {
-    const i = until.indexOf(Math.min(...until));
-    now = until[i]!;
-    if (now > start + 30_000) break;
-    t.freed(1, 5000, now);
-    t.claimed(1, now);
-    until[i] = now + 5000;
-  }
-  const rate = t.imagesPerSecond(now)!;
+  const stop = now + 30_000;
+  backlog(t, now, Array.from({ length: 16 }, (_, i) => now + 5000 * ((i + 1) / 16)), () => 5000, stop);
+  const rate = t.imagesPerSecond(stop)!;
   assert.ok(Math.abs(rate / 3.2 - 1) < 0.1, `${rate.toFixed(2)} images a second 30 s after the batch filled (3.2)`);
 });
 
