@@ -32,6 +32,7 @@ Environment:
   MOSAIC_WORKER_BATCH   the most images a worker decodes together (default 16)
   MOSAIC_LEASE_SECONDS  a running job whose worker is silent this long is requeued and resumed (default 15)
   MOSAIC_MAX_ATTEMPTS   a job lost this many times ends FAILED with WORKER_LOST (default 3)
+  MOSAIC_THREADS        threads for the text encoder and decoder steps (default: one per core; 0: ONNX Runtime's own)
   MOSAIC_PREVIEW_THREADS  threads for the preview decoder beside the decoder steps (default: one per core)
   MOSAIC_PREVIEW_SHARE    most of the time previews may spend decoding, 0.01-1 (default: 0.25)
   MOSAIC_HEALTH_FILE    a worker touches this file at every heartbeat (container health checks)

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import os from "node:os";
 import ort from "onnxruntime-node";
 import { MosaicError } from "../src/engine/errors.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { decodeGrids, generate, type GenerationEvent, type ProgressEvent } from "../src/engine/generate.ts";
 import { sequenceLength } from "../src/engine/model-format.ts";
 import { mosaic, mostFrequent } from "../src/engine/previews.ts";
+import { engineThreads } from "../src/engine/providers.ts";
 import { collect, finalImages, int64, maxAbsDiff, previewPoints, reference, referenceDecoder, settingsOf, sharedModel, shippedShape } from "./helpers.ts";
 
 // ONNX Runtime and PyTorch order float sums differently; 1e-4 absolute is far below anything that
@@ -280,5 +282,20 @@ test("bad requests are refused with BAD_INPUT before any work", async () => {
   const model = await sharedModel();
   for (const bad of [{ count: 0 }, { count: 10 }, { seed: -1 }, { seed: 2 ** 31 }, { previewInterval: -1 }, { sampling: { topK: 9999 } }, { prompt: "x".repeat(5000) }]) {
     await assert.rejects(collect(model, { prompt: "a red circle", ...bad }), (e: unknown) => e instanceof MosaicError && e.code === "BAD_INPUT");
+  }
+});
+
+test("ONNX Runtime's thread count is always given: one per core, MOSAIC_THREADS overrides, 0 is ONNX Runtime's own", () => {
+  const saved = process.env.MOSAIC_THREADS;
+  try {
+    delete process.env.MOSAIC_THREADS;
+    assert.equal(engineThreads(), os.availableParallelism());
+    for (const [raw, want] of [["3", 3], ["0", 0], [" ", os.availableParallelism()], ["-1", os.availableParallelism()], ["1.5", os.availableParallelism()], ["two", os.availableParallelism()]] as const) {
+      process.env.MOSAIC_THREADS = raw;
+      assert.equal(engineThreads(), want, `MOSAIC_THREADS=${JSON.stringify(raw)}`);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.MOSAIC_THREADS;
+    else process.env.MOSAIC_THREADS = saved;
   }
 });

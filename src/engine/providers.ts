@@ -3,6 +3,7 @@
  * logged line when the provider cannot start (onnxruntime-node throws "Failed to get a WebGPU
  * adapter" rather than falling back by itself, even with 'cpu' listed after it).
  */
+import os from "node:os";
 import ort from "onnxruntime-node";
 
 export type ProviderName = "cpu" | "webgpu" | "cuda";
@@ -14,8 +15,25 @@ export interface SessionRequest {
   provider: ProviderName;
   /** Outputs to leave in GPU memory (WebGPU) for the next run to read; ignored on the CPU. */
   deviceOutputs?: string[];
-  /** ONNX Runtime's intra-op threads for this session (default: one per core). */
+  /** ONNX Runtime's intra-op threads for this session (default: engineThreads()). */
   threads?: number;
+}
+
+/**
+ * ONNX Runtime's intra-op threads for a session that does not ask for a number: MOSAIC_THREADS, else
+ * one per CPU this process may run on (os.availableParallelism follows taskset and cpusets).
+ * Always passed explicitly: left at 0, ONNX Runtime takes the number of physical cores and pins its
+ * pool's threads to them ("affinitization", onnxruntime.ai's thread-management page), while
+ * onnxruntime-node runs each session from a libuv thread that is not pinned. On the 2-core machine a
+ * DALL·E-mini decoder step of one image took 45-48 ms with the default and 31-38 ms with the count
+ * given, and 403 MB of 1024×16,384 products went by at 18 GB/s against 31 (docs/performance.md).
+ * MOSAIC_THREADS=0 restores ONNX Runtime's own choice.
+ */
+export function engineThreads(): number {
+  const raw = process.env.MOSAIC_THREADS;
+  const v = Number(raw);
+  if (raw !== undefined && raw.trim() !== "" && Number.isInteger(v) && v >= 0) return v;
+  return os.availableParallelism();
 }
 
 export interface OpenedSession {
@@ -33,7 +51,7 @@ export async function openSession(req: SessionRequest, log: Logger): Promise<Ope
   // made it 5× slower (docs/performance.md).
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } },
-    ...(req.threads ? { intraOpNumThreads: req.threads } : {}),
+    intraOpNumThreads: req.threads ?? engineThreads(),
   };
   if (req.provider !== "cpu") {
     const options: ort.InferenceSession.SessionOptions = { ...base, executionProviders: [req.provider] };
