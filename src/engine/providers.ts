@@ -25,9 +25,10 @@ export interface SessionRequest {
  * Always passed explicitly: left at 0, ONNX Runtime takes the number of physical cores and pins its
  * pool's threads to them ("affinitization", onnxruntime.ai's thread-management page), while
  * onnxruntime-node runs each session from a libuv thread that is not pinned. On the 2-core machine a
- * DALL·E-mini decoder step of one image took 45-48 ms with the default and 31-38 ms with the count
- * given, and 403 MB of 1024×16,384 products went by at 18 GB/s against 31 (docs/performance.md).
- * MOSAIC_THREADS=0 restores ONNX Runtime's own choice.
+ * DALL·E-mini decoder step of one image took 45-50 ms with the default and 30-38 ms with the count
+ * given, and 403 MB of 1024×16,384 products went by at 18 GB/s against 31. The shipped model's tiny
+ * one-image steps were faster pinned (0.24 against 0.38 s an image), its 3×3 slower (1.44 against
+ * 1.17 s): docs/performance.md. MOSAIC_THREADS=0 restores ONNX Runtime's own choice.
  */
 export function engineThreads(): number {
   const raw = process.env.MOSAIC_THREADS;
