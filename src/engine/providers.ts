@@ -31,9 +31,14 @@ export interface SessionRequest {
  * 1.17 s): docs/performance.md. MOSAIC_THREADS=0 restores ONNX Runtime's own choice.
  */
 export function engineThreads(): number {
-  const raw = process.env.MOSAIC_THREADS;
+  return threadsSetting("MOSAIC_THREADS", 0);
+}
+
+/** A thread count from the environment variable `name`: an integer of at least `min`, else one per core. */
+export function threadsSetting(name: string, min: number): number {
+  const raw = process.env[name];
   const v = Number(raw);
-  if (raw !== undefined && raw.trim() !== "" && Number.isInteger(v) && v >= 0) return v;
+  if (raw !== undefined && raw.trim() !== "" && Number.isInteger(v) && v >= min) return v;
   return os.availableParallelism();
 }
 

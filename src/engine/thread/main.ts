@@ -4,12 +4,12 @@
  * cancellation and, in `serve`, the API keep answering however long a step takes). It knows nothing
  * of the database: generations come in as requests, their events go out as messages.
  */
-import os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { DecodeBatch } from "../batch.ts";
 import type { Member } from "../member.ts";
 import { MosaicError } from "../errors.ts";
 import { loadModel, type Model } from "../model.ts";
+import { threadsSetting } from "../providers.ts";
 import { decodeGrids } from "../vq.ts";
 import { PreviewClient } from "./preview-client.ts";
 import type { FromEngine, ThreadOptions, ToEngine } from "./protocol.ts";
@@ -31,8 +31,7 @@ let wake: (() => void) | null = null;
  * (ONNX Runtime's threads do not spin). Measured in docs/performance.md.
  */
 function previewThreads(): number {
-  const v = Number(process.env.MOSAIC_PREVIEW_THREADS);
-  return Number.isInteger(v) && v > 0 ? v : os.availableParallelism();
+  return threadsSetting("MOSAIC_PREVIEW_THREADS", 1);
 }
 
 /**
