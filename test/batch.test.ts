@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DecodeBatch } from "../src/engine/batch.ts";
+import { regroupRows } from "../src/engine/batch-state.ts";
 import type { Member } from "../src/engine/member.ts";
 import type { GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
@@ -134,5 +135,29 @@ test("the text encoder runs each distinct row once; every row gets what encoding
   for (const [name, a, b] of [["cross_k", got.k, all.cross_k!], ["cross_v", got.v, all.cross_v!]] as const) {
     const diff = maxAbsDiff(a.data as Float32Array, b.data as Float32Array);
     assert.ok(diff < 1e-5, `${name}: ${diff} from encoding all ${order.length} rows`);
+  }
+});
+
+test("regrouping a stacked array in place gives what copying the kept and joining rows into a new one gives", () => {
+  // Every mix of rows leaving and joining, batches growing and shrinking, with and without fresh rows.
+  let seed = 7;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  for (let trial = 0; trial < 400; trial++) {
+    const L = 1 + rand(4), B = 1 + rand(9), rowSize = 1 + rand(5), joinRows = rand(6);
+    const kept = Array.from({ length: B }, (_, r) => r).filter(() => rand(3) > 0);
+    if (kept.length === 0) kept.push(rand(B));
+    const B2 = kept.length + joinRows;
+    const fresh = rand(2) ? Float32Array.from({ length: L * joinRows * rowSize }, () => -1 - rand(1000)) : null;
+    const room = L * Math.max(B, B2) * rowSize + rand(3) * rowSize;
+    const a = new Float32Array(room).map((_, i) => (i < L * B * rowSize ? 1 + i : 9999));
+    const expected = new Float32Array(L * B2 * rowSize);
+    for (let l = 0; l < L; l++) {
+      kept.forEach((row, i) => expected.set(a.subarray((l * B + row) * rowSize, (l * B + row + 1) * rowSize), (l * B2 + i) * rowSize));
+      for (let j = 0; j < joinRows; j++) {
+        if (fresh) expected.set(fresh.subarray((l * joinRows + j) * rowSize, (l * joinRows + j + 1) * rowSize), (l * B2 + kept.length + j) * rowSize);
+      }
+    }
+    regroupRows(a, B, kept, fresh, joinRows, rowSize, L);
+    assert.deepEqual(a.subarray(0, L * B2 * rowSize), expected, `trial ${trial}: L ${L}, B ${B}, kept ${kept}, joining ${joinRows}`);
   }
 });

@@ -74,15 +74,34 @@ export interface DeviceOps {
 
 const size = (dims: number[]): number => dims.reduce((a, b) => a * b, 1);
 
-function zeros(dims: number[]): ort.Tensor {
-  return new ort.Tensor("float32", new Float32Array(size(dims)), dims);
-}
-
 /** Rows [l, row, ...] of `from` (batch `fromRows`) copied to row `to` of `out` (batch `outRows`). */
 function copyRow(from: Float32Array, fromRows: number, row: number, out: Float32Array, outRows: number, to: number, rowSize: number, L: number): void {
   for (let l = 0; l < L; l++) {
     const src = (l * fromRows + row) * rowSize;
     out.set(from.subarray(src, src + rowSize), (l * outRows + to) * rowSize);
+  }
+}
+
+/**
+ * Regroups a stacked [L, B, …] array in place: row `kept[i]` of each layer becomes row i of a batch of
+ * B' = kept.length + joinRows, and the joining rows are copied from `fresh` ([L, joinRows, …]) or, with
+ * none, zeroed. `a` must have room for L × B' rows. The blocks keep their order, so moving those that go
+ * right first (last to first), then those that go left (first to last), never overwrites a block before
+ * it is read; the joining rows go in last.
+ */
+export function regroupRows(a: Float32Array, B: number, kept: readonly number[], fresh: Float32Array | null, joinRows: number, rowSize: number, L: number): void {
+  const B2 = kept.length + joinRows;
+  const n = L * kept.length;
+  const src = (j: number) => (Math.floor(j / kept.length) * B + kept[j % kept.length]!) * rowSize;
+  const dst = (j: number) => (Math.floor(j / kept.length) * B2 + (j % kept.length)) * rowSize;
+  for (let j = n - 1; j >= 0; j--) if (dst(j) > src(j)) a.copyWithin(dst(j), src(j), src(j) + rowSize);
+  for (let j = 0; j < n; j++) if (dst(j) < src(j)) a.copyWithin(dst(j), src(j), src(j) + rowSize);
+  for (let l = 0; l < L; l++) {
+    for (let j = 0; j < joinRows; j++) {
+      const to = (l * B2 + kept.length + j) * rowSize;
+      if (fresh) a.set(fresh.subarray((l * joinRows + j) * rowSize, (l * joinRows + j + 1) * rowSize), to);
+      else a.fill(0, to, to + rowSize);
+    }
   }
 }
 
@@ -169,6 +188,15 @@ export class HostState extends Base implements BatchState {
   }
 
   /**
+   * The arrays behind the feeds, each from its first element to the end of its room: regrouping
+   * reuses them while the new batch fits (`regroupRows`). A fresh array per regroup cost the engine
+   * thread more than its decoder steps in a busy server with the shipped model (7.1 s against
+   * 20.4 s of step runs for 100 one-image jobs): the zero-filled allocation of every row at all N
+   * positions, each time a generation joined or left (docs/performance.md).
+   */
+  private store: Partial<Record<keyof StepFeeds, Float32Array>> = {};
+
+  /**
    * A zero cache of B rows at the current length, in an array with room for all N positions: growing
    * then moves what is written within the same memory (`grow`), and pages beyond it are never touched
    * until the cache reaches them. (Without growth the length is N and the array is exactly the cache.)
@@ -177,6 +205,21 @@ export class HostState extends Base implements BatchState {
     const { L, H, D, N } = this.dims;
     const dims = [L, B, H, this.length, D];
     return new ort.Tensor("float32", new Float32Array(L * B * H * N * D).subarray(0, size(dims)), dims);
+  }
+
+  protected override async startFresh(joining: Encoded, B: number): Promise<void> {
+    await super.startFresh(joining, B);
+    const f = this.feeds;
+    const whole = (t: ort.Tensor) => {
+      const a = t.data as Float32Array;
+      return new Float32Array(a.buffer, a.byteOffset, (a.buffer.byteLength - a.byteOffset) / 4);
+    };
+    this.store = { past_k: whole(f.past_k), past_v: whole(f.past_v), cross_k: f.cross_k.data as Float32Array, cross_v: f.cross_v.data as Float32Array };
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.store = {};
   }
 
   /** Views made once per set of arrays: writes go into the arrays, which the views share. */
@@ -188,27 +231,31 @@ export class HostState extends Base implements BatchState {
   }
 
   async regroup(kept: number[], joining: Encoded | null, joinRows: number): Promise<void> {
-    const { L, H, D, T } = this.dims;
+    const { L, H, D, T, N: full } = this.dims;
     const N = this.length;
     const B = kept.length + joinRows;
     if (kept.length === 0) return this.startFresh(joining!, B);
     const old = this.feeds;
-    const gather = (from: ort.Tensor, fresh: ort.Tensor | null, rowSize: number, dims: number[]): ort.Tensor => {
-      const t = dims === cacheDims ? this.cacheArray(B) : zeros(dims);
-      const out = t.data as Float32Array;
-      kept.forEach((row, i) => copyRow(from.data as Float32Array, this.rows, row, out, B, i, rowSize, L));
-      if (fresh) for (let j = 0; j < joinRows; j++) copyRow(fresh.data as Float32Array, joinRows, j, out, B, kept.length + j, rowSize, L);
-      return t;
-    };
-    const cacheDims = this.cacheDims(B);
-    const crossDims = [L, B, H, T, D];
-    const next: StepFeeds = {
-      cross_k: gather(old.cross_k, joining?.k ?? null, H * T * D, crossDims),
-      cross_v: gather(old.cross_v, joining?.v ?? null, H * T * D, crossDims),
-      past_k: gather(old.past_k, null, H * N * D, cacheDims),
-      past_v: gather(old.past_v, null, H * N * D, cacheDims),
-    };
-    this.dispose();
+    const next = {} as StepFeeds;
+    for (const key of ["cross_k", "cross_v", "past_k", "past_v"] as const) {
+      const cross = key.startsWith("cross");
+      // A row's size now, and at the full cache length (what an array's room is counted in).
+      const rowSize = H * (cross ? T : N) * D, roomRow = H * (cross ? T : full) * D;
+      const fresh = cross ? (key === "cross_k" ? joining?.k : joining?.v)?.data as Float32Array | undefined ?? null : null;
+      let store = this.store[key]!;
+      if (store.length >= L * B * roomRow) regroupRows(store, this.rows, kept, fresh, joinRows, rowSize, L);
+      else {
+        // No room: a new array, as large as this batch needs, and the rows copied over.
+        const from = store;
+        store = new Float32Array(L * B * roomRow);
+        kept.forEach((row, i) => copyRow(from, this.rows, row, store, B, i, rowSize, L));
+        if (fresh) for (let j = 0; j < joinRows; j++) copyRow(fresh, joinRows, j, store, B, kept.length + j, rowSize, L);
+      }
+      this.store[key] = store;
+      const dims = [L, B, H, cross ? T : N, D];
+      next[key] = new ort.Tensor("float32", store.subarray(0, size(dims)), dims);
+    }
+    for (const t of Object.values(old)) t.dispose();
     joining?.k.dispose();
     joining?.v.dispose();
     this.cur = next;

@@ -9,8 +9,11 @@ import type { LogFn } from "../ops/log.ts";
 export const CHANNEL = "mosaic_events";
 
 export type BusEvent =
-  /** A generation's row changed: status, progress or a cancel request. */
-  | { kind: "generation"; id: string }
+  /**
+   * A generation's row changed: status, progress or a cancel request. `progress`: only its progress
+   * (tokens, codes, previews), written by the worker that runs it, which has nothing to check then.
+   */
+  | { kind: "generation"; id: string; progress?: true }
   /** The queue changed (a job was added, claimed or left): positions move, workers wake. */
   | { kind: "queue" };
 

@@ -3,59 +3,46 @@
  * images, a cancellation or a failure. Every write is conditional on the job still being this
  * worker's and running (a job requeued meanwhile throws LostJob), and a write that fails because the
  * database is away is retried with backoff, the job's state staying in memory meanwhile.
+ * Progress and previews of all the worker's jobs go out together, batched (progress-writer.ts).
  * Split from the worker, which decides what runs; this module only records what happened.
  */
 import { randomUUID } from "node:crypto";
 import type { Prisma } from "../db/client.ts";
 import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
-import type { Generation } from "../db/generated/client.ts";
 import { MosaicError } from "../engine/errors.ts";
-import type { Frame, GenerationEvent } from "../engine/generate.ts";
+import type { GenerationEvent } from "../engine/generate.ts";
 import { encodeFrame } from "../images/encode.ts";
 import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { packCodes } from "./codes.ts";
 import { publish } from "./events.ts";
+import { LostJob, type Job } from "./job.ts";
+import { ProgressWriter } from "./progress-writer.ts";
 import { dropOldPreviews } from "./queue.ts";
 
-/** Progress (with the codes a resume needs) is written at most this often per generation, plus at every preview. */
-const PROGRESS_EVERY_MS = 100;
 /** How long a write is retried while the database is unreachable before the job is given up. */
 const RETRY_FOR_MS = 10 * 60_000;
 
-/** A claimed generation, as its worker holds it. */
-export interface Job {
-  row: Generation;
-  grids: Int32Array[];
-  /** Its terminal event has arrived from the engine: its room in the batch is free. */
-  finished: boolean;
-  /** Dropped (lost, failed): events still in flight for it are ignored. */
-  dropped: boolean;
-  /** Its events are recorded in order, one after another, beside decoding. */
-  chain: Promise<void>;
-  /** Tokens per image drawn so far, and how many of them are saved in the row. */
-  tokensDone: number;
-  tokensSaved: number;
-  lastWrite: number;
-  /** When this worker claimed it (performance.now()). */
-  claimedAt: number;
-  /** Its wait in the queue (startedAt - createdAt, the database's clock) on its first claim; null when resumed. */
-  queueWaitMs: number | null;
-  /** A preview was stored in this attempt. */
-  previewed: boolean;
-}
-
-/** The job is no longer this worker's (it was requeued and claimed again, or ended meanwhile). */
-export class LostJob extends Error {}
 
 export interface RecorderOptions {
   log: LogFn;
   metrics?: Metrics;
+  /** A job whose batched progress write found its row taken from this worker, or failed for good. */
+  lost: (job: Job, e: unknown) => void;
 }
 
 export class Recorder {
+  private readonly progress: ProgressWriter;
+
   /** `stopping`: the worker is stopping, so a write is not retried any longer. */
-  constructor(private readonly prisma: Prisma, private readonly workerId: string, private readonly o: RecorderOptions, private readonly stopping: () => boolean) {}
+  constructor(private readonly prisma: Prisma, private readonly workerId: string, private readonly o: RecorderOptions, private readonly stopping: () => boolean) {
+    this.progress = new ProgressWriter(prisma, workerId, o);
+  }
+
+  /** No more batched progress writes; resolves when one in flight has ended (the worker saves the rest itself). */
+  stopProgress(): Promise<void> {
+    return this.progress.stop();
+  }
 
   /** Runs a database write, retrying with backoff while the database is unreachable (other errors are not retried). */
   private async retrying<T>(what: string, id: string, fn: () => Promise<T>): Promise<T> {
@@ -92,22 +79,12 @@ export class Recorder {
     if (ev.type === "progress") {
       ev.tokens.forEach((t, i) => { job.grids[i]![ev.tokensDone - 1] = t; });
       job.tokensDone = ev.tokensDone;
-      const now = performance.now();
-      if (!ev.previews && now - job.lastWrite < PROGRESS_EVERY_MS && ev.tokensDone < ev.tokensTotal) return;
-      job.lastWrite = now;
-      // A preview may show an earlier point than this step (previews run beside the decoder).
-      if (ev.previews) await this.savePreviews(id, ev.previewTokens ?? ev.tokensDone, ev.previews);
-      await this.saveProgress(job);
-      if (ev.previews && !job.previewed) {
-        job.previewed = true;
-        // Time to first preview: for a first attempt, its wait plus this worker's time to it.
-        if (job.queueWaitMs !== null) {
-          const s = (job.queueWaitMs + performance.now() - job.claimedAt) / 1000;
-          this.o.metrics?.firstPreview.observe(s);
-          this.o.log(`mosaic: generation ${id} first preview at token ${ev.previewTokens ?? ev.tokensDone}`, { event: "first_preview", generationId: id, tokensDone: ev.previewTokens ?? ev.tokensDone, seconds: round(s) });
-        }
-      }
-      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
+      // Progress and previews go out with the other jobs' in one write (progress-writer.ts). A
+      // preview may show an earlier point than this step (previews run beside the decoder).
+      if (!ev.previews) this.progress.mark(job);
+      else if (ev.tokensDone < ev.tokensTotal) await this.progress.preview(job, ev.previewTokens ?? ev.tokensDone, ev.previews);
+      // The last one, which the completion follows: written now, retried while the database is away.
+      else await this.retrying("saving previews", id, () => this.progress.preview(job, ev.previewTokens ?? ev.tokensDone, ev.previews!, true));
     } else if (ev.type === "completed") {
       const images = await Promise.all(ev.images.map(async (img) => ({
         id: randomUUID(), generationId: id, index: img.index, seed: img.seed, format: "png",
@@ -184,16 +161,7 @@ export class Recorder {
       await publish(this.prisma, { kind: "generation", id }).catch(() => {});
     }
   }
-
-  private async savePreviews(id: string, tokensDone: number, frames: Frame[]): Promise<void> {
-    const data = await Promise.all(frames.map(async (f, index) => ({
-      id: randomUUID(), generationId: id, tokensDone, index, width: f.width, height: f.height,
-      bytes: toBytes(await encodeFrame(f, { format: "png" })),
-    })));
-    await this.retrying("saving previews", id, () => this.prisma.preview.createMany({ data, skipDuplicates: true }));
-  }
 }
-
 
 const round = (s: number) => Math.round(s * 1000) / 1000;
 export const seconds = (ms: number | null) => (ms === null ? null : round(ms / 1000));

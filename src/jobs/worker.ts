@@ -21,7 +21,8 @@ import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { unpackCodes } from "./codes.ts";
 import { publish, type EventBus } from "./events.ts";
-import { LostJob, Recorder, seconds, type Job } from "./recorder.ts";
+import { LostJob, type Job } from "./job.ts";
+import { Recorder, seconds } from "./recorder.ts";
 import { Housekeeping } from "./housekeeping.ts";
 import { claimNext, DEFAULT_QUEUE, heartbeatMs, releaseJob, workerGone, workerHeartbeat, type QueueSettings } from "./queue.ts";
 import { Throughput } from "./throughput.ts";
@@ -70,7 +71,7 @@ export class Worker {
     this.batchImages = o.batchImages ?? DEFAULT_BATCH_IMAGES;
     this.queue = o.queue ?? DEFAULT_QUEUE;
     this.modelName = model.manifest.name;
-    this.recorder = new Recorder(prisma, this.id, o, () => this.stopped);
+    this.recorder = new Recorder(prisma, this.id, { ...o, lost: (job, e) => void this.drop(job, e) }, () => this.stopped);
     this.housekeeping = new Housekeeping(prisma, { log: o.log, metrics: o.metrics, queue: this.queue, retentionDays: o.retentionDays });
   }
 
@@ -94,7 +95,9 @@ export class Worker {
         this.queueChanged = true;
         this.fill();
       }
-      else if (e.kind === "generation" && this.jobs.has(e.id)) void this.checkCancel(e.id);
+      // A cancel, a delete or a requeue comes as a plain generation event. Progress events are this
+      // worker's own writes: checking each would cost a query per job at every progress write.
+      else if (e.kind === "generation" && !e.progress && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
     await workerHeartbeat(this.prisma, this.id, this.modelName, null, this.batchImages);
     // Jobs left RUNNING by a process that died are put back (or failed, if lost too often) first.
@@ -125,6 +128,8 @@ export class Worker {
     await this.claiming;
     await paused;
     await Promise.all([...this.jobs.values()].map((j) => j.chain));
+    // Batched progress writes end here: what they had not written yet is saved below, job by job.
+    await this.recorder.stopProgress();
     for (const [id, job] of this.jobs) {
       if (job.dropped || job.finished) continue;
       try {
@@ -187,7 +192,7 @@ export class Worker {
       const queueWaitMs = row.attempts === 1 && row.startedAt ? row.startedAt.getTime() - row.createdAt.getTime() : null;
       if (queueWaitMs !== null) this.o.metrics?.queueWait.observe(queueWaitMs / 1000);
       this.jobs.set(row.id, {
-        row, grids, finished: false, dropped: false, chain: Promise.resolve(), tokensDone: row.tokensDone, tokensSaved: row.tokensDone, lastWrite: 0,
+        row, grids, finished: false, dropped: false, chain: Promise.resolve(), tokensDone: row.tokensDone, tokensSaved: row.tokensDone,
         claimedAt: performance.now(), queueWaitMs: resume ? null : queueWaitMs, previewed: false,
       });
       this.rate.claimed(row.count);
