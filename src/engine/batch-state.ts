@@ -74,14 +74,6 @@ export interface DeviceOps {
 
 const size = (dims: number[]): number => dims.reduce((a, b) => a * b, 1);
 
-/** Rows [l, row, ...] of `from` (batch `fromRows`) copied to row `to` of `out` (batch `outRows`). */
-function copyRow(from: Float32Array, fromRows: number, row: number, out: Float32Array, outRows: number, to: number, rowSize: number, L: number): void {
-  for (let l = 0; l < L; l++) {
-    const src = (l * fromRows + row) * rowSize;
-    out.set(from.subarray(src, src + rowSize), (l * outRows + to) * rowSize);
-  }
-}
-
 /**
  * Regroups a stacked [L, B, …] array in place: row `kept[i]` of each layer becomes row i of a batch of
  * B' = kept.length + joinRows, and the joining rows are copied from `fresh` ([L, joinRows, …]) or, with
@@ -241,16 +233,15 @@ export class HostState extends Base implements BatchState {
       const cross = key.startsWith("cross");
       // A row's size now, and at the full cache length (what an array's room is counted in).
       const rowSize = H * (cross ? T : N) * D, roomRow = H * (cross ? T : full) * D;
-      const fresh = cross ? (key === "cross_k" ? joining?.k : joining?.v)?.data as Float32Array | undefined ?? null : null;
+      const joined = key === "cross_k" ? joining?.k : key === "cross_v" ? joining?.v : undefined;
       let store = this.store[key]!;
-      if (store.length >= L * B * roomRow) regroupRows(store, this.rows, kept, fresh, joinRows, rowSize, L);
-      else {
-        // No room: a new array, as large as this batch needs, and the rows copied over.
-        const from = store;
+      if (store.length < L * B * roomRow) {
+        // No room: a new array, as large as this batch needs, holding the old rows to regroup.
+        const from = store.subarray(0, L * this.rows * rowSize);
         store = new Float32Array(L * B * roomRow);
-        kept.forEach((row, i) => copyRow(from, this.rows, row, store, B, i, rowSize, L));
-        if (fresh) for (let j = 0; j < joinRows; j++) copyRow(fresh, joinRows, j, store, B, kept.length + j, rowSize, L);
+        store.set(from);
       }
+      regroupRows(store, this.rows, kept, (joined?.data as Float32Array | undefined) ?? null, joinRows, rowSize, L);
       this.store[key] = store;
       const dims = [L, B, H, cross ? T : N, D];
       next[key] = new ort.Tensor("float32", store.subarray(0, size(dims)), dims);

@@ -3,8 +3,8 @@
  * needs), and its progress notification, at most every PROGRESS_EVERY_MS for the whole batch rather
  * than per job. With one statement per job and per write, a worker decoding 14 one-image jobs of
  * the shipped model sent about 140 updates and 140 notifications a second, and on a 2-core machine
- * PostgreSQL and the round trips took the cores the decoder needed: the server delivered 55-65% of
- * its engine's throughput (docs/performance.md, "The server against its engine").
+ * PostgreSQL and the round trips took the cores the decoder needed: the server delivered 39-57% of
+ * its engine's throughput with previews off (docs/performance.md, "The server against its engine").
  *
  * Previews go in the same statement: each job's newest one not yet written (a newer one replaces
  * it, as the engine's newest grid replaces a stale one). Completions, cancellations and failures are

@@ -23,7 +23,6 @@ import { dropOldPreviews } from "./queue.ts";
 /** How long a write is retried while the database is unreachable before the job is given up. */
 const RETRY_FOR_MS = 10 * 60_000;
 
-
 export interface RecorderOptions {
   log: LogFn;
   metrics?: Metrics;
