@@ -5,7 +5,7 @@
  */
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { modelFolder, parseProvider } from "../src/config.ts";
+import { modelFolder, parseProvider } from "../src/engine/settings.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import { generate, type GenerateRequest } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";

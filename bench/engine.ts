@@ -5,7 +5,7 @@
  */
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { modelFolder, parseProvider } from "../src/config.ts";
+import { modelFolder, parseProvider } from "../src/engine/settings.ts";
 import { decodeGrids } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/model.ts";
 import { sequenceLength } from "../src/engine/model-format.ts";

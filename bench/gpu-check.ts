@@ -6,7 +6,7 @@
  * within float noise of each other, so it reports how many tokens agree rather than failing.
  */
 import { parseArgs } from "node:util";
-import { modelFolder, parseProvider } from "../src/config.ts";
+import { modelFolder, parseProvider } from "../src/engine/settings.ts";
 import { generate, type GenerateRequest } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 

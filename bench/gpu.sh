@@ -3,6 +3,7 @@
 # `npm ci`:
 #
 #   bash bench/gpu.sh pack          # packs Node, the engine's npm packages and Vulkan into .gpu/ (bench/gpu/)
+#   bash bench/gpu.sh closure       # only lists the package folders it would pack
 #
 # Then one device call with carry [".gpu"] and a timeout that leaves room for a rerun:
 #
@@ -18,14 +19,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "${1:-}" = pack ]; then
-  # The packages the bench scripts import are found from the scripts themselves; named here are tsx
-  # (the loader), those loaded through createRequire (unidecode, unicode-emoji-json) and the rest of
-  # the engine's run-time packages.
-  exec bash bench/gpu/pack.sh tsx onnxruntime-node sharp @huggingface/tokenizers unidecode unicode-emoji-json entities \
-    bench/gpu-check.ts bench/torch.ts bench/batching.ts
-fi
-[ "${1:-}" = run ] || { echo "usage: bench/gpu.sh pack | run [mini|mega|all]" >&2; exit 2; }
+# The packages the bench scripts import are found from the scripts themselves; named here are tsx
+# (the loader), those loaded through createRequire (unidecode, unicode-emoji-json) and the rest of
+# the engine's run-time packages.
+packed=(tsx onnxruntime-node sharp @huggingface/tokenizers unidecode unicode-emoji-json entities
+  bench/gpu-check.ts bench/torch.ts bench/batching.ts)
+if [ "${1:-}" = pack ]; then exec bash bench/gpu/pack.sh "${packed[@]}"; fi
+# The package folders pack would take, without packing (test/gpu-pack.test.ts checks them).
+if [ "${1:-}" = closure ]; then exec node bench/gpu/closure.mjs "${packed[@]}"; fi
+[ "${1:-}" = run ] || { echo "usage: bench/gpu.sh pack | closure | run [mini|mega|all]" >&2; exit 2; }
 sizes=${2:-mini}
 [ "$sizes" = all ] && sizes="mini mega"
 

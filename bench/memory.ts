@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { ThreadedRunner } from "./common.ts";
 
 const { values } = parseArgs({

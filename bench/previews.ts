@@ -6,7 +6,7 @@
  */
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { modelFolder, parseProvider } from "../src/config.ts";
+import { modelFolder, parseProvider } from "../src/engine/settings.ts";
 import { median, ThreadedRunner } from "./common.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "3" }, count: { type: "string", default: "9" }, model: { type: "string" }, provider: { type: "string" } } });

@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "graphql-sse";
 import pg from "pg";
 import sharp from "sharp";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { startEmbedded } from "../src/db/embedded.ts";
 import { encodeFrame } from "../src/images/encode.ts";
 

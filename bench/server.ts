@@ -9,7 +9,7 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { startApp } from "../src/app.ts";
-import { modelFolder } from "../src/config.ts";
+import { modelFolder } from "../src/engine/settings.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import type { GenerateRequest } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";

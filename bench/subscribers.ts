@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "graphql-sse";
 import pg from "pg";
 import { startApp, type App } from "../src/app.ts";
-import { modelFolder } from "../src/config.ts";
+import { modelFolder } from "../src/engine/settings.ts";
 import { CHANNEL } from "../src/jobs/events.ts";
 import { create, createTestDatabase, stopEmbedded } from "../test/server-helpers.ts";
 

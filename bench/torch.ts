@@ -19,7 +19,7 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { PACKAGE_ROOT, parseProvider } from "../src/config.ts";
+import { PACKAGE_ROOT, parseProvider } from "../src/engine/settings.ts";
 import { median, ThreadedRunner, type ThreadedTiming } from "./common.ts";
 
 const { values } = parseArgs({

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { parseArgs } from "node:util";
-import { modelFolder, PACKAGE_ROOT } from "../src/config.ts";
+import { modelFolder, PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { generate } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { encodeFrame } from "../src/images/encode.ts";

@@ -2,7 +2,7 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { lexicographicSortSchema, printSchema } from "graphql";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { schema } from "../src/graphql/schema.ts";
 
 export const SCHEMA_FILE = path.join(PACKAGE_ROOT, "schema.graphql");

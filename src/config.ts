@@ -1,25 +1,10 @@
-/** Settings that come from the environment, with their defaults, in one place. */
+/** The server's settings from the environment, with their defaults (the engine's, model folder and provider, are in engine/settings.ts). */
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { badInput } from "./engine/errors.ts";
 import { DEFAULT_ACCESS, type AccessSettings } from "./auth/access.ts";
 import { parseAuthMode } from "./auth/viewer.ts";
-import { PROVIDERS, type ProviderName } from "./engine/providers.ts";
 import { DEFAULT_QUOTAS } from "./jobs/admission.ts";
 import { DEFAULT_QUEUE, type QueueSettings } from "./jobs/queue.ts";
-
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const DEFAULT_MODEL = path.join(PACKAGE_ROOT, "models", "mosaic-shapes");
-
-export function modelFolder(flag?: string): string {
-  return path.resolve(flag ?? process.env.MOSAIC_MODEL ?? DEFAULT_MODEL);
-}
-
-export function parseProvider(value: string | undefined): ProviderName {
-  const v = (value ?? process.env.MOSAIC_PROVIDER ?? "cpu").toLowerCase();
-  if (!(PROVIDERS as readonly string[]).includes(v)) throw badInput(`provider must be one of ${PROVIDERS.join(", ")} (got "${v}")`);
-  return v as ProviderName;
-}
 
 export interface ServerConfig {
   port: number;

@@ -14,7 +14,8 @@ import WebSocket from "ws";
 import type { App } from "../src/app.ts";
 import { DEFAULT_ACCESS } from "../src/auth/access.ts";
 import { UrlSigner } from "../src/auth/signing.ts";
-import { PACKAGE_ROOT, serverConfig } from "../src/config.ts";
+import { serverConfig } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import type { Json } from "./helpers.ts";
 import { CREATE, createTestDatabase, gql, sql, startTestApp, stopEmbedded, uuidOf, waitFor, type TestDatabase } from "./server-helpers.ts";
 

@@ -6,7 +6,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { promisify } from "node:util";
 import sharp from "sharp";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { MODEL_DIR, shippedShape, type Json } from "./helpers.ts";
 
 const run = promisify(execFile);

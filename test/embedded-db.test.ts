@@ -9,7 +9,7 @@ import { after, test } from "node:test";
 import { promisify } from "node:util";
 import pg from "pg";
 import { startApp } from "../src/app.ts";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { startEmbedded } from "../src/db/embedded.ts";
 import { MODEL_DIR } from "./helpers.ts";
 import { create, eventsOverSse, gql } from "./server-helpers.ts";

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import ort from "onnxruntime-node";
-import { DEFAULT_MODEL, PACKAGE_ROOT } from "../src/config.ts";
+import { DEFAULT_MODEL, PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { generate, type GenerateRequest, type GenerationEvent } from "../src/engine/generate.ts";
 import { loadModel, type Model } from "../src/engine/model.ts";
 import { imageCodes, planLength, sequenceLength, validateManifest } from "../src/engine/model-format.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { normalizeDalleMini } from "../src/engine/normalize-dalle-mini.ts";
 import { normalize } from "../src/engine/text.ts";
 

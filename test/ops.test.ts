@@ -17,7 +17,7 @@ import { promisify } from "node:util";
 import pino from "pino";
 import YAML from "yaml";
 import type { App } from "../src/app.ts";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { logLevel, logTo } from "../src/ops/log.ts";
 import { shippedShape, type Json } from "./helpers.ts";

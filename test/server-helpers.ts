@@ -13,7 +13,7 @@ import WebSocket from "ws";
 import { startApp, type App } from "../src/app.ts";
 import { DEFAULT_ACCESS, type AccessSettings } from "../src/auth/access.ts";
 import type { Role } from "../src/graphql/context.ts";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import type { QueueSettings } from "../src/jobs/queue.ts";
 import { MODEL_DIR, type Json } from "./helpers.ts";

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import { assertValidSchema, isObjectType, isInterfaceType, isInputObjectType, isEnumType, isUnionType } from "graphql";
 import sharp from "sharp";
 import type { App } from "../src/app.ts";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { schema } from "../src/graphql/schema.ts";
 import { printed } from "../scripts/print-schema.ts";
 import type { Json } from "./helpers.ts";

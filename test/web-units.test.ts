@@ -10,7 +10,7 @@ import { crc32 as zlibCrc32 } from "node:zlib";
 import sharp from "sharp";
 import { addTextChunks, crc32, pngText, readTextChunks } from "../web/src/png.ts";
 import { Board, finer, type Picture } from "../web/src/board.ts";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { ensureWebBuilt } from "./e2e/browser.ts";
 
 function chunks(png: Uint8Array): { type: string; ok: boolean }[] {

@@ -18,7 +18,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import sharp from "sharp";
 import { startApp, type App } from "../src/app.ts";
-import { parseProvider } from "../src/config.ts";
+import { parseProvider } from "../src/engine/settings.ts";
 import { DecodeBatch } from "../src/engine/batch.ts";
 import type { Member } from "../src/engine/member.ts";
 import { decodeGrids, type GenerateRequest, type GenerationEvent } from "../src/engine/generate.ts";

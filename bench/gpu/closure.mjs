@@ -4,6 +4,7 @@
 // dependencies and optionalDependencies, followed recursively and resolved as Node resolves them.
 // Packages loaded through createRequire() are not seen by esbuild: name those.
 //   node bench/gpu/closure.mjs [PACKAGE | ENTRY.ts]...
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 
@@ -23,11 +24,29 @@ async function importedBy(entries) {
     entryPoints: entries, bundle: true, write: false, metafile: true, platform: "node", format: "esm",
     packages: "external", outdir: "unused", logLevel: "error",
   });
+  // The GPU machine gets the tracked tree: a git-ignored file the entries import (the Prisma client
+  // generated at install, a build output) is not there, and the run would fail at its first import.
+  const sources = Object.keys(result.metafile.inputs).filter((f) => !f.includes("node_modules/"));
+  const ignored = gitIgnored(sources);
+  if (ignored.length) throw new Error(`the entries import files git ignores, which the GPU machine does not get: ${ignored.join(", ")}`);
   const names = new Set();
   for (const input of Object.values(result.metafile.inputs)) {
-    for (const i of input.imports) if (i.external && !i.path.startsWith("node:")) names.add(packageOf(i.path));
+    // Only packages: esbuild also lists as external a relative import whose bindings are all types
+    // (the generated Prisma client's `import { type PrismaClient } from "./class.ts"`).
+    for (const i of input.imports) if (i.external && !i.path.startsWith("node:") && !/^[./]/.test(i.path)) names.add(packageOf(i.path));
   }
   return [...names];
+}
+
+/** The files among `files` that git ignores (none outside a git checkout). */
+function gitIgnored(files) {
+  try {
+    return execFileSync("git", ["check-ignore", "--stdin"], { input: files.join("\n"), encoding: "utf8" }).split("\n").filter(Boolean);
+  } catch (e) {
+    // Exit status 1: none is ignored; 128: not a git checkout.
+    if (e.status === 1 || e.status === 128) return [];
+    throw e;
+  }
 }
 
 function locate(name, fromDir) {

@@ -37,4 +37,10 @@ fi
 ls .gpu/debs/libvulkan1_*.deb >/dev/null 2>&1 || echo "pack: warning: no libvulkan1 package; WebGPU will not find Vulkan on the GPU machine" >&2
 
 cp "$here/unpack.sh" .gpu/unpack.sh
-echo "pack: $(du -sh .gpu | cut -f1) in .gpu/ ($(wc -l < .gpu/packages.txt) package folders, $(ls .gpu/debs)); carry [\".gpu\"]"
+# The device tool carries the working tree and .gpu/ together, 64 MiB at most.
+total=$(( $(du -sb .gpu | cut -f1) + $(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1) ))
+if [ "$total" -gt $(( 64 * 1024 * 1024 )) ]; then
+  echo "pack: .gpu/ and the tracked tree are $(( total / 1024 / 1024 )) MiB, over the device tool's 64 MiB: the run would not be carried" >&2
+  exit 1
+fi
+echo "pack: $(du -sh .gpu | cut -f1) in .gpu/, $(( total / 1024 / 1024 )) MiB with the tracked tree ($(wc -l < .gpu/packages.txt) package folders, $(ls .gpu/debs)); carry [\".gpu\"]"

@@ -5,7 +5,7 @@ import {
   buildSchema, getNamedType, isEnumType, isInputObjectType, isLeafType, isListType, isNonNullType, isObjectType, isUnionType,
   type GraphQLArgument, type GraphQLCompositeType, type GraphQLField, type GraphQLInputType, type GraphQLSchema,
 } from "graphql";
-import { PACKAGE_ROOT } from "../../src/config.ts";
+import { PACKAGE_ROOT } from "../../src/engine/settings.ts";
 import type { Rng } from "./rng.ts";
 import { BIG_LITERALS, cursor, EDGE_FLOATS, EDGE_INTS, globalId, hostileString, NAN_LIKE, type KnownIds } from "./values.ts";
 

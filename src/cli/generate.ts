@@ -2,7 +2,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { modelFolder, parseProvider } from "../config.ts";
+import { modelFolder, parseProvider } from "../engine/settings.ts";
 import { badInput } from "../engine/errors.ts";
 import { generate, type Frame } from "../engine/generate.ts";
 import { loadModel } from "../engine/model.ts";

@@ -2,7 +2,8 @@
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
 import { startApp } from "../app.ts";
-import { modelFolder, parseProvider, serverConfig } from "../config.ts";
+import { serverConfig } from "../config.ts";
+import { modelFolder, parseProvider } from "../engine/settings.ts";
 import { openDatabase } from "../db/client.ts";
 import { badInput } from "../engine/errors.ts";
 import type { Role } from "../graphql/context.ts";

@@ -7,7 +7,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
-import { PACKAGE_ROOT } from "../config.ts";
+import { PACKAGE_ROOT } from "../engine/settings.ts";
 
 export const MIGRATIONS_DIR = path.join(PACKAGE_ROOT, "prisma", "migrations");
 // Any constant shared by every Mosaic process; "mosaic" in ASCII.

@@ -4,7 +4,7 @@
  * on a fresh database (DATABASE_URL's server, else an embedded PostgreSQL) and drives Chromium.
  */
 import path from "node:path";
-import { PACKAGE_ROOT } from "../../src/config.ts";
+import { PACKAGE_ROOT } from "../../src/engine/settings.ts";
 import { createTestDatabase, startTestApp, stopEmbedded } from "../server-helpers.ts";
 import { ensureWebBuilt, launch, noBrowser } from "./browser.ts";
 
