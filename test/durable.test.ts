@@ -307,8 +307,9 @@ test("the API answers health within 100 ms (p99) while the engine runs 3×3 grid
     const base = new URL(app.url!).origin;
     const times: number[] = [];
     // Grid after grid until there are enough samples: on a fast machine one 3×3 can end after fewer than
-    // 20 checks (CI once saw 17), which says nothing about latency.
-    for (let seed = 6; times.length < 40 && seed < 12; seed++) {
+    // 20 checks (CI once saw 17). With under 100 samples the p99 is the single slowest answer, and one
+    // scheduling hiccup of a machine busy with something else failed the run (108 ms of 45).
+    for (let seed = 6; times.length < 200 && seed < 40; seed++) {
       const g = await create(app, { prompt: "a big green triangle in the centre, white background", count: 9, seed, previewInterval: 16 });
       const id = uuidOf(g.id);
       await waitFor("the grid to start", async () => (await row(db.url, id)).tokensDone > 0);
@@ -320,7 +321,7 @@ test("the API answers health within 100 ms (p99) while the engine runs 3×3 grid
         await new Promise((r) => setTimeout(r, 5));
       }
     }
-    assert.ok(times.length >= 20, `${times.length} health checks during the runs`);
+    assert.ok(times.length >= 100, `${times.length} health checks during the runs`);
     times.sort((a, b) => a - b);
     const p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))]!;
     assert.ok(p99 < 100, `health p99 ${p99.toFixed(1)} ms over ${times.length} requests`);

@@ -79,6 +79,45 @@ test("a few aliases of costly fields are refused by the cost limit; a normal que
   assert.equal(ok.json.data.generations.edges.length, 1);
 });
 
+test("the cost limit counts variables and their defaults, over HTTP and graphql-ws", async () => {
+  // The probe's 421-byte request: first: $n with n = 100 counted as the default page of 20, and ran 59 s.
+  const mosaics = Array.from({ length: 10 }, (_, i) => `m${i}: mosaic(size: ${1024 - i}, format: WEBP)`).join(" ");
+  const query = `query($n: Int) { generations(first: $n) { edges { node { ${mosaics} } } } }`;
+  const r = await post(JSON.stringify({ query, variables: { n: 100 } }));
+  assert.equal(codeOf(r), "QUERY_TOO_COMPLEX", JSON.stringify(r.json).slice(0, 300));
+  assert.equal(r.status, 400);
+  assert.ok(r.ms < 200, `answered in ${r.ms.toFixed(0)} ms`);
+  const byDefault = await post(JSON.stringify({ query: query.replace("$n: Int", "$n: Int = 100") }));
+  assert.equal(codeOf(byDefault), "QUERY_TOO_COMPLEX", "a variable's default counts when the request leaves it out");
+  const small = await post(JSON.stringify({ query: `query($n: Int) { generations(first: $n) { edges { node { prompt } } } }`, variables: { n: 2 } }));
+  assert.ok(!small.json.errors, JSON.stringify(small.json.errors));
+  // The same request over graphql-ws is refused too.
+  const ws = new WebSocket(app.url!.replace(/^http/, "ws"), "graphql-transport-ws");
+  await new Promise((resolve) => ws.on("open", resolve));
+  ws.send(JSON.stringify({ type: "connection_init" }));
+  await new Promise((resolve) => ws.once("message", resolve));
+  const answer = new Promise<Json>((resolve) => ws.on("message", (m) => resolve(JSON.parse(String(m)))));
+  ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query, variables: { n: 100 } } }));
+  const m = await answer;
+  ws.close();
+  const errors = m.type === "error" ? m.payload : m.payload?.errors;
+  assert.equal(errors?.[0]?.extensions?.code, "QUERY_TOO_COMPLEX", JSON.stringify(m).slice(0, 300));
+});
+
+test("only /graphql itself takes GraphQL: a trailing slash does not get around the content-type and body checks", async () => {
+  const base = new URL(app.url!).origin;
+  const form = await fetch(`${base}/graphql/`, {
+    method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ query: `mutation { createGeneration(input: { prompt: "a cross-site form" }) { id } }` }),
+  });
+  assert.equal(form.status, 404);
+  assert.equal((await form.json()).errors[0].extensions.code, "NOT_FOUND");
+  assert.equal((await fetch(`${base}/graphql/?query=${encodeURIComponent("{ health { ok } }")}`)).status, 404);
+  assert.equal((await fetch(`${base}/graphql`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "query=x" })).status, 415);
+  const created = await gql(app, `{ generations(first: 100, promptContains: "cross-site") { edges { node { id } } } }`);
+  assert.equal(created.data.generations.edges.length, 0, "no generation was created");
+});
+
 test("sizes over 1024 are refused (BAD_INPUT, or 400 on the image route)", async () => {
   const r = await gql(app, `{ generations(first: 1) { edges { node { images { dataUrl(format: WEBP, size: 2048, upscale: SMOOTH) } } } } }`);
   assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT");
@@ -143,6 +182,15 @@ test("bad variables JSON on GET and a wrong content type are 4xx with a code", a
   assert.ok(body.errors?.[0]?.message, JSON.stringify(body));
   const garbage = await post("{not json");
   assert.ok(garbage.status >= 400 && garbage.status < 500, `status ${garbage.status}`);
+  // A body that is not JSON: 400 with a code, not the parser's own text with the body quoted back.
+  const secret = "x".repeat(5_000);
+  for (const accept of ["application/json", "application/graphql-response+json"]) {
+    const res = await fetch(app.url!, { method: "POST", headers: { "content-type": "application/json", accept }, body: `{"query": "${secret}` });
+    const text = await res.text();
+    assert.equal(res.status, 400, accept);
+    assert.equal(JSON.parse(text).errors[0].extensions.code, "BAD_REQUEST");
+    assert.ok(!text.includes("originalError") && !text.includes(secret) && text.length < 300, text.slice(0, 300));
+  }
 });
 
 test("CORS: a foreign origin is not reflected and cannot open a socket; a listed one works; form posts cannot run operations", async () => {

@@ -139,6 +139,29 @@ test("metrics: queue depth, outcomes, durations, decoder steps, images and subsc
   }
 });
 
+test("GraphQL metrics carry no label a client chooses: random operation names and aliases add no series", async () => {
+  const mdb = await createTestDatabase();
+  const api = await startTestApp(mdb.url, "api");
+  try {
+    const before = samples(await scrape(originOf(api))).filter((s) => s.name.startsWith("mosaic_graphql_")).length;
+    for (let i = 0; i < 40; i++) {
+      const name = `op_${i}_${Math.random().toString(36).slice(2)}`;
+      // An error at an aliased path too: the error counter's `path` label would take the alias.
+      const r = await gql(api, `query ${name} { health { ok } alias_${i}: node(id: "not-an-id") { id } }`);
+      assert.ok(r.errors?.length, "the aliased field fails");
+    }
+    const m = await scrape(originOf(api));
+    assert.ok(!/op_\d|alias_\d/.test(m), "no operation name or alias in /metrics");
+    const graphql = samples(m).filter((s) => s.name.startsWith("mosaic_graphql_"));
+    assert.ok(graphql.every((s) => !("operationName" in s.labels) && !("path" in s.labels)), "no operationName or path label");
+    assert.ok(graphql.length - before < 100, `${graphql.length - before} new samples for 40 differently named operations`);
+    assert.ok(value(m, "mosaic_graphql_operations_total", { operationType: "query" })! >= 40, "the operations are still counted");
+  } finally {
+    await api.close();
+    await mdb.drop();
+  }
+});
+
 /** The URL a process logged for its operations server (JSON lines). */
 function opsUrlOf(p: MosaicProcess): string | null {
   for (const line of p.log().split("\n")) {

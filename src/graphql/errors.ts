@@ -1,6 +1,7 @@
 /** GraphQL errors with a machine-readable `extensions.code`, and the mapping from engine errors. */
 import { PothosError, PothosValidationError } from "@pothos/core";
 import { GraphQLError } from "graphql";
+import type { Plugin } from "graphql-yoga";
 import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
 import { MosaicError } from "../engine/errors.ts";
 
@@ -62,3 +63,26 @@ function withPath(e: GraphQLError, from: unknown): GraphQLError {
   return from instanceof GraphQLError && from.path ? new GraphQLError(e.message, { path: from.path, extensions: e.extensions }) : e;
 }
 
+
+/**
+ * yoga answers a body that is not JSON with the parser's own message in `extensions.originalError`
+ * ("Unexpected end of JSON input, "{"query":" is not valid JSON"): JavaScript's text, and the body
+ * echoed back (60 KB of it for a 60 KB body). These errors never reach `maskError`; this drops the
+ * detail from every error of a plain (not streamed) result before it is written.
+ */
+export const withoutOriginalErrors: Plugin = {
+  onResultProcess({ result, setResult }) {
+    if (Array.isArray(result) || Symbol.asyncIterator in result) return;
+    if (!result.errors?.some((e) => e.extensions && "originalError" in e.extensions)) return;
+    setResult({
+      ...result,
+      errors: result.errors.map((e) => {
+        if (!e.extensions || !("originalError" in e.extensions)) return e;
+        const { originalError: _, http, ...extensions } = e.extensions as { originalError?: unknown; http?: { status?: number } };
+        // yoga answers 400 only while the detail is there (else 200 to an application/json client,
+        // graphql-over-http's legacy rule); the status is kept without the rule's `spec` mark.
+        return new GraphQLError(e.message, { nodes: e.nodes, path: e.path, extensions: { ...extensions, ...(http?.status ? { http: { status: http.status } } : {}) } });
+      }),
+    });
+  },
+};
