@@ -38,11 +38,12 @@ function intEnv(name: string, fallback: number): number {
   return n;
 }
 
-function positiveEnv(name: string, fallback: number): number {
+/** A whole number from 1 to `max`, written in digits (Number() also reads "1e99" and "0x10"). */
+function positiveEnv(name: string, fallback: number, max = 1_000_000_000): number {
   const v = process.env[name];
   if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw badInput(`${name} must be a whole number ≥ 1 (got "${v}")`);
+  const n = /^\s*\d{1,15}\s*$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw badInput(`${name} must be a whole number from 1 to ${max} (got "${v}")`);
   return n;
 }
 
@@ -91,7 +92,8 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
         imagesPerHour: positiveEnv("MOSAIC_QUOTA_IMAGES_PER_HOUR", DEFAULT_QUOTAS.imagesPerHour),
         queueLimit: positiveEnv("MOSAIC_QUEUE_LIMIT", DEFAULT_QUOTAS.queueLimit),
       },
-      urlTtlSeconds: positiveEnv("MOSAIC_URL_TTL_SECONDS", DEFAULT_ACCESS.urlTtlSeconds),
+      // A year at most: a link's expiry must stay a 12-digit Unix time (signing.ts).
+      urlTtlSeconds: positiveEnv("MOSAIC_URL_TTL_SECONDS", DEFAULT_ACCESS.urlTtlSeconds, 31_536_000),
       maxSubscriptionsPerSocket: positiveEnv("MOSAIC_WS_MAX_SUBSCRIPTIONS", DEFAULT_ACCESS.maxSubscriptionsPerSocket),
     },
     queue: { leaseMs: secondsEnv("MOSAIC_LEASE_SECONDS", DEFAULT_QUEUE.leaseMs / 1000) * 1000, maxAttempts: positiveEnv("MOSAIC_MAX_ATTEMPTS", DEFAULT_QUEUE.maxAttempts) },

@@ -306,6 +306,14 @@ test("GraphiQL and introspection are off by default when keys are required; MOSA
     assert.deepEqual([serverConfig().graphiql, serverConfig().access.auth], [true, "off"]);
     process.env.MOSAIC_AUTH = "maybe";
     assert.throws(() => serverConfig(), /MOSAIC_AUTH must be off or required/);
+    delete process.env.MOSAIC_AUTH;
+    // Whole numbers in digits, within their range: 1e99 seconds would sign links no check accepts.
+    for (const ttl of ["1e99", "0x10", "31536001", "1.5"]) {
+      process.env.MOSAIC_URL_TTL_SECONDS = ttl;
+      assert.throws(() => serverConfig(), /MOSAIC_URL_TTL_SECONDS must be a whole number from 1 to 31536000/, ttl);
+    }
+    process.env.MOSAIC_URL_TTL_SECONDS = "86400";
+    assert.equal(serverConfig().access.urlTtlSeconds, 86_400);
   } finally {
     process.env = saved;
   }

@@ -171,8 +171,13 @@ test("a prompt with NUL or other control characters is BAD_INPUT and nothing is 
   }
   const ok = await gql(app, `mutation($p: String!) { createGeneration(input: { prompt: $p }) { id } }`, { p: "a red circle\non a blue\tbackground" });
   assert.ok(!ok.errors, "tabs and newlines are fine");
+  // The limit counts characters as people do: 2000 emoji are 2000 characters (4000 UTF-16 units).
+  const emoji = await gql(app, `mutation($p: String!) { createGeneration(input: { prompt: $p }) { id } }`, { p: "\u{1F534}".repeat(2000) });
+  assert.ok(!emoji.errors, JSON.stringify(emoji.errors));
+  const over = await gql(app, `mutation($p: String!) { createGeneration(input: { prompt: $p }) { id } }`, { p: "\u{1F534}".repeat(2001) });
+  assert.equal(over.errors?.[0]?.extensions?.code, "BAD_INPUT");
   const after = (await gql(app, `{ generations(first: 100) { edges { node { id } } } }`)).data.generations.edges.length;
-  assert.equal(after, before + 1);
+  assert.equal(after, before + 2);
 });
 
 test("bad variables JSON on GET and a wrong content type are 4xx with a code", async () => {

@@ -276,6 +276,34 @@ test("an error is logged once, with its stack and its cause; LOG_LEVEL is checke
   assert.throws(() => logLevel("loud"), /LOG_LEVEL must be one of/);
 });
 
+test("a client's bad input is not logged as an error; an internal error is, once, with its stack", async () => {
+  const mdb = await createTestDatabase();
+  const lines: { msg: string; level: string; err?: unknown }[] = [];
+  const api = await startTestApp(mdb.url, "api", { log: (msg, f) => { lines.push({ msg, level: f?.level ?? (f?.err ? "error" : "info"), err: f?.err }); } });
+  try {
+    const bad = [
+      gql(api, `mutation($i: CreateGenerationInput!) { createGeneration(input: $i) { id } }`, { i: { prompt: "x", count: 1.5 } }),
+      gql(api, `{ node(id: "x") { id } }`),
+      gql(api, `{ node(id: "${Buffer.from("Node:1").toString("base64")}") { id } }`),
+    ];
+    for (const r of await Promise.all(bad)) assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT", JSON.stringify(r.errors));
+    assert.deepEqual(lines.filter((l) => l.level === "error" || l.level === "warn"), [], "no error or warning for the client's input");
+    // A table gone from under the server: an internal error, logged once at level error with its detail.
+    await sql(mdb.url, `ALTER TABLE "Image" RENAME TO "ImageGone"`);
+    await create(api, { prompt: "a red circle", seed: 1 });
+    const r = await gql(api, `{ generations(first: 5) { edges { node { images { url } } } } }`);
+    const errors = lines.filter((l) => l.level === "error");
+    if (r.errors?.[0]?.extensions?.code === "INTERNAL") {
+      assert.equal(errors.length, 1, errors.map((l) => l.msg).join("\n"));
+      assert.match(String((errors[0]!.err as Error)?.stack), /ImageGone|Image/);
+      assert.ok(!JSON.stringify(r.errors).includes("Image\""), "no driver text to the client");
+    } else assert.fail(`expected INTERNAL, got ${JSON.stringify(r)}`);
+  } finally {
+    await api.close();
+    await mdb.drop();
+  }
+});
+
 test("/readyz fails while the database is down or a migration is missing, and recovers", async () => {
   const dir = await tempDir("mosaic-ready-");
   let server: EmbeddedDatabase | null = await startEmbedded(dir, 0, () => {});

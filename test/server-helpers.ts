@@ -15,6 +15,7 @@ import { DEFAULT_ACCESS, type AccessSettings } from "../src/auth/access.ts";
 import type { Role } from "../src/graphql/context.ts";
 import { PACKAGE_ROOT } from "../src/engine/settings.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
+import type { LogFn } from "../src/ops/log.ts";
 import type { QueueSettings } from "../src/jobs/queue.ts";
 import { MODEL_DIR, type Json } from "./helpers.ts";
 
@@ -72,7 +73,7 @@ export interface TestAppOptions {
   retentionDays?: number;
   access?: AccessSettings;
   /** Receives the process's log lines (silent by default). */
-  log?: (line: string) => void;
+  log?: LogFn;
 }
 
 /**

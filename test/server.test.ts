@@ -113,6 +113,13 @@ test("image routes: formats, ETag revalidation, 404 with a coded body, bad size"
   const bad = new URL(img.jpeg.replace(".jpeg?", ".png?"));
   bad.searchParams.set("size", "99999");
   assert.equal((await fetch(bad)).status, 400);
+  // Sizes are digits: Number() would read these as 16, 1000 and 16.
+  for (const size of ["0x10", "1e3", " 16"]) {
+    bad.searchParams.set("size", size);
+    assert.equal((await fetch(bad)).status, 400, size);
+  }
+  bad.searchParams.set("size", "16");
+  assert.equal((await fetch(bad)).status, 200);
 });
 
 test("a late subscriber first gets the current state, then the outcome", async () => {
@@ -256,6 +263,17 @@ test("queries: generations newest first with filters and cursors, node, models, 
   assert.equal(models.data.models[0].name, "mosaic-shapes");
   assert.equal(models.data.models[0].tokensPerImage, shape.sequenceLength);
   assert.equal(models.data.models[0].defaultPreviewInterval, shape.gridWidth);
+});
+
+test("promptContains searches for the text itself: % and _ are not wildcards", async () => {
+  await create(app, { prompt: "delta 100% red_circle", seed: 1 });
+  await create(app, { prompt: "delta 1000 redXcircle", seed: 1 });
+  const search = async (text: string) => (await gql(app, `query($t: String) { generations(first: 100, promptContains: $t) { edges { node { prompt } } } }`, { t: text })).data.generations.edges.map((e: Json) => e.node.prompt);
+  assert.deepEqual(await search("100%"), ["delta 100% red_circle"]);
+  assert.deepEqual(await search("red_c"), ["delta 100% red_circle"]);
+  assert.deepEqual(await search("%"), ["delta 100% red_circle"]);
+  assert.deepEqual(await search("delta%red"), []);
+  assert.deepEqual(await search("\\"), [], "a backslash is a character too");
 });
 
 test("schema.graphql is current, and every type and field has a description", async () => {

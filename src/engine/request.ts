@@ -113,7 +113,9 @@ export interface ResolvedRequest {
 /** A prompt the server will take: a string of at most MAX_PROMPT_CHARS without control characters. */
 export function validatePrompt(prompt: unknown): asserts prompt is string {
   if (typeof prompt !== "string") throw badInput("prompt must be a string");
-  if (prompt.length > MAX_PROMPT_CHARS) throw badInput(`prompt is longer than ${MAX_PROMPT_CHARS} characters`);
+  // Characters as people count them (code points): an emoji is one, not its two UTF-16 units. A string
+  // of UTF-16 units longer than twice the limit has more code points than the limit anyway.
+  if (prompt.length > 2 * MAX_PROMPT_CHARS || [...prompt].length > MAX_PROMPT_CHARS) throw badInput(`prompt is longer than ${MAX_PROMPT_CHARS} characters`);
   // Control characters (NUL included, which PostgreSQL cannot store in text) are refused, not cleaned:
   // a prompt is stored and shown as typed. Tabs and newlines are ordinary whitespace.
   if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/.test(prompt)) throw badInput("prompt contains control characters");

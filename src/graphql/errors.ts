@@ -4,6 +4,7 @@ import { GraphQLError } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import { errorSummary, isDatabaseUnavailable } from "../db/errors.ts";
 import { MosaicError } from "../engine/errors.ts";
+import type { LogFn } from "../ops/log.ts";
 
 export function codedError(code: string, message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code } });
@@ -28,7 +29,7 @@ export function toGraphQLError(e: unknown): GraphQLError {
  * on purpose pass through; the rest are logged here with their detail (the log keeps the stack and
  * driver text, clients never get them).
  */
-export function maskError(log: (line: string) => void) {
+export function maskError(log: LogFn) {
   return (error: unknown): Error => {
     if (error instanceof GraphQLError && error.extensions?.code && !error.originalError) return error;
     const original = error instanceof GraphQLError ? error.originalError : error;
@@ -50,7 +51,7 @@ export function maskError(log: (line: string) => void) {
     // graphql-js's own input errors (a variable or argument of the wrong type, a null where none
     // may be) carry no code: they are the client's input.
     if (error instanceof GraphQLError && !original) return withCode(error, "BAD_INPUT");
-    log(`mosaic: request failed: ${original instanceof Error ? original.stack : String(original)}`);
+    log(`mosaic: request failed: ${original instanceof Error ? original.message : String(original)}`, { level: "error", err: original });
     return withPath(codedError("INTERNAL", "internal error"), error);
   };
 }

@@ -203,11 +203,14 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
       loaders: createLoaders(app.prisma),
       viewer: request ? await viewerOf(app.access.keys, app.access.auth, request.headers.get("authorization") ?? undefined, clientAddress(req, trustProxy)) : ANONYMOUS,
     }),
-    // yoga's own warnings and errors go to the same log.
+    // yoga's own warnings and errors go to the same log. yoga logs each error that maskError changed,
+    // as an error: maskError has logged what matters already (an internal error with its stack, a
+    // database outage), and the rest are the client's own mistakes (a variable of the wrong type, an
+    // invalid id), which at level error made alerts fire on bad input. Those lines are debug.
     logging: {
       debug: () => {}, info: () => {},
       warn: (...args: unknown[]) => app.log(`graphql-yoga: ${args.map(String).join(" ")}`, { level: "warn" }),
-      error: (...args: unknown[]) => app.log(`graphql-yoga: ${args.map(String).join(" ")}`, { level: "error" }),
+      error: (...args: unknown[]) => app.log(`graphql-yoga: ${args.map(String).join(" ")}`, { level: args.length === 1 && args[0] instanceof Error ? "debug" : "error" }),
     },
     maskedErrors: { maskError: maskError(app.log) },
     // Same origin (the page, GraphiQL) needs no CORS; other origins only when listed, never reflected.

@@ -39,7 +39,8 @@ export async function servePicture(prisma: Prisma, access: Pick<Access, "auth" |
   try {
     format = parseFormat(ext);
     const size = url.searchParams.get("size");
-    if (size !== null) width = validateSize(Number(size));
+    // Digits only: Number() also reads "0x10", "1e3" and " 16 ".
+    if (size !== null) width = validateSize(/^\d{1,5}$/.test(size) ? Number(size) : Number.NaN);
     const up = url.searchParams.get("upscale");
     if (up !== null) {
       if (up !== "nearest" && up !== "smooth") throw new MosaicError("BAD_INPUT", "upscale must be nearest or smooth");

@@ -6,6 +6,13 @@ import { codedError } from "../errors.ts";
 import { isUuid } from "./image.ts";
 import { GenerationRef, StatusEnum } from "./generation.ts";
 
+/**
+ * Prisma's `contains` is PostgreSQL's ILIKE with the text as the pattern, unescaped (prisma/orm#19506):
+ * "%" and "_" in a search matched anything. Escaped with LIKE's default escape character, they are
+ * the characters themselves.
+ */
+const literalLike = (text: string) => text.replace(/[\\%_]/g, "\\$&");
+
 /** Cursors are (createdAt, id): stable under inserts, unlike offsets. */
 function toCursor(g: Generation): string {
   return Buffer.from(`${g.createdAt.toISOString()}|${g.id}`).toString("base64url");
@@ -54,7 +61,7 @@ builder.queryField("generations", (t) =>
             visibleTo(ctx.viewer),
             ownedBy(ctx.viewer.key?.id ?? null, args.mine),
             args.status?.length ? { status: { in: args.status } } : {},
-            args.promptContains ? { prompt: { contains: args.promptContains, mode: "insensitive" as const } } : {},
+            args.promptContains ? { prompt: { contains: literalLike(args.promptContains), mode: "insensitive" as const } } : {},
             after ? olderThan(fromCursor(after)) : {},
             before ? newerThan(fromCursor(before)) : {},
           ],
