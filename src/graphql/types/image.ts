@@ -47,7 +47,7 @@ export const PictureRef = builder.interfaceRef<Picture>("Picture").implement({
     width: t.exposeInt("width", { description: "Width in pixels as generated." }),
     height: t.exposeInt("height", { description: "Height in pixels as generated." }),
     url: t.string({
-      description: "An HTTP URL serving the image with its content type, an ETag and long-lived cache headers.",
+      description: "An HTTP URL serving the image with its content type, an ETag and cache headers (a year when public; until the link expires when signed).",
       args: pictureArgs,
       resolve: (p, args, ctx) => {
         const size = checkSize(args.size);
