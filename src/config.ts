@@ -38,6 +38,21 @@ function intEnv(name: string, fallback: number): number {
   return n;
 }
 
+/** DATABASE_URL, when set, is a postgres:// or postgresql:// URL ("notaurl" was read as a host named "base"). */
+function databaseUrl(v: string | undefined): string | undefined {
+  if (!v) return undefined;
+  let ok = false;
+  try {
+    const u = new URL(v);
+    ok = (u.protocol === "postgres:" || u.protocol === "postgresql:") && u.hostname !== "";
+  } catch {
+    // refused below
+  }
+  // The value is not echoed: it may carry a password.
+  if (!ok) throw badInput("DATABASE_URL must be a postgresql://user@host:port/database URL");
+  return v;
+}
+
 /** A whole number from 1 to `max`, written in digits (Number() also reads "1e99" and "0x10"). */
 function positiveEnv(name: string, fallback: number, max = 1_000_000_000): number {
   const v = process.env[name];
@@ -75,7 +90,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw badInput(`--port must be a port number (got "${flags.port}")`);
   return {
     port,
-    databaseUrl: process.env.DATABASE_URL || undefined,
+    databaseUrl: databaseUrl(process.env.DATABASE_URL),
     dataDir: path.resolve(process.env.MOSAIC_DATA_DIR ?? "data"),
     embeddedPort: intEnv("MOSAIC_EMBEDDED_PG_PORT", 0), // 0: 54329 when free, else any free port
     batchImages: positiveEnv("MOSAIC_WORKER_BATCH", 16),

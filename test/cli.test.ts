@@ -72,6 +72,28 @@ test("bad input exits non-zero with a clear message", async () => {
   }
 });
 
+test("a DATABASE_URL that cannot be used is one line naming what is wrong, without the password or a stack", async () => {
+  const base = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
+  const server = new URL(base);
+  const missing = new URL(base);
+  missing.password = "s3cret-pw";
+  missing.pathname = "/no_such_database_here";
+  const cases: [string, number, RegExp][] = [
+    ["notaurl", 2, /DATABASE_URL must be a postgresql:\/\/user@host:port\/database URL \[BAD_INPUT\]/],
+    [missing.href, 1, /cannot use the database at [^ ]+\/no_such_database_here: database "no_such_database_here" does not exist \[DATABASE_UNAVAILABLE\]/],
+    [`postgresql://postgres@${server.hostname}:1/test`, 1, /cannot use the database at [^ ]+:1\/test: connect ECONNREFUSED .* \[DATABASE_UNAVAILABLE\]/],
+  ];
+  for (const [url, code, message] of cases) {
+    await assert.rejects(run(process.execPath, [BIN, "serve", "--port", "0", "--model", MODEL_DIR], { env: { ...process.env, DATABASE_URL: url } }), (e: Json) => {
+      assert.equal(e.code, code, e.stderr);
+      assert.match(e.stderr, message);
+      assert.equal(e.stderr.trim().split("\n").length, 1, e.stderr);
+      assert.doesNotMatch(e.stderr, /s3cret-pw/);
+      return true;
+    });
+  }
+});
+
 test("mosaic --help documents every sampling flag", async () => {
   const { stdout } = await run(process.execPath, [BIN, "--help"]);
   for (const flag of ["--count", "--seed", "--guidance", "--top-k", "--top-p", "--temperature", "--model", "--format", "--previews", "--size"]) {

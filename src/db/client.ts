@@ -1,6 +1,8 @@
 /** The database a process uses: DATABASE_URL when set, else the embedded PostgreSQL; migrated. */
 import { PrismaPg } from "@prisma/adapter-pg";
+import { MosaicError } from "../engine/errors.ts";
 import { startEmbedded, type EmbeddedDatabase } from "./embedded.ts";
+import { errorSummary, isDatabaseUnavailable } from "./errors.ts";
 import { PrismaClient } from "./generated/client.ts";
 import { migrate } from "./migrate.ts";
 
@@ -28,6 +30,8 @@ export async function openDatabase(o: DatabaseOptions): Promise<Database> {
     if (m.applied.length) o.log(`mosaic: applied migrations ${m.applied.join(", ")}`);
   } catch (e) {
     await embedded?.stop();
+    // The operator's DATABASE_URL: one line saying what is wrong with it, not the driver's stack.
+    if (o.url && (isDatabaseUnavailable(e) || refusedUs(e))) throw new MosaicError("DATABASE_UNAVAILABLE", `cannot use the database at ${where(o.url)}: ${errorSummary(e)}`, { cause: e });
     throw e;
   }
   // Prisma's pg adapter reads timestamptz values as if they were UTC, dropping the offset PostgreSQL
@@ -42,4 +46,16 @@ export async function openDatabase(o: DatabaseOptions): Promise<Database> {
       await embedded?.stop();
     },
   };
+}
+
+/** Host, port and database of a URL, without its user and password. */
+function where(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || "5432"}${u.pathname}`;
+}
+
+/** PostgreSQL refused this client: a password or role it does not accept (28xxx), no such database (3D000). */
+function refusedUs(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("28") || code === "3D000");
 }

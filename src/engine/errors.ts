@@ -6,7 +6,9 @@ export type ErrorCode =
   | "MODEL_INVALID"
   | "MODEL_NOT_FOUND"
   | "BAD_INPUT"
-  | "INFERENCE_FAILED";
+  | "INFERENCE_FAILED"
+  /** The database a process was pointed at (DATABASE_URL) cannot be used: not there, refused, no such database. */
+  | "DATABASE_UNAVAILABLE";
 
 export class MosaicError extends Error {
   constructor(
