@@ -206,9 +206,12 @@ async function main(): Promise<void> {
         return (c.user + c.system) / 1000 / 50;
       };
       const pngImageMs = await encodeMs(sample.image);
-      const pngPreviewMs = await encodeMs(sample.preview);
+      // A completed generation's previews are deleted with its images: when none is left, its preview
+      // frames (the same size as the images) are timed as an image is.
+      const pngPreviewMs = sample.preview ? await encodeMs(sample.preview) : pngImageMs;
 
-      const previewSets = stored.previewRows / images;
+      // Preview frames written per image: PostgreSQL's insert counter, since completed ones are deleted.
+      const previewSets = tableDelta("Preview").ins / count;
       const lines = [
         `### ${count === 1 ? "one image" : `${count} images (3×3)`} per generation: ${n} generations, previews every ${previewInterval} tokens (${fmt(previewSets, 0)} per image), one SSE subscriber each`,
         "",
