@@ -64,7 +64,6 @@ function withPath(e: GraphQLError, from: unknown): GraphQLError {
   return from instanceof GraphQLError && from.path ? new GraphQLError(e.message, { path: from.path, extensions: e.extensions }) : e;
 }
 
-
 /**
  * yoga answers a body that is not JSON with the parser's own message in `extensions.originalError`
  * ("Unexpected end of JSON input, "{"query":" is not valid JSON"): JavaScript's text, and the body
