@@ -278,6 +278,19 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
   // Message types only a server sends (next, error, connection_ack) are a client's protocol error:
   // 4400, as for any other bad message (graphql-ws itself closed with 4500, an internal error).
   wss.on("connection", (socket) => {
+    // A client's protocol violation (a message over maxPayload, a bad frame) or a connection it reset:
+    // ws has already closed the socket with the right code (1009, 1002, ...) when it emits "error", and
+    // graphql-ws answers every socket error with console.error and a plain-text stack on stderr, outside
+    // the JSON log, so any client could write stacks into it at will. Such errors stop here, at debug.
+    const emit = socket.emit.bind(socket);
+    socket.emit = ((event: string | symbol, ...args: unknown[]) => {
+      const code = (args[0] as { code?: unknown } | undefined)?.code;
+      if (event === "error" && typeof code === "string" && (code.startsWith("WS_ERR_") || code === "ECONNRESET" || code === "EPIPE")) {
+        app.log(`mosaic: graphql-ws socket closed on a client error: ${(args[0] as Error).message}`, { level: "debug" });
+        return true;
+      }
+      return emit(event, ...args);
+    }) as typeof socket.emit;
     socket.prependListener("message", (data: Buffer, isBinary: boolean) => {
       if (isBinary) return;
       let type: unknown;
