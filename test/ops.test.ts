@@ -286,7 +286,9 @@ test("a client's bad input is not logged as an error; an internal error is, once
       gql(api, `{ node(id: "x") { id } }`),
       gql(api, `{ node(id: "${Buffer.from("Node:1").toString("base64")}") { id } }`),
     ];
-    for (const r of await Promise.all(bad)) assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT", JSON.stringify(r.errors));
+    const answers = await Promise.all(bad);
+    for (const r of answers) assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT", JSON.stringify(r.errors));
+    assert.equal(answers[2]!.errors?.[0]?.message, "invalid id", "an id naming an interface: not Pothos's own words");
     assert.deepEqual(lines.filter((l) => l.level === "error" || l.level === "warn"), [], "no error or warning for the client's input");
     // A table gone from under the server: an internal error, logged once at level error with its detail.
     await sql(mdb.url, `ALTER TABLE "Image" RENAME TO "ImageGone"`);

@@ -34,16 +34,19 @@ export function maskError(log: LogFn) {
     if (error instanceof GraphQLError && error.extensions?.code && !error.originalError) return error;
     const original = error instanceof GraphQLError ? error.originalError : error;
     if (error instanceof GraphQLError && original instanceof GraphQLError && original.extensions?.code) return error;
-    // A scalar refusing a variable's value (graphql-js's "Int cannot represent …", "ID cannot represent …").
-    if (error instanceof GraphQLError && original instanceof GraphQLError) return withCode(error, "BAD_INPUT");
-    if (original instanceof MosaicError) return codedError(original.code, original.message);
+    // Pothos's errors are GraphQLErrors too, so they come before the rule below.
     // A malformed or mistyped global id ("Invalid global ID", "is not of type"): the client's input.
     if (original instanceof PothosValidationError) return withPath(codedError("BAD_INPUT", original.message), error);
-    // The relay plugin resolving a global id that names an interface ("Node:1"): also the input.
+    // The relay plugin resolving a global id that names an interface ("Node:1"): also the input, but
+    // Pothos's words for it ("Expected ref to resolve to a Object type, but got Interface") are about
+    // its own internals.
     if (original instanceof PothosError) {
       log(`mosaic: request refused: ${original.message}`);
       return withPath(codedError("BAD_INPUT", "invalid id"), error);
     }
+    // A scalar refusing a variable's value (graphql-js's "Int cannot represent …", "ID cannot represent …").
+    if (error instanceof GraphQLError && original instanceof GraphQLError) return withCode(error, "BAD_INPUT");
+    if (original instanceof MosaicError) return codedError(original.code, original.message);
     if (isDatabaseUnavailable(original)) {
       log(`mosaic: request failed, database unavailable: ${errorSummary(original)}`);
       return withPath(unavailable(), error);
