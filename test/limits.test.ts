@@ -173,7 +173,7 @@ test("bodies over 64 KiB get 413 and chunked bodies 411, before they are read; b
 
 test("a prompt with NUL or other control characters is BAD_INPUT and nothing is stored", async () => {
   const before = (await gql(app, `{ generations(first: 100) { edges { node { id } } } }`)).data.generations.edges.length;
-  for (const prompt of ["a red\u0000circle", "bell\u0007", "esc\u001b[31m"]) {
+  for (const prompt of ["a red\u0000circle", "bell\u0007", "esc\u001b[31m", "lone \ud800 high", "lone \udc00 low"]) {
     const r = await gql(app, `mutation($p: String!) { createGeneration(input: { prompt: $p }) { id } }`, { p: prompt });
     assert.equal(r.errors?.[0]?.extensions?.code, "BAD_INPUT", JSON.stringify(r));
   }

@@ -119,6 +119,9 @@ export function validatePrompt(prompt: unknown): asserts prompt is string {
   // Control characters (NUL included, which PostgreSQL cannot store in text) are refused, not cleaned:
   // a prompt is stored and shown as typed. Tabs and newlines are ordinary whitespace.
   if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/.test(prompt)) throw badInput("prompt contains control characters");
+  // Half of a UTF-16 pair alone ("\ud800" in JSON) is no character: stored, it became U+FFFD, so the
+  // prompt kept was not the one sent.
+  if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(prompt)) throw badInput("prompt is not valid Unicode text (half of a surrogate pair)");
 }
 
 /** Defaults from the model, and every bad value refused with a message that names it. */
