@@ -184,7 +184,6 @@ async function main(): Promise<void> {
       const [stored] = (await db.query(`
         SELECT (SELECT COALESCE(SUM(octet_length(bytes)), 0) FROM "Image" WHERE "generationId" = ANY($1::uuid[]))::float AS images,
                (SELECT COALESCE(SUM(octet_length(bytes)), 0) FROM "Preview" WHERE "generationId" = ANY($1::uuid[]))::float AS previews,
-               (SELECT count(*) FROM "Preview" WHERE "generationId" = ANY($1::uuid[]))::float AS "previewRows",
                (SELECT COALESCE(SUM(octet_length(codes)), 0) FROM "Generation" WHERE id = ANY($1::uuid[]))::float AS codes`, [ids])).rows;
       const d = (k: "api" | "worker" | "workerMain" | "db") => afterSnap[k] - before[k];
       const tableDelta = (t: string) => {

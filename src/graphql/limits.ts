@@ -128,16 +128,12 @@ export function limitPlugins(limits: QueryLimits = DEFAULT_LIMITS): Plugin[] {
   // token limit acts in the parser, where throwing is the only way to stop (yoga codes it
   // GRAPHQL_PARSE_FAILED).
   const report = { propagateOnRejection: false, exposeLimits: true, onReject: [(ctx: ValidationContext | null, e: GraphQLError) => ctx?.reportError(tooComplex(e.message))] };
-  const cost: Plugin = {
-    onExecute({ args, setResultAndStopExecution }) {
-      const e = costError(args, limits.cost);
-      if (e) setResultAndStopExecution({ errors: [e] });
-    },
-    onSubscribe({ args, setResultAndStopExecution }) {
-      const e = costError(args, limits.cost);
-      if (e) setResultAndStopExecution({ errors: [e] });
-    },
+  // The same check before a query or mutation runs and before a subscription starts.
+  const refuseCostly = ({ args, setResultAndStopExecution }: { args: Parameters<typeof costError>[0]; setResultAndStopExecution: (r: { errors: GraphQLError[] }) => void }) => {
+    const e = costError(args, limits.cost);
+    if (e) setResultAndStopExecution({ errors: [e] });
   };
+  const cost: Plugin = { onExecute: refuseCostly, onSubscribe: refuseCostly };
   return [
     maxTokensPlugin({ n: limits.tokens, propagateOnRejection: true, exposeLimits: true }) as Plugin,
     // Introspection counts too: its type chains are where deep queries come from.
