@@ -30,10 +30,13 @@ export interface ServerConfig {
   access: AccessSettings;
 }
 
+/** A setting written in digits, as a number; NaN otherwise (Number() also reads "1e99" and "0x10"). */
+const digits = (v: string) => (/^\s*\d{1,15}\s*$/.test(v) ? Number(v) : Number.NaN);
+
 function intEnv(name: string, fallback: number): number {
   const v = process.env[name];
   if (v === undefined || v === "") return fallback;
-  const n = Number(v);
+  const n = digits(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw badInput(`${name} must be a port number (got "${v}")`);
   return n;
 }
@@ -53,11 +56,11 @@ function databaseUrl(v: string | undefined): string | undefined {
   return v;
 }
 
-/** A whole number from 1 to `max`, written in digits (Number() also reads "1e99" and "0x10"). */
+/** A whole number from 1 to `max`, written in digits. */
 function positiveEnv(name: string, fallback: number, max = 1_000_000_000): number {
   const v = process.env[name];
   if (v === undefined || v === "") return fallback;
-  const n = /^\s*\d{1,15}\s*$/.test(v) ? Number(v) : Number.NaN;
+  const n = digits(v);
   if (!Number.isSafeInteger(n) || n < 1 || n > max) throw badInput(`${name} must be a whole number from 1 to ${max} (got "${v}")`);
   return n;
 }
@@ -86,7 +89,7 @@ function authMode() {
 }
 
 export function serverConfig(flags: { port?: string } = {}): ServerConfig {
-  const port = flags.port !== undefined ? Number(flags.port) : intEnv("PORT", 4000);
+  const port = flags.port !== undefined ? digits(flags.port) : intEnv("PORT", 4000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw badInput(`--port must be a port number (got "${flags.port}")`);
   return {
     port,

@@ -314,6 +314,14 @@ test("GraphiQL and introspection are off by default when keys are required; MOSA
     }
     process.env.MOSAIC_URL_TTL_SECONDS = "86400";
     assert.equal(serverConfig().access.urlTtlSeconds, 86_400);
+    // Ports too: the same digits-only reading.
+    for (const port of ["0x10", "1e3"]) {
+      process.env.PORT = port;
+      assert.throws(() => serverConfig(), /PORT must be a port number/, port);
+      assert.throws(() => serverConfig({ port }), /--port must be a port number/, port);
+    }
+    process.env.PORT = "4001";
+    assert.equal(serverConfig().port, 4001);
   } finally {
     process.env = saved;
   }
