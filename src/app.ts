@@ -45,6 +45,8 @@ export interface AppOptions {
   corsOrigins?: string[];
   /** Believe X-Forwarded-Host/-Proto (MOSAIC_TRUST_PROXY): only behind a proxy that sets them. */
   trustProxy?: boolean;
+  /** Build image URLs on this address instead of the request's Host (MOSAIC_PUBLIC_URL). */
+  publicUrl?: string;
   /** Serve GraphiQL and answer introspection (MOSAIC_GRAPHIQL). */
   graphiql?: boolean;
   /** Delete generations that ended this many days ago (MOSAIC_RETENTION_DAYS); unset: keep all. */
@@ -110,7 +112,7 @@ export async function startApp(o: AppOptions): Promise<App> {
     }
     if (o.role !== "worker") {
       const access = await openAccess(db.prisma, o.access ?? DEFAULT_ACCESS);
-      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log, access }, opsTarget, { corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql });
+      http = createHttpServer({ prisma: db.prisma, bus, model, role: o.role, startedAt: new Date(), queue: o.queue ?? DEFAULT_QUEUE, log: o.log, access }, opsTarget, { corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, publicUrl: o.publicUrl, graphiql: o.graphiql });
       await new Promise<void>((resolve, reject) => {
         http!.server.once("error", reject);
         http!.server.listen(o.port, o.host ?? LOOPBACK, resolve);

@@ -23,6 +23,7 @@ Environment:
   MOSAIC_RETENTION_DAYS  delete generations (images, previews) that ended this many days ago (default: keep)
   MOSAIC_GRAPHIQL       0: no GraphiQL page and no introspection; 1: both (default: on, off with MOSAIC_AUTH=required)
   MOSAIC_TRUST_PROXY    1: believe X-Forwarded-Host/-Proto (only behind a reverse proxy that sets them)
+  MOSAIC_PUBLIC_URL     the address clients reach Mosaic at (https://host[/prefix]): image URLs are built on it
   MOSAIC_CORS_ORIGINS   other origins whose pages may call the API, comma-separated (default: none)
   DATABASE_URL          PostgreSQL to use; unset: an embedded PostgreSQL in MOSAIC_DATA_DIR
   MOSAIC_DATA_DIR       where the embedded database keeps its data (default ./data)

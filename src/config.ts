@@ -20,6 +20,8 @@ export interface ServerConfig {
   corsOrigins: string[];
   /** Believe X-Forwarded-* headers (MOSAIC_TRUST_PROXY=1): only behind a reverse proxy that sets them. */
   trustProxy: boolean;
+  /** The address clients reach the server at (MOSAIC_PUBLIC_URL): image URLs are built on it, whatever Host a client sends. */
+  publicUrl: string | undefined;
   /** GraphiQL and introspection (MOSAIC_GRAPHIQL=0 turns both off); default on, off with MOSAIC_AUTH=required. */
   graphiql: boolean;
   /** Days a finished generation is kept (MOSAIC_RETENTION_DAYS); undefined: for ever. */
@@ -54,6 +56,24 @@ function databaseUrl(v: string | undefined): string | undefined {
   // The value is not echoed: it may carry a password.
   if (!ok) throw badInput("DATABASE_URL must be a postgresql://user@host:port/database URL");
   return v;
+}
+
+/**
+ * MOSAIC_PUBLIC_URL, when set: an http(s) URL with an optional path (a proxy's prefix), without user,
+ * query or fragment. Returned without a trailing slash, since image paths are appended to it.
+ */
+function publicUrl(v: string | undefined): string | undefined {
+  if (!v) return undefined;
+  let u: URL | undefined;
+  try {
+    u = new URL(v);
+  } catch {
+    // refused below
+  }
+  if (!u || (u.protocol !== "http:" && u.protocol !== "https:") || u.username || u.password || u.search || u.hash || v.includes("?") || v.includes("#")) {
+    throw badInput(`MOSAIC_PUBLIC_URL must be an http:// or https:// address such as https://mosaic.example.com (got "${v}")`);
+  }
+  return `${u.origin}${u.pathname.replace(/\/+$/, "")}`;
 }
 
 /** A whole number from 1 to `max`, written in digits. */
@@ -102,6 +122,7 @@ export function serverConfig(flags: { port?: string } = {}): ServerConfig {
     retentionDays: process.env.MOSAIC_RETENTION_DAYS ? positiveEnv("MOSAIC_RETENTION_DAYS", 1) : undefined,
     graphiql: graphiqlEnv(),
     trustProxy: ["1", "true", "yes"].includes((process.env.MOSAIC_TRUST_PROXY ?? "").toLowerCase()),
+    publicUrl: publicUrl(process.env.MOSAIC_PUBLIC_URL),
     corsOrigins: (process.env.MOSAIC_CORS_ORIGINS ?? "").split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean),
     access: {
       auth: authMode(),

@@ -259,6 +259,16 @@ test("X-Forwarded-* headers are ignored unless the proxy is trusted, and checked
   } finally {
     await behind.close();
   }
+  // MOSAIC_PUBLIC_URL: the operator names the address; neither Host nor X-Forwarded-Host moves it.
+  const fixed = await startTestApp(db.url, "api", { trustProxy: true, publicUrl: "https://pics.example.com/mosaic" });
+  try {
+    for (const headers of [{}, { host: "evil.example" }, { "x-forwarded-host": "evil.example", "x-forwarded-proto": "http" }] as Record<string, string>[]) {
+      const url = await urlWith(fixed, headers);
+      assert.ok(url.startsWith("https://pics.example.com/mosaic/images/"), `${JSON.stringify(headers)}: ${url}`);
+    }
+  } finally {
+    await fixed.close();
+  }
 });
 
 test("MOSAIC_GRAPHIQL off: no GraphiQL page and no introspection; the API still works", async () => {

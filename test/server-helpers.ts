@@ -69,6 +69,7 @@ export interface TestAppOptions {
   batchImages?: number;
   corsOrigins?: string[];
   trustProxy?: boolean;
+  publicUrl?: string;
   graphiql?: boolean;
   retentionDays?: number;
   access?: AccessSettings;
@@ -84,7 +85,7 @@ export const UNLIMITED_ACCESS: AccessSettings = { ...DEFAULT_ACCESS, quotas: { a
 const UNLIMITED_ENV = { MOSAIC_QUOTA_ACTIVE: "1000000", MOSAIC_QUOTA_IMAGES_PER_HOUR: "1000000000", MOSAIC_QUEUE_LIMIT: "1000000" };
 
 export function startTestApp(url: string, role: Role, o: TestAppOptions = {}): Promise<App> {
-  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, graphiql: o.graphiql, retentionDays: o.retentionDays, access: o.access ?? UNLIMITED_ACCESS });
+  return startApp({ role, port: 0, databaseUrl: url, dataDir: "unused", embeddedPort: 0, modelFolder: MODEL_DIR, provider: "cpu", log: o.log ?? (() => {}), queue: o.queue, batchImages: o.batchImages, corsOrigins: o.corsOrigins, trustProxy: o.trustProxy, publicUrl: o.publicUrl, graphiql: o.graphiql, retentionDays: o.retentionDays, access: o.access ?? UNLIMITED_ACCESS });
 }
 
 /** The row id inside a Relay global id. */

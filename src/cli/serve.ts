@@ -40,7 +40,7 @@ async function runUntilSignal(role: Role, argv: string[]): Promise<void> {
   log = logTo(createLogger({ base: { role } }));
   const app = await startApp({
     role, port: config.port, databaseUrl: config.databaseUrl, dataDir: config.dataDir, embeddedPort: config.embeddedPort, batchImages: config.batchImages, queue: config.queue,
-    metricsPort: config.metricsPort, host: config.host, corsOrigins: config.corsOrigins, trustProxy: config.trustProxy, graphiql: config.graphiql, retentionDays: config.retentionDays, access: config.access, modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
+    metricsPort: config.metricsPort, host: config.host, corsOrigins: config.corsOrigins, trustProxy: config.trustProxy, publicUrl: config.publicUrl, graphiql: config.graphiql, retentionDays: config.retentionDays, access: config.access, modelFolder: modelFolder(values.model), provider: parseProvider(values.provider), log,
   });
   log(`mosaic: ${role === "worker" ? "worker" : `role ${role}`} started; database: ${app.db.embedded ? `embedded, data in ${app.db.embedded.dataDir}` : "DATABASE_URL"}`, { event: "started" });
   if (app.engine) {

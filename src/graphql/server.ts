@@ -181,6 +181,8 @@ export interface HttpOptions {
   corsOrigins?: string[];
   /** Believe X-Forwarded-Host/-Proto (MOSAIC_TRUST_PROXY). */
   trustProxy?: boolean;
+  /** Build image URLs on this address, not on what the request says (MOSAIC_PUBLIC_URL). */
+  publicUrl?: string;
   /** Serve GraphiQL and answer introspection (MOSAIC_GRAPHIQL; default on). */
   graphiql?: boolean;
 }
@@ -188,6 +190,8 @@ export interface HttpOptions {
 export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOptions = {}): HttpServer {
   const corsOrigins = http.corsOrigins ?? [];
   const trustProxy = http.trustProxy ?? false;
+  // With MOSAIC_PUBLIC_URL set, no header a client sends picks its links' host.
+  const origin = (headers: Record<string, string | string[] | undefined>) => http.publicUrl ?? originOf(headers, trustProxy);
   const graphiql = http.graphiql ?? true;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
@@ -198,7 +202,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
     // graphql-ws requests have no fetch Request here; their context is completed in onSubscribe below.
     // A key that is sent must be valid, and MOSAIC_AUTH=required needs one: UNAUTHENTICATED (401) otherwise.
     context: async ({ request, req }: { request?: Request; req?: IncomingMessage }) => ({
-      ...app, origin: request ? originOf(Object.fromEntries(request.headers), trustProxy) : "", signal: request?.signal,
+      ...app, origin: request ? origin(Object.fromEntries(request.headers)) : "", signal: request?.signal,
       log: request ? withFields(app.log, { requestId: request.headers.get("x-request-id") }) : app.log,
       loaders: createLoaders(app.prisma),
       viewer: request ? await viewerOf(app.access.keys, app.access.auth, request.headers.get("authorization") ?? undefined, clientAddress(req, trustProxy)) : ANONYMOUS,
@@ -341,7 +345,7 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
           document,
           variableValues: payload.variables,
           contextValue: {
-            ...(await contextFactory()), ...app, origin: originOf(ctx.extra.request.headers, trustProxy),
+            ...(await contextFactory()), ...app, origin: origin(ctx.extra.request.headers),
             log: withFields(app.log, { requestId: requestIdOf(ctx.extra.request) }), viewer: ctx.extra.viewer!, loaders: createLoaders(app.prisma),
           },
           rootValue: { execute, subscribe },
