@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import pg from "pg";
 import WebSocket from "ws";
 import type { App } from "../src/app.ts";
 import { startEmbedded, type EmbeddedDatabase } from "../src/db/embedded.ts";
@@ -344,6 +345,40 @@ test("stopping an API closes graphql-ws sockets with 1001 (going away), so stand
   await first;
   api.child.kill("SIGTERM");
   assert.equal(await closed, 1001);
+});
+
+test("notifications: a claim's is marked with its worker, and a completion's is sent at the commit that makes the row COMPLETED", async () => {
+  const app = await startTestApp(db.url, "all");
+  const listener = new pg.Client({ connectionString: db.url });
+  await listener.connect();
+  const seen: { event: Record<string, unknown>; status: string; images: number }[] = [];
+  let reads = Promise.resolve();
+  try {
+    await listener.query("LISTEN mosaic_events");
+    listener.on("notification", (msg) => {
+      const event = JSON.parse(msg.payload!) as Record<string, unknown>;
+      if (event.kind !== "generation" || event.progress) return;
+      // What a subscriber told by it would read at once.
+      reads = reads.then(async () => {
+        const [r] = await sql(db.url, `SELECT status::text, (SELECT count(*)::int FROM "Image" WHERE "generationId" = $1) AS images FROM "Generation" WHERE id = $1`, [event.id]);
+        seen.push({ event, status: r!.status as string, images: r!.images as number });
+      });
+    });
+    const g = await create(app, { prompt: "a big red circle in the centre, blue background", seed: 11, previewInterval: 0 });
+    assert.equal((await eventsOverSse(app, g.id)).pop().__typename, "Completed");
+    const id = uuidOf(g.id);
+    await waitFor("the completion's notification", async () => seen.some((s) => s.event.id === id && s.status === "COMPLETED"));
+    await reads;
+    const mine = seen.filter((s) => s.event.id === id);
+    const workerId = (await row(db.url, id)).workerId as string;
+    assert.ok(mine.some((s) => s.event.by === workerId && s.status !== "QUEUED"), `the claim's, marked with its worker: ${JSON.stringify(mine)}`);
+    const done = mine.filter((s) => s.event.by === undefined);
+    assert.equal(done.length, 1, `one unmarked notification, the completion's: ${JSON.stringify(mine)}`);
+    assert.deepEqual([done[0]!.status, done[0]!.images], ["COMPLETED", 1], "read when told: already COMPLETED, with its image");
+  } finally {
+    await listener.end();
+    await app.close();
+  }
 });
 
 test("a worker claims only generations of the model it serves; models says who serves what", async () => {

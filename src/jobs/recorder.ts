@@ -15,7 +15,7 @@ import { encodeFrame } from "../images/encode.ts";
 import type { LogFn } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { packCodes } from "./codes.ts";
-import { publish } from "./events.ts";
+import { CHANNEL, publish } from "./events.ts";
 import { LostJob, type Job } from "./job.ts";
 import { ProgressWriter } from "./progress-writer.ts";
 import { dropOldPreviews } from "./queue.ts";
@@ -91,11 +91,15 @@ export class Recorder {
       })));
       const codes = packCodes(ev.images.map((i) => i.codes));
       // Creation to finish, both stamped by the database (now()), whichever worker started it.
+      // The notification is sent in the same transaction: PostgreSQL delivers it at the commit, so a
+      // listener never reads the row before it is COMPLETED, and there is no round trip of its own.
       const totalMs = await this.retrying("storing the images", id, () => this.prisma.$transaction(async (tx) => {
         const done = await tx.$queryRaw<{ totalMs: number }[]>`
-          UPDATE "Generation" SET status = 'COMPLETED', "tokensDone" = ${job.row.tokensTotal}, "finishedAt" = now(), codes = ${codes}
-          WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'
-          RETURNING (EXTRACT(EPOCH FROM "finishedAt" - "createdAt") * 1000)::float AS "totalMs"`;
+          WITH done AS (
+            UPDATE "Generation" SET status = 'COMPLETED', "tokensDone" = ${job.row.tokensTotal}, "finishedAt" = now(), codes = ${codes}
+            WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'
+            RETURNING id, (EXTRACT(EPOCH FROM "finishedAt" - "createdAt") * 1000)::float AS "totalMs")
+          SELECT "totalMs", pg_notify(${CHANNEL}, json_build_object('kind', 'generation', 'id', id)::text)::text AS sent FROM done`;
         if (done.length !== 1) return null;
         await tx.image.createMany({ data: images });
         // The final images supersede every preview.
@@ -113,7 +117,6 @@ export class Recorder {
         event: "completed", generationId: id, images: images.length, engineSeconds: round(ev.timings.totalMs / 1000), runSeconds: round(runMs / 1000),
         queueWaitSeconds: seconds(job.queueWaitMs), totalSeconds: round(totalMs / 1000), resumed: job.queueWaitMs === null,
       });
-      await this.retrying("notifying", id, () => publish(this.prisma, { kind: "generation", id }));
     } else if (ev.type === "cancelled") {
       const n = await this.retrying("recording the cancellation", id, () => this.endShort(id, (tx) => tx.$executeRaw`
         UPDATE "Generation" SET status = 'CANCELLED', "finishedAt" = now()

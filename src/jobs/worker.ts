@@ -97,7 +97,7 @@ export class Worker {
       }
       // A cancel, a delete or a requeue comes as a plain generation event. Progress events are this
       // worker's own writes: checking each would cost a query per job at every progress write.
-      else if (e.kind === "generation" && !e.progress && this.jobs.has(e.id)) void this.checkCancel(e.id);
+      else if (e.kind === "generation" && !e.progress && e.by !== this.id && this.jobs.has(e.id)) void this.checkCancel(e.id);
     });
     await workerHeartbeat(this.prisma, this.id, this.modelName, null, this.batchImages);
     // Jobs left RUNNING by a process that died are put back (or failed, if lost too often) first.
