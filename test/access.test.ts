@@ -313,12 +313,14 @@ test("GraphiQL and introspection are off by default when keys are required; MOSA
       assert.throws(() => serverConfig(), /MOSAIC_URL_TTL_SECONDS must be a whole number from 1 to 31536000/, ttl);
     }
     process.env.MOSAIC_URL_TTL_SECONDS = "86400";
-    for (const bad of ["mosaic.example.com", "ftp://mosaic.example.com", "https://user:pw@mosaic.example.com", "https://mosaic.example.com/?a=1", "https://mosaic.example.com/#x"]) {
+    for (const bad of ["mosaic.example.com", "ftp://mosaic.example.com", "https://user:pw@mosaic.example.com", "https://mosaic.example.com/?a=1", "https://mosaic.example.com/#x", "https://h?", "https://h#", "https://[::1"]) {
       process.env.MOSAIC_PUBLIC_URL = bad;
       assert.throws(() => serverConfig(), /MOSAIC_PUBLIC_URL must be an http:\/\/ or https:\/\/ address/, bad);
     }
     process.env.MOSAIC_PUBLIC_URL = "https://Mosaic.example.com:8443/pics/";
     assert.equal(serverConfig().publicUrl, "https://mosaic.example.com:8443/pics");
+    process.env.MOSAIC_PUBLIC_URL = "http://[::1]:8080";
+    assert.equal(serverConfig().publicUrl, "http://[::1]:8080");
     delete process.env.MOSAIC_PUBLIC_URL;
     assert.equal(serverConfig().publicUrl, undefined);
     assert.equal(serverConfig().access.urlTtlSeconds, 86_400);

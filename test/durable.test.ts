@@ -371,10 +371,11 @@ test("notifications: a claim's is marked with its worker, and a completion's is 
     await reads;
     const mine = seen.filter((s) => s.event.id === id);
     const workerId = (await row(db.url, id)).workerId as string;
-    assert.ok(mine.some((s) => s.event.by === workerId && s.status !== "QUEUED"), `the claim's, marked with its worker: ${JSON.stringify(mine)}`);
-    const done = mine.filter((s) => s.event.by === undefined);
-    assert.equal(done.length, 1, `one unmarked notification, the completion's: ${JSON.stringify(mine)}`);
-    assert.deepEqual([done[0]!.status, done[0]!.images], ["COMPLETED", 1], "read when told: already COMPLETED, with its image");
+    // Two, in commit order: the claim's and the completion's, both marked with the worker that wrote them.
+    assert.equal(mine.length, 2, `the claim's and the completion's: ${JSON.stringify(mine)}`);
+    assert.ok(mine.every((s) => s.event.by === workerId), `marked with its worker: ${JSON.stringify(mine)}`);
+    const done = mine[1]!;
+    assert.deepEqual([done.status, done.images], ["COMPLETED", 1], "read when told: already COMPLETED, with its image");
   } finally {
     await listener.end();
     await app.close();

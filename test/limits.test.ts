@@ -260,7 +260,7 @@ test("X-Forwarded-* headers are ignored unless the proxy is trusted, and checked
     await behind.close();
   }
   // MOSAIC_PUBLIC_URL: the operator names the address; neither Host nor X-Forwarded-Host moves it.
-  const fixed = await startTestApp(db.url, "api", { trustProxy: true, publicUrl: "https://pics.example.com/mosaic" });
+  const fixed = await startTestApp(db.url, "api", { trustProxy: true, publicUrl: "https://pics.example.com/mosaic/" }); // a trailing slash, as code may pass it
   try {
     for (const headers of [{}, { host: "evil.example" }, { "x-forwarded-host": "evil.example", "x-forwarded-proto": "http" }] as Record<string, string>[]) {
       const url = await urlWith(fixed, headers);

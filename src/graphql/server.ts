@@ -191,7 +191,9 @@ export function createHttpServer(app: AppContext, ops: OpsTarget, http: HttpOpti
   const corsOrigins = http.corsOrigins ?? [];
   const trustProxy = http.trustProxy ?? false;
   // With MOSAIC_PUBLIC_URL set, no header a client sends picks its links' host.
-  const origin = (headers: Record<string, string | string[] | undefined>) => http.publicUrl ?? originOf(headers, trustProxy);
+  // Image paths are appended to it: a trailing slash (as code may pass it; config.ts strips the env's) would give "//images".
+  const publicUrl = http.publicUrl?.replace(/\/+$/, "");
+  const origin = (headers: Record<string, string | string[] | undefined>) => publicUrl ?? originOf(headers, trustProxy);
   const graphiql = http.graphiql ?? true;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,

@@ -12,7 +12,7 @@ export type BusEvent =
   /**
    * A generation's row changed: status, progress or a cancel request. `progress`: only its progress
    * (tokens, codes, previews), written by the worker that runs it, which has nothing to check then.
-   * `by`: the worker that wrote the change (its claim), which need not re-read the row for it.
+   * `by`: the worker that wrote the change (its claim or completion), which need not re-read the row for it.
    */
   | { kind: "generation"; id: string; progress?: true; by?: string }
   /** The queue changed (a job was added, claimed or left): positions move, workers wake. */

@@ -93,13 +93,14 @@ export class Recorder {
       // Creation to finish, both stamped by the database (now()), whichever worker started it.
       // The notification is sent in the same transaction: PostgreSQL delivers it at the commit, so a
       // listener never reads the row before it is COMPLETED, and there is no round trip of its own.
+      // Marked 'by' this worker, which has nothing to check on it (no re-read, no cancel of a finished job).
       const totalMs = await this.retrying("storing the images", id, () => this.prisma.$transaction(async (tx) => {
         const done = await tx.$queryRaw<{ totalMs: number }[]>`
           WITH done AS (
             UPDATE "Generation" SET status = 'COMPLETED', "tokensDone" = ${job.row.tokensTotal}, "finishedAt" = now(), codes = ${codes}
             WHERE id = ${id}::uuid AND "workerId" = ${this.workerId} AND status = 'RUNNING'
             RETURNING id, (EXTRACT(EPOCH FROM "finishedAt" - "createdAt") * 1000)::float AS "totalMs")
-          SELECT "totalMs", pg_notify(${CHANNEL}, json_build_object('kind', 'generation', 'id', id)::text)::text AS sent FROM done`;
+          SELECT "totalMs", pg_notify(${CHANNEL}, json_build_object('kind', 'generation', 'id', id, 'by', ${this.workerId}::text)::text)::text AS sent FROM done`;
         if (done.length !== 1) return null;
         await tx.image.createMany({ data: images });
         // The final images supersede every preview.
