@@ -54,7 +54,13 @@ test("full flow over HTTP + SSE: create, events in order, images fetchable by UR
   });
   checkOrder(events);
   const previewSteps = events.filter((e) => e.__typename === "Progress" && e.previews.length).map((e) => e.previews[0].tokensDone);
-  assert.deepEqual(previewSteps, shape.previewSteps(64), "every preview reaches the client once, in order");
+  // Previews are written with the progress, at most every 100 ms, and a newer one replaces one not yet
+  // written (src/jobs/progress-writer.ts): on a fast machine two preview points fall in one write. What
+  // a client is promised is order, each preview at most once, and the last one.
+  const due = shape.previewSteps(64);
+  assert.ok(previewSteps.every((t: number) => due.includes(t)), `previews at preview points only: ${previewSteps}`);
+  assert.deepEqual(previewSteps, [...new Set(previewSteps)].sort((a, b) => a - b), "each preview once, in order");
+  assert.equal(previewSteps[previewSteps.length - 1], due[due.length - 1], "the last preview always reaches the client");
   const done = events[events.length - 1].generation;
   assert.equal(done.status, "COMPLETED");
   assert.deepEqual(done.images.map((i: Json) => i.seed), [11, 12]);
